@@ -1,0 +1,147 @@
+//! The narrow seam between the worker and Step Functions.
+//!
+//! Everything the worker asks of AWS goes through [`SfnApi`]: the real SDK in
+//! production ([`SdkSfn`]), an in-process fake in unit tests (feature
+//! `test-util`: `fake::FakeSfn`). Errors arrive already classified, so retry
+//! decisions live in one place ([`ApiErrorKind`]).
+
+mod sdk;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
+
+use async_trait::async_trait;
+
+pub use sdk::{SdkSfn, load_sdk_config};
+
+/// A task handed out by `GetActivityTask`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ActivityTask {
+    /// The task token (a credential: never log it, log its fingerprint).
+    pub token: String,
+    /// The task's input, JSON text.
+    pub input: String,
+}
+
+impl std::fmt::Debug for ActivityTask {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ActivityTask")
+            .field("token", &crate::fingerprint(&self.token))
+            .field("input_bytes", &self.input.len())
+            .finish()
+    }
+}
+
+/// The Step Functions calls a worker makes.
+#[async_trait]
+pub trait SfnApi: Send + Sync + 'static {
+    /// One long poll. `Ok(None)` when the service had no task (after up to 60 s).
+    /// Implementations must not retry this call after it was sent: a retried
+    /// poll can lose the task the first one was assigned.
+    async fn get_activity_task(
+        &self,
+        activity_arn: &str,
+        worker_name: &str,
+    ) -> Result<Option<ActivityTask>, ApiError>;
+    /// `SendTaskSuccess`.
+    async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError>;
+    /// `SendTaskFailure`.
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), ApiError>;
+    /// `SendTaskHeartbeat`.
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError>;
+    /// `DescribeActivity`: does the activity exist? Used once at start-up.
+    async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError>;
+}
+
+/// How the worker should treat a failed call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiErrorKind {
+    /// `TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`: the task is over
+    /// (timed out, stopped, or already completed). Stop working on it.
+    TaskGone,
+    /// Throttled: retry with backoff, and let reports go before heartbeats.
+    Throttled,
+    /// Network error, timeout, 5xx: retry with backoff.
+    Transient,
+    /// `ActivityDoesNotExist`.
+    ActivityDoesNotExist,
+    /// Any other refusal (access denied, validation, ...): retrying will not help.
+    Rejected,
+}
+
+/// A failed Step Functions call, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct ApiError {
+    /// What the worker should do about it.
+    pub kind: ApiErrorKind,
+    /// The AWS error code (`ThrottlingException`), or for errors that never
+    /// reached the service: `Timeout`, `DispatchFailure`, `ResponseError`.
+    pub code: String,
+    /// Details, for logs.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of the given kind and code.
+    pub fn new(kind: ApiErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ApiErrorKind::Throttled | ApiErrorKind::Transient)
+    }
+
+    /// The kind a service error code and HTTP status stand for.
+    pub fn kind_for(code: &str, http_status: u16) -> ApiErrorKind {
+        match code {
+            "TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken" => ApiErrorKind::TaskGone,
+            "ThrottlingException"
+            | "Throttling"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "ProvisionedThroughputExceededException" => ApiErrorKind::Throttled,
+            "ActivityDoesNotExist" => ApiErrorKind::ActivityDoesNotExist,
+            "ServiceUnavailable"
+            | "InternalFailure"
+            | "InternalServerError"
+            | "ServiceException" => ApiErrorKind::Transient,
+            _ if http_status == 429 => ApiErrorKind::Throttled,
+            _ if http_status >= 500 => ApiErrorKind::Transient,
+            _ => ApiErrorKind::Rejected,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_codes() {
+        use ApiErrorKind::*;
+        for (code, status, kind) in [
+            ("TaskTimedOut", 400, TaskGone),
+            ("TaskDoesNotExist", 400, TaskGone),
+            ("InvalidToken", 400, TaskGone),
+            ("ThrottlingException", 400, Throttled),
+            ("Whatever", 429, Throttled),
+            ("Whatever", 503, Transient),
+            ("ActivityDoesNotExist", 400, ActivityDoesNotExist),
+            ("AccessDeniedException", 400, Rejected),
+        ] {
+            assert_eq!(ApiError::kind_for(code, status), kind, "{code} {status}");
+        }
+    }
+}

@@ -1,0 +1,186 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::retry::RetryConfig;
+use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+use super::{ActivityTask, ApiError, ApiErrorKind, SfnApi};
+use crate::config::AwsConfig;
+
+/// Connecting should be quick; a slow connect is a network problem to retry.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One `SendTask*` or `DescribeActivity` attempt.
+const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Load the AWS configuration: the standard chain (environment, profile, web
+/// identity / IRSA, ECS task role, IMDS; `AWS_ENDPOINT_URL`), with the
+/// `[aws]` section's overrides on top.
+pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(region) = &aws.region {
+        loader = loader.region(Region::new(region.clone()));
+    }
+    if let Some(endpoint) = &aws.endpoint_url {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(profile) = &aws.profile {
+        loader = loader.profile_name(profile);
+    }
+    loader.load().await
+}
+
+/// [`SfnApi`] over the AWS SDK.
+///
+/// SDK retries are off for every call: the worker retries itself, knowing
+/// which errors are worth it, and `GetActivityTask` must never be re-sent
+/// after it reached the service (a re-sent poll can orphan the task the first
+/// one was given). The poll gets its own client with a timeout above the 60 s
+/// the service may hold it: the SDK has no default operation timeout.
+#[derive(Debug, Clone)]
+pub struct SdkSfn {
+    poll: aws_sdk_sfn::Client,
+    calls: aws_sdk_sfn::Client,
+}
+
+impl SdkSfn {
+    /// Clients from a loaded configuration; `poll_timeout` must be at least 65 s.
+    pub fn new(sdk: &SdkConfig, poll_timeout: Duration) -> Self {
+        let client = |timeout: Duration| {
+            let conf = aws_sdk_sfn::config::Builder::from(sdk)
+                .retry_config(RetryConfig::disabled())
+                .timeout_config(
+                    TimeoutConfig::builder()
+                        .connect_timeout(CONNECT_TIMEOUT)
+                        .operation_timeout(timeout)
+                        .operation_attempt_timeout(timeout)
+                        .build(),
+                )
+                // A long poll legitimately sends nothing for 60 s.
+                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                .build();
+            aws_sdk_sfn::Client::from_conf(conf)
+        };
+        Self {
+            poll: client(poll_timeout),
+            calls: client(CALL_TIMEOUT),
+        }
+    }
+}
+
+fn classify<E>(err: SdkError<E, HttpResponse>) -> ApiError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    match &err {
+        SdkError::ServiceError(ctx) => {
+            let status = ctx.raw().status().as_u16();
+            let code = ctx.err().code().unwrap_or("Unknown").to_owned();
+            let message = ctx.err().message().unwrap_or_default().to_owned();
+            ApiError::new(ApiError::kind_for(&code, status), code, message)
+        }
+        SdkError::TimeoutError(_) => ApiError::new(
+            ApiErrorKind::Transient,
+            "Timeout",
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::DispatchFailure(_) => ApiError::new(
+            ApiErrorKind::Transient,
+            "DispatchFailure",
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::ResponseError(_) => ApiError::new(
+            ApiErrorKind::Transient,
+            "ResponseError",
+            DisplayErrorContext(&err).to_string(),
+        ),
+        SdkError::ConstructionFailure(_) => ApiError::new(
+            ApiErrorKind::Rejected,
+            "ConstructionFailure",
+            DisplayErrorContext(&err).to_string(),
+        ),
+        _ => ApiError::new(
+            ApiErrorKind::Transient,
+            "Unknown",
+            DisplayErrorContext(&err).to_string(),
+        ),
+    }
+}
+
+#[async_trait]
+impl SfnApi for SdkSfn {
+    async fn get_activity_task(
+        &self,
+        activity_arn: &str,
+        worker_name: &str,
+    ) -> Result<Option<ActivityTask>, ApiError> {
+        let out = self
+            .poll
+            .get_activity_task()
+            .activity_arn(activity_arn)
+            .worker_name(worker_name)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(match out.task_token {
+            Some(token) if !token.is_empty() => Some(ActivityTask {
+                token,
+                // The service always sends JSON input; an emulator may not.
+                input: out.input.unwrap_or_else(|| "{}".to_owned()),
+            }),
+            _ => None,
+        })
+    }
+
+    async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
+        self.calls
+            .send_task_success()
+            .task_token(token)
+            .output(output)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), ApiError> {
+        self.calls
+            .send_task_failure()
+            .task_token(token)
+            .error(error)
+            .cause(cause)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError> {
+        self.calls
+            .send_task_heartbeat()
+            .task_token(token)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError> {
+        self.calls
+            .describe_activity()
+            .activity_arn(activity_arn)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+}

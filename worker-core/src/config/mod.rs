@@ -1,0 +1,171 @@
+//! The worker's configuration, as data.
+//!
+//! These types only describe and validate; reading files and environment
+//! variables is the binary's job. Field names carry their units (`_secs`),
+//! unknown fields are rejected, and limits that must be positive are
+//! `NonZero*` so that a zero is refused by the parser with the field's name.
+
+mod arn;
+mod plan;
+
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+
+use serde::{Deserialize, Serialize};
+
+pub use arn::ActivityArn;
+pub use plan::{ActivityPlan, Plan};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// How to reach AWS.
+    #[serde(default)]
+    pub aws: AwsConfig,
+    /// Process-wide settings.
+    #[serde(default)]
+    pub worker: WorkerConfig,
+    /// One entry per activity served (`[[activity]]`).
+    #[serde(default, rename = "activity")]
+    pub activities: Vec<ActivityBinding>,
+}
+
+/// `[aws]`: overrides for the standard AWS configuration chain.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AwsConfig {
+    /// Region; default: the standard chain (`AWS_REGION`, profile, IMDS).
+    pub region: Option<String>,
+    /// Endpoint for every service, for LocalStack; default: `AWS_ENDPOINT_URL`
+    /// or the real AWS endpoints.
+    pub endpoint_url: Option<String>,
+    /// Named profile; default: `AWS_PROFILE` or `default`.
+    pub profile: Option<String>,
+}
+
+/// `[worker]`: process-wide settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    /// Tasks running at once across all bindings (and polls in flight, which
+    /// each hold a slot). Default 256.
+    #[serde(default = "defaults::max_concurrency")]
+    pub max_concurrency: NonZeroUsize,
+    /// After SIGTERM, how long running tasks may go on before their contexts
+    /// are cancelled. Default 30.
+    #[serde(default = "defaults::shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// After a context is cancelled (shutdown, timeout, closed task), how long
+    /// the handler has to return before it is abandoned. Default 5.
+    #[serde(default = "defaults::cancel_grace_secs")]
+    pub cancel_grace_secs: u64,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served. Default
+    /// `127.0.0.1:9464`; use `0.0.0.0:9464` in a container.
+    #[serde(default = "defaults::metrics_addr")]
+    pub metrics_addr: SocketAddr,
+    /// Process-wide limit on `SendTask*` calls per second. Default: none.
+    pub send_task_rate_per_sec: Option<NonZeroU32>,
+    /// `workerName` sent with `GetActivityTask`. Default: host name + pid.
+    pub worker_name: Option<String>,
+    /// Client-side timeout of one `GetActivityTask`, at least 65 (the service
+    /// holds a poll up to 60 s). Default 70.
+    #[serde(default = "defaults::poll_timeout_secs")]
+    pub poll_timeout_secs: u64,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: defaults::max_concurrency(),
+            shutdown_grace_secs: defaults::shutdown_grace_secs(),
+            cancel_grace_secs: defaults::cancel_grace_secs(),
+            metrics_addr: defaults::metrics_addr(),
+            send_task_rate_per_sec: None,
+            worker_name: None,
+            poll_timeout_secs: defaults::poll_timeout_secs(),
+        }
+    }
+}
+
+/// `[[activity]]`: one activity served by one handler.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityBinding {
+    /// Name in logs and metrics. Default: the last part of the ARN.
+    pub name: Option<String>,
+    /// The activity's ARN.
+    pub arn: ActivityArn,
+    /// The handler kind (`sfn-worker handlers` lists them).
+    pub handler: String,
+    /// Long polls kept open at once. Default 2; at most `concurrency`.
+    #[serde(default = "defaults::pollers")]
+    pub pollers: NonZeroUsize,
+    /// Tasks of this activity running at once. Default 16.
+    #[serde(default = "defaults::concurrency")]
+    pub concurrency: NonZeroUsize,
+    /// Heartbeat interval; keep it well under the state's `HeartbeatSeconds`.
+    /// 0 sends no timer heartbeats. Default 20.
+    #[serde(default = "defaults::heartbeat_secs")]
+    pub heartbeat_secs: u64,
+    /// Cancel the handler and fail with `Worker.HandlerTimeout` after this
+    /// long. Default: no limit (the state's `TimeoutSeconds` still applies).
+    pub timeout_secs: Option<std::num::NonZeroU64>,
+    /// The handler kind's parameters (`[activity.params]`).
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+impl ActivityBinding {
+    /// The binding's name: `name`, or the ARN's last part.
+    pub fn resolved_name(&self) -> &str {
+        self.name.as_deref().unwrap_or_else(|| self.arn.name())
+    }
+}
+
+mod defaults {
+    use super::*;
+    pub fn max_concurrency() -> NonZeroUsize {
+        NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn shutdown_grace_secs() -> u64 {
+        30
+    }
+    pub fn cancel_grace_secs() -> u64 {
+        5
+    }
+    pub fn metrics_addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 9464))
+    }
+    pub fn poll_timeout_secs() -> u64 {
+        70
+    }
+    pub fn pollers() -> NonZeroUsize {
+        NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn concurrency() -> NonZeroUsize {
+        NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
+    }
+    pub fn heartbeat_secs() -> u64 {
+        20
+    }
+}
+
+/// A configuration that parsed but does not make sense: which field, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct ConfigError {
+    /// The field, as a path: `activity[1].pollers`.
+    pub field: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! The error names the worker itself reports with `SendTaskFailure`.
+//!
+//! They are a contract: a state machine's `Retry` and `Catch` match on them.
+//! Handlers choose their own names for their own failures.
+
+/// The task input does not deserialize into the handler's input type; the
+/// handler was not called. Retrying will not help: fix the producer.
+pub const INVALID_INPUT: &str = "Worker.InvalidInput";
+/// The handler's output could not be serialized to JSON.
+pub const INVALID_OUTPUT: &str = "Worker.InvalidOutput";
+/// The handler panicked. The worker kept running; the task failed.
+pub const HANDLER_PANICKED: &str = "Worker.HandlerPanicked";
+/// The handler's output was larger than Step Functions accepts (262,144 bytes).
+pub const OUTPUT_TOO_LARGE: &str = "Worker.OutputTooLarge";
+/// The handler ran past its binding's `timeout_secs`; it was cancelled.
+pub const HANDLER_TIMEOUT: &str = "Worker.HandlerTimeout";
+/// The worker was shutting down and the task could not finish here. Safe to
+/// `Retry`: another worker will take it.
+pub const SHUTTING_DOWN: &str = "Worker.ShuttingDown";
+/// Step Functions rejected the handler's output (for example as invalid JSON);
+/// the worker reported this failure instead so the execution does not hang.
+pub const OUTPUT_REJECTED: &str = "Worker.OutputRejected";
+
+/// Every name above, for documentation and `sfn-worker handlers`.
+pub const ALL: &[&str] = &[
+    INVALID_INPUT,
+    INVALID_OUTPUT,
+    HANDLER_PANICKED,
+    OUTPUT_TOO_LARGE,
+    HANDLER_TIMEOUT,
+    SHUTTING_DOWN,
+    OUTPUT_REJECTED,
+];
+
+/// The largest `output` that `SendTaskSuccess` accepts, in bytes of UTF-8.
+pub const MAX_OUTPUT_BYTES: usize = 262_144;

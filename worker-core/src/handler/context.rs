@@ -1,0 +1,200 @@
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Where a task came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TaskSource {
+    /// A Step Functions activity, by ARN.
+    Activity {
+        /// The activity's ARN.
+        arn: Arc<str>,
+    },
+    /// Run locally (`sfn-worker invoke`, tests): no Step Functions behind it.
+    Local,
+}
+
+impl TaskSource {
+    /// The source kind as used in metric labels and logs: `activity`, `local`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TaskSource::Activity { .. } => "activity",
+            TaskSource::Local => "local",
+        }
+    }
+}
+
+/// Why a task's context was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CancelReason {
+    /// Step Functions says the task is over (`TaskTimedOut`, `TaskDoesNotExist`
+    /// or `InvalidToken`: timed out, stopped, or already completed). Nothing
+    /// will be reported for it.
+    TaskClosed,
+    /// The binding's `timeout_secs` ran out; `Worker.HandlerTimeout` follows.
+    Timeout,
+    /// The worker is shutting down and the grace period ran out.
+    Shutdown,
+    /// Cancelled by whoever runs the task locally (Ctrl-C in `invoke`).
+    Local,
+}
+
+/// What a handler knows about the task it runs, and how it talks back.
+///
+/// Cheap to clone; every clone refers to the same task.
+#[derive(Clone)]
+pub struct TaskContext {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fingerprint: String,
+    source: TaskSource,
+    binding: Arc<str>,
+    deadline: Option<Instant>,
+    cancel: CancellationToken,
+    reason: OnceLock<CancelReason>,
+    heartbeat: Notify,
+}
+
+impl std::fmt::Debug for TaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TaskContext")
+            .field("token", &self.inner.fingerprint)
+            .field("source", &self.inner.source)
+            .field("binding", &self.inner.binding)
+            .field("deadline", &self.inner.deadline)
+            .field("cancelled", &self.is_cancelled())
+            .finish()
+    }
+}
+
+impl TaskContext {
+    /// A context for a task. The worker builds these; `invoke` and tests use
+    /// [`TaskContext::local`].
+    pub fn new(
+        fingerprint: String,
+        source: TaskSource,
+        binding: Arc<str>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                fingerprint,
+                source,
+                binding,
+                deadline,
+                cancel: CancellationToken::new(),
+                reason: OnceLock::new(),
+                heartbeat: Notify::new(),
+            }),
+        }
+    }
+
+    /// A context for running a handler outside Step Functions (no token, no
+    /// deadline). Cancel it with [`TaskContext::cancel`].
+    ///
+    /// ```
+    /// let ctx = sfn_worker_core::TaskContext::local("test");
+    /// assert!(!ctx.is_cancelled());
+    /// ```
+    pub fn local(binding: &str) -> Self {
+        Self::new("local".to_owned(), TaskSource::Local, binding.into(), None)
+    }
+
+    /// A short fingerprint of the task token, safe to log. The token itself is
+    /// never given to handlers: completing the task is the worker's job.
+    pub fn token_fingerprint(&self) -> &str {
+        &self.inner.fingerprint
+    }
+
+    /// Where the task came from.
+    pub fn source(&self) -> &TaskSource {
+        &self.inner.source
+    }
+
+    /// The name of the binding (the `[[activity]]` entry) that received it.
+    pub fn binding(&self) -> &str {
+        &self.inner.binding
+    }
+
+    /// When the binding's `timeout_secs` runs out, if it has one.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.inner.deadline
+    }
+
+    /// The cancellation token of this task. Cancelled when Step Functions
+    /// closes the task, at the timeout, or when shutdown's grace runs out.
+    pub fn cancellation_token(&self) -> &CancellationToken {
+        &self.inner.cancel
+    }
+
+    /// Completes when the task is cancelled. Use it in `tokio::select!`.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// Whether the task has been cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Why the task was cancelled, once it is.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.inner.reason.get().copied()
+    }
+
+    /// Ask for a heartbeat now, for example after a slow step.
+    ///
+    /// Coalesced with the timer: many calls while one heartbeat is pending
+    /// send one, and a heartbeat sent this way resets the timer. Never blocks.
+    pub fn heartbeat(&self) {
+        self.inner.heartbeat.notify_one();
+    }
+
+    /// Cancel the task with a reason. The first reason sticks.
+    pub fn cancel(&self, reason: CancelReason) {
+        let _ = self.inner.reason.set(reason);
+        self.inner.cancel.cancel();
+    }
+
+    /// Completes when the handler asked for a heartbeat (worker side).
+    pub(crate) async fn heartbeat_requested(&self) {
+        self.inner.heartbeat.notified().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn first_cancel_reason_sticks() {
+        let ctx = TaskContext::local("b");
+        ctx.cancel(CancelReason::TaskClosed);
+        ctx.cancel(CancelReason::Shutdown);
+        assert!(ctx.is_cancelled());
+        assert_eq!(ctx.cancel_reason(), Some(CancelReason::TaskClosed));
+        ctx.cancelled().await;
+    }
+
+    #[tokio::test]
+    async fn heartbeat_requests_coalesce_into_one() {
+        let ctx = TaskContext::local("b");
+        ctx.heartbeat();
+        ctx.heartbeat();
+        ctx.heartbeat_requested().await;
+        let second = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            ctx.heartbeat_requested(),
+        );
+        assert!(
+            second.await.is_err(),
+            "three calls must coalesce into one request"
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! # sfn-worker-core
+//!
+//! The runtime of an AWS Step Functions task-token worker: it polls activities,
+//! runs each task on its registered handler with bounded concurrency, keeps the
+//! task alive with heartbeats, reports the result, and shuts down without
+//! losing a task.
+//!
+//! The pieces, one module each:
+//! - [`handler`]: what a handler is ([`Handler`], [`handler_fn`]), its
+//!   [`TaskContext`] and [`TaskError`], and the [`Registry`] of handler kinds.
+//! - [`config`]: the typed, validated configuration and the resolved [`Plan`].
+//! - [`aws`]: the narrow seam to Step Functions ([`aws::SfnApi`]), with the SDK
+//!   implementation and (feature `test-util`) an in-process fake.
+//! - `slots`, `poller`, `heartbeat`, `completion`, `runner`, `shutdown`: the
+//!   machinery, in the order a task meets it.
+//! - [`metrics`]: every metric name the worker emits.
+//!
+//! ```no_run
+//! use sfn_worker_core::{Registry, TaskContext, TaskError};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Deserialize)]
+//! struct Order { id: String, amount_cents: u64 }
+//! #[derive(Serialize)]
+//! struct Receipt { id: String, charged: bool }
+//!
+//! async fn charge(order: Order, ctx: TaskContext) -> Result<Receipt, TaskError> {
+//!     if ctx.is_cancelled() {
+//!         return Err(TaskError::new("Payments.Cancelled", "task was cancelled"));
+//!     }
+//!     Ok(Receipt { id: order.id, charged: order.amount_cents > 0 })
+//! }
+//!
+//! let mut registry = Registry::new();
+//! registry.handler("charge", charge);
+//! ```
+#![warn(missing_docs)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod aws;
+mod completion;
+pub mod config;
+pub mod error_names;
+mod fingerprint;
+pub mod handler;
+mod heartbeat;
+pub mod metrics;
+mod poller;
+mod runner;
+mod send_gate;
+pub mod shutdown;
+mod slots;
+mod worker;
+
+pub use config::{Config, ConfigError, Plan};
+pub use fingerprint::fingerprint;
+pub use handler::{
+    CancelReason, Handler, HandlerFactory, Registry, TaskContext, TaskError, TaskSource, handler_fn,
+};
+pub use shutdown::ShutdownHandle;
+pub use worker::{Health, HealthState, Worker, WorkerError};
+
+/// Re-exported so handler authors use the same cancellation type as the worker.
+pub use tokio_util::sync::CancellationToken;
+
+#[cfg(test)]
+mod tests;

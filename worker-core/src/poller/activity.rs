@@ -1,0 +1,81 @@
+//! The `GetActivityTask` loop of one poller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio_util::task::TaskTracker;
+
+use crate::aws::{ApiErrorKind, SfnApi};
+use crate::metrics;
+use crate::runner::{Binding, Env, run_task};
+use crate::slots::BindingSlots;
+
+/// What a poller needs.
+pub(crate) struct ActivityPoller {
+    pub arn: Arc<str>,
+    pub worker_name: Arc<str>,
+    pub api: Arc<dyn SfnApi>,
+    pub slots: BindingSlots,
+    pub binding: Arc<Binding>,
+    pub env: Arc<Env>,
+    pub tasks: TaskTracker,
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Poll until shutdown begins. Never returns early on errors: a poller that
+/// dies silently is a worker that serves nothing.
+pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
+    let labels = &p.binding.labels;
+    let draining = p.env.shutdown.draining();
+    let mut delays = backoff();
+    loop {
+        // Capacity first: never fetch a task that could not start at once.
+        let slot = tokio::select! {
+            biased;
+            _ = draining.cancelled() => break,
+            slot = p.slots.acquire() => slot,
+        };
+        if draining.is_cancelled() {
+            break;
+        }
+        // Not raced against shutdown on purpose: aborting a sent poll can lose
+        // the task the service assigned to it (it is never redelivered).
+        match p.api.get_activity_task(&p.arn, &p.worker_name).await {
+            Ok(Some(task)) => {
+                labels.poll("task");
+                delays = backoff();
+                p.tasks
+                    .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
+            }
+            Ok(None) => {
+                labels.poll("empty");
+                delays = backoff();
+            }
+            Err(err) => {
+                drop(slot);
+                labels.poll("error");
+                metrics::api_error("GetActivityTask", &err.code);
+                let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                if err.kind == ApiErrorKind::ActivityDoesNotExist {
+                    tracing::error!(binding = %p.binding.name, arn = %p.arn, "activity does not exist (deleted?); retrying");
+                } else {
+                    tracing::warn!(binding = %p.binding.name, code = %err.code, error = %err.message,
+                        retry_in_ms = delay.as_millis() as u64, "poll failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = draining.cancelled() => break,
+                }
+            }
+        }
+    }
+}

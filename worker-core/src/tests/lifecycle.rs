@@ -1,0 +1,320 @@
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use super::*;
+use crate::aws::fake::{FakeSfn, Op, Report};
+use crate::aws::{ApiError, ApiErrorKind};
+use crate::{CancelReason, Registry, TaskContext, TaskError};
+
+#[tokio::test(start_paused = true)]
+async fn a_slot_is_taken_before_every_poll() {
+    let fake = FakeSfn::new();
+    let gate = Arc::new(Semaphore::new(0));
+    let running = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::new();
+    let (g, n) = (gate.clone(), running.clone());
+    r.handler("h", move |_: serde_json::Value, _ctx| {
+        let (g, n) = (g.clone(), n.clone());
+        async move {
+            n.fetch_add(1, Ordering::SeqCst);
+            let _ = g.acquire().await.map(|p| p.forget());
+            Ok::<_, TaskError>(())
+        }
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"pollers": 2, "concurrency": 2}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+
+    fake.wait_until(|f| f.polls_in_flight() == 2).await;
+    fake.push_task(ARN, "t1", "{}");
+    fake.push_task(ARN, "t2", "{}");
+    while running.load(Ordering::SeqCst) < 2 {
+        settle().await;
+    }
+    // Both slots are busy: no poll may be open, however long we wait.
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(fake.polls_in_flight(), 0);
+    assert_eq!(fake.polls_started(), 2);
+    assert_eq!(fake.max_polls_in_flight(), 2);
+
+    // Freeing one slot lets exactly one poll start.
+    gate.add_permits(1);
+    fake.wait_for_reports(1).await;
+    fake.wait_until(|f| f.polls_in_flight() == 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(fake.polls_in_flight(), 1);
+
+    gate.add_permits(1);
+    fake.wait_for_reports(2).await;
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_follow_the_interval() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, _ctx| async {
+        tokio::time::sleep(Duration::from_secs(35)).await;
+        Ok::<_, TaskError>("done")
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"heartbeat_secs": 10}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.wait_until(|f| f.polls_in_flight() > 0).await;
+    let t0 = Instant::now();
+    fake.push_task(ARN, "t", "{}");
+    fake.wait_for_reports(1).await;
+    let offsets: Vec<u64> = fake
+        .heartbeats("t")
+        .iter()
+        .map(|at| (*at - t0).as_secs())
+        .collect();
+    assert_eq!(offsets, [10, 20, 30]);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn explicit_heartbeats_coalesce_with_the_timer() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        for _ in 0..5 {
+            ctx.heartbeat();
+        }
+        tokio::time::sleep(Duration::from_secs(12)).await;
+        Ok::<_, TaskError>(())
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"heartbeat_secs": 10}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.wait_until(|f| f.polls_in_flight() > 0).await;
+    let t0 = Instant::now();
+    fake.push_task(ARN, "t", "{}");
+    fake.wait_for_reports(1).await;
+    let offsets: Vec<u64> = fake
+        .heartbeats("t")
+        .iter()
+        .map(|at| (*at - t0).as_secs())
+        .collect();
+    // Five requests at 4 s make one heartbeat, which restarts the 10 s timer.
+    assert_eq!(offsets, [4, 14]);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_terminal_token_error_cancels_the_task_and_reports_nothing() {
+    for code in ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"] {
+        let fake = FakeSfn::new();
+        let seen = Arc::new(std::sync::Mutex::new(None));
+        let mut r = Registry::new();
+        let s = seen.clone();
+        r.handler("h", move |_: serde_json::Value, ctx: TaskContext| {
+            let s = s.clone();
+            async move {
+                ctx.cancelled().await;
+                *s.lock().unwrap() = Some((ctx.cancel_reason(), Instant::now()));
+                Ok::<_, TaskError>("too late")
+            }
+        });
+        let w = worker(
+            &fake,
+            r,
+            serde_json::json!({"heartbeat_secs": 5}),
+            serde_json::json!({}),
+        );
+        let (shutdown, run) = start(w);
+        fake.wait_until(|f| f.polls_in_flight() > 0).await;
+        let t0 = Instant::now();
+        fake.push_task(ARN, "t", "{}");
+        tokio::time::sleep(Duration::from_secs(7)).await;
+        fake.close_task("t", code);
+        // The next heartbeat (at 10 s) is answered with the code.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let (reason, at) = seen.lock().unwrap().expect("handler was cancelled");
+        assert_eq!(reason, Some(CancelReason::TaskClosed), "{code}");
+        assert_eq!(
+            (at - t0).as_secs(),
+            10,
+            "{code}: cancelled at the heartbeat"
+        );
+        assert_eq!(fake.heartbeats("t").len(), 1, "{code}: heartbeats stop");
+        assert!(fake.reports().is_empty(), "{code}: nothing is reported");
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_closed_task_found_at_report_time_ends_quietly() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, _ctx| async {
+        Ok::<_, TaskError>(1)
+    });
+    let w = worker(&fake, r, serde_json::json!({}), serde_json::json!({}));
+    let (shutdown, run) = start(w);
+    fake.close_task("t", "TaskTimedOut");
+    fake.push_task(ARN, "t", "{}");
+    fake.push_task(ARN, "ok", "{}");
+    fake.wait_for_reports(1).await;
+    assert_eq!(fake.reports()[0].token(), "ok");
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn output_over_the_limit_fails_with_output_too_large() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |n: usize, _ctx| async move {
+        Ok::<_, TaskError>("x".repeat(n))
+    });
+    let w = worker(&fake, r, serde_json::json!({}), serde_json::json!({}));
+    let (shutdown, run) = start(w);
+    // A JSON string of n characters is n + 2 bytes.
+    fake.push_task(ARN, "fits", &(262_144 - 2).to_string());
+    fake.wait_for_reports(1).await;
+    fake.push_task(ARN, "big", &(262_144 - 1).to_string());
+    let reports = fake.wait_for_reports(2).await;
+    assert!(matches!(&reports[0], Report::Success { output, .. } if output.len() == 262_144));
+    let (error, cause) = failure(&reports[1]);
+    assert_eq!(error, "Worker.OutputTooLarge");
+    assert!(cause.contains("262145 bytes"), "{cause}");
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_handler_fails_its_task_and_the_worker_goes_on() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |boom: bool, _ctx| async move {
+        if boom {
+            panic!("kaboom");
+        }
+        Ok::<_, TaskError>("fine")
+    });
+    let w = worker(&fake, r, serde_json::json!({}), serde_json::json!({}));
+    let (shutdown, run) = start(w);
+    fake.push_task(ARN, "p", "true");
+    fake.wait_for_reports(1).await;
+    fake.push_task(ARN, "ok", "false");
+    let reports = fake.wait_for_reports(2).await;
+    let (error, cause) = failure(&reports[0]);
+    assert_eq!(error, "Worker.HandlerPanicked");
+    assert!(cause.contains("kaboom"), "{cause}");
+    assert!(matches!(&reports[1], Report::Success { token, .. } if token == "ok"));
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_input_fails_without_calling_the_handler_and_handler_errors_pass_through() {
+    let fake = FakeSfn::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::new();
+    let c = calls.clone();
+    r.handler("h", move |n: u32, _ctx| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move { Err::<(), _>(TaskError::new("Orders.Rejected", format!("no {n}"))) }
+    });
+    let w = worker(&fake, r, serde_json::json!({}), serde_json::json!({}));
+    let (shutdown, run) = start(w);
+    fake.push_task(ARN, "bad", r#"{"not":"a number"}"#);
+    fake.wait_for_reports(1).await;
+    fake.push_task(ARN, "good", "7");
+    let reports = fake.wait_for_reports(2).await;
+    assert_eq!(failure(&reports[0]).0, "Worker.InvalidInput");
+    assert_eq!(failure(&reports[1]), ("Orders.Rejected", "no 7"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_past_its_timeout_is_cancelled_then_failed() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, ctx: TaskContext| async move {
+        ctx.cancelled().await;
+        Ok::<_, TaskError>("ignored")
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"timeout_secs": 3}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.wait_until(|f| f.polls_in_flight() > 0).await;
+    let t0 = Instant::now();
+    fake.push_task(ARN, "t", "{}");
+    let reports = fake.wait_for_reports(1).await;
+    assert_eq!(failure(&reports[0]).0, "Worker.HandlerTimeout");
+    assert_eq!(t0.elapsed().as_secs(), 3);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn poll_errors_are_retried_and_the_poller_survives() {
+    let fake = FakeSfn::new();
+    for code in ["ThrottlingException", "InternalFailure", "DispatchFailure"] {
+        let kind = if code.starts_with("Thr") {
+            ApiErrorKind::Throttled
+        } else {
+            ApiErrorKind::Transient
+        };
+        fake.fail_next(Op::Poll, ApiError::new(kind, code, "injected"));
+    }
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, _ctx| async {
+        Ok::<_, TaskError>(())
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"pollers": 1}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.push_task(ARN, "t", "{}");
+    fake.wait_for_reports(1).await;
+    // Three failed polls, the one that got the task, maybe the next one.
+    assert!(fake.polls_started() >= 4, "{}", fake.polls_started());
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_activity_stops_start_up_with_a_clear_error() {
+    let fake = FakeSfn::new();
+    fake.remove_activity(ARN);
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, _ctx| async {
+        Ok::<_, TaskError>(())
+    });
+    let w = worker(&fake, r, serde_json::json!({}), serde_json::json!({}));
+    let err = w.run().await.unwrap_err().to_string();
+    assert!(err.contains("does not exist") && err.contains(ARN), "{err}");
+}

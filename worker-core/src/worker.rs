@@ -1,0 +1,288 @@
+//! The worker: start-up checks, pollers, and the shutdown sequence.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio_util::task::TaskTracker;
+
+use crate::aws::{ApiError, ApiErrorKind, SfnApi};
+use crate::completion::Reporter;
+use crate::config::Plan;
+use crate::handler::TaskSource;
+use crate::metrics::{self, BindingLabels};
+use crate::poller::{ActivityPoller, poll_activity};
+use crate::runner::{Binding, Env};
+use crate::send_gate::SendGate;
+use crate::shutdown::ShutdownHandle;
+use crate::slots::{BindingSlots, GlobalSlots};
+
+/// After shutdown gives up on retrying reports, how long their last attempts get.
+const REPORT_GRACE: Duration = Duration::from_secs(10);
+/// On a forced shutdown, how long tasks get to send their last report.
+const FORCED_EXIT: Duration = Duration::from_secs(20);
+
+/// Why the worker could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WorkerError {
+    /// A configured activity does not exist in Step Functions.
+    #[error(
+        "activity[{index}] ({binding}): {arn} does not exist in Step Functions; create it or fix the ARN (account, region, name)"
+    )]
+    ActivityDoesNotExist {
+        /// Position in the configuration.
+        index: usize,
+        /// Binding name.
+        binding: String,
+        /// The ARN.
+        arn: String,
+    },
+    /// Step Functions could not be reached to check the configuration.
+    #[error("could not reach Step Functions to check {arn}: {source}")]
+    Unreachable {
+        /// The ARN being checked.
+        arn: String,
+        /// The last error.
+        source: ApiError,
+    },
+}
+
+/// Where the worker is in its life, for `/readyz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum HealthState {
+    /// Checking the configuration against AWS.
+    Starting = 0,
+    /// Pollers run.
+    Ready = 1,
+    /// Shutting down: no new polls.
+    Draining = 2,
+    /// Done.
+    Stopped = 3,
+}
+
+/// The worker's health, shared with the HTTP endpoints. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Health(Arc<AtomicU8>);
+
+impl Health {
+    fn new() -> Self {
+        Self(Arc::new(AtomicU8::new(HealthState::Starting as u8)))
+    }
+    fn set(&self, state: HealthState) {
+        self.0.store(state as u8, Ordering::Release);
+        metrics::ready(state == HealthState::Ready);
+    }
+    /// The current state.
+    pub fn state(&self) -> HealthState {
+        match self.0.load(Ordering::Acquire) {
+            0 => HealthState::Starting,
+            1 => HealthState::Ready,
+            2 => HealthState::Draining,
+            _ => HealthState::Stopped,
+        }
+    }
+    /// Whether `/readyz` should answer 200.
+    pub fn is_ready(&self) -> bool {
+        self.state() == HealthState::Ready
+    }
+}
+
+/// A worker serving the activities of a [`Plan`].
+pub struct Worker {
+    plan: Plan,
+    api: Arc<dyn SfnApi>,
+    shutdown: ShutdownHandle,
+    health: Health,
+    worker_name: String,
+}
+
+impl Worker {
+    /// A worker for `plan`, talking to Step Functions through `api`.
+    pub fn new(plan: Plan, api: Arc<dyn SfnApi>) -> Self {
+        let worker_name = plan
+            .config
+            .worker
+            .worker_name
+            .clone()
+            .unwrap_or_else(default_worker_name);
+        Self {
+            plan,
+            api,
+            shutdown: ShutdownHandle::default(),
+            health: Health::new(),
+            worker_name,
+        }
+    }
+
+    /// The handle that starts shutdown (wire SIGTERM/SIGINT to it).
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        self.shutdown.clone()
+    }
+
+    /// The health the `/healthz` and `/readyz` endpoints report.
+    pub fn health(&self) -> Health {
+        self.health.clone()
+    }
+
+    /// The `workerName` sent with every poll.
+    pub fn worker_name(&self) -> &str {
+        &self.worker_name
+    }
+
+    /// Check the activities exist, run until shut down, then drain.
+    /// Returns when every poll has returned and every task has ended.
+    pub async fn run(self) -> Result<(), WorkerError> {
+        let result = self.run_inner().await;
+        self.health.set(HealthState::Stopped);
+        result
+    }
+
+    async fn run_inner(&self) -> Result<(), WorkerError> {
+        self.preflight().await?;
+        let wc = &self.plan.config.worker;
+        let reporter = Reporter::new(
+            self.api.clone(),
+            SendGate::new(wc.send_task_rate_per_sec),
+            self.shutdown.giving_up().clone(),
+        );
+        let env = Arc::new(Env {
+            reporter,
+            shutdown: self.shutdown.clone(),
+            cancel_grace: Duration::from_secs(wc.cancel_grace_secs),
+        });
+        let global = GlobalSlots::new(wc.max_concurrency.get());
+        let pollers = TaskTracker::new();
+        let tasks = TaskTracker::new();
+        let worker_name: Arc<str> = self.worker_name.as_str().into();
+
+        for a in &self.plan.activities {
+            let labels = BindingLabels {
+                source: "activity",
+                binding: a.name.clone(),
+            };
+            let binding = Arc::new(Binding {
+                name: a.name.clone(),
+                kind: a.kind.clone(),
+                source: TaskSource::Activity {
+                    arn: a.arn.as_str().into(),
+                },
+                handler: a.handler.clone(),
+                heartbeat: a.heartbeat,
+                timeout: a.timeout,
+                labels: labels.clone(),
+            });
+            let poller = Arc::new(ActivityPoller {
+                arn: a.arn.as_str().into(),
+                worker_name: worker_name.clone(),
+                api: self.api.clone(),
+                slots: BindingSlots::new(a.concurrency, &global, labels),
+                binding,
+                env: env.clone(),
+                tasks: tasks.clone(),
+            });
+            for _ in 0..a.pollers {
+                pollers.spawn(poll_activity(poller.clone()));
+            }
+        }
+        pollers.close();
+        self.health.set(HealthState::Ready);
+        tracing::info!(worker_name = %self.worker_name, activities = self.plan.activities.len(), "worker ready");
+
+        self.shutdown.draining().cancelled().await;
+        self.health.set(HealthState::Draining);
+        tracing::info!(
+            polls_in_flight = pollers.len(),
+            tasks_running = tasks.len(),
+            grace_secs = wc.shutdown_grace_secs,
+            "shutting down: no new polls; waiting for polls in flight and running tasks"
+        );
+
+        let finished = async {
+            // Pollers first: a poll in flight may still hand over a task,
+            // which is spawned before its poller returns.
+            pollers.wait().await;
+            tasks.close();
+            tasks.wait().await;
+        };
+        let grace = Duration::from_secs(wc.shutdown_grace_secs);
+        let cancel_grace = Duration::from_secs(wc.cancel_grace_secs);
+        let timeline = async {
+            tokio::time::sleep(grace).await;
+            self.shutdown.cancelling().cancel();
+            tokio::time::sleep(cancel_grace).await;
+            self.shutdown.abandoning().cancel();
+            tokio::time::sleep(REPORT_GRACE).await;
+            self.shutdown.giving_up().cancel();
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            _ = finished => {}
+            _ = timeline => {}
+            _ = self.shutdown.forced().cancelled() => {
+                tracing::warn!("second signal: failing running tasks with Worker.ShuttingDown and exiting without waiting for polls");
+                tasks.close();
+                if tokio::time::timeout(FORCED_EXIT, tasks.wait()).await.is_err() {
+                    tracing::error!(tasks = tasks.len(), "tasks still reporting at forced exit");
+                }
+            }
+        }
+        tracing::info!("worker stopped");
+        Ok(())
+    }
+
+    /// Every configured activity must exist. Access denied (a policy without
+    /// `states:DescribeActivity`) is only a warning: polling will tell.
+    async fn preflight(&self) -> Result<(), WorkerError> {
+        for (index, a) in self.plan.activities.iter().enumerate() {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.api.describe_activity(a.arn.as_str()).await {
+                    Ok(()) => break,
+                    Err(e) if e.kind == ApiErrorKind::ActivityDoesNotExist => {
+                        return Err(WorkerError::ActivityDoesNotExist {
+                            index,
+                            binding: a.name.to_string(),
+                            arn: a.arn.to_string(),
+                        });
+                    }
+                    Err(e) if e.is_retryable() && attempt < 5 && !self.shutdown.is_draining() => {
+                        tracing::warn!(arn = %a.arn, code = %e.code, error = %e.message, "checking the activity failed; retrying");
+                        tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    }
+                    Err(e) if e.kind == ApiErrorKind::Rejected => {
+                        tracing::warn!(arn = %a.arn, code = %e.code, error = %e.message,
+                            "could not check that the activity exists; polling will tell");
+                        break;
+                    }
+                    Err(source) => {
+                        return Err(WorkerError::Unreachable {
+                            arn: a.arn.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn default_worker_name() -> String {
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let mut name = format!("{host}-{}", std::process::id());
+    // workerName is limited to 80 characters.
+    if name.chars().count() > 80 {
+        name = name
+            .chars()
+            .rev()
+            .take(80)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+    }
+    name
+}
