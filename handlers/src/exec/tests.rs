@@ -1,0 +1,184 @@
+use std::time::{Duration, Instant};
+
+use sfn_worker_core::{CancelReason, HandlerFactory, TaskContext};
+
+use super::*;
+
+fn exec(params: serde_json::Value) -> Arc<dyn Handler> {
+    Exec.build(serde_json::from_value(params).unwrap()).unwrap()
+}
+
+fn sh(script: &str) -> Arc<dyn Handler> {
+    exec(serde_json::json!({ "command": ["sh", "-c", script] }))
+}
+
+#[tokio::test]
+async fn stdin_is_the_input_and_stdout_json_is_the_output() {
+    let out = sh("cat")
+        .call(r#"{"a":[1,2]}"#.into(), TaskContext::local("t"))
+        .await;
+    assert_eq!(out.unwrap(), r#"{"a":[1,2]}"#);
+}
+
+#[tokio::test]
+async fn task_data_is_never_interpreted_by_a_shell() {
+    // argv is passed as is: the input reaches the program only on stdin.
+    let h = exec(serde_json::json!({ "command": ["printf", "%s", "\"$(touch /tmp/sfn-pwned)\""] }));
+    let out = h
+        .call(r#""$(rm -rf /)""#.into(), TaskContext::local("t"))
+        .await;
+    assert_eq!(out.unwrap(), r#""$(touch /tmp/sfn-pwned)""#);
+    assert!(!std::path::Path::new("/tmp/sfn-pwned").exists());
+}
+
+#[tokio::test]
+async fn exit_zero_with_non_json_stdout_is_invalid_output() {
+    let err = sh("echo hello")
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error(), "Exec.InvalidOutput");
+    assert!(err.cause().contains("hello"), "{}", err.cause());
+}
+
+#[tokio::test]
+async fn non_zero_exit_with_a_declared_error_is_that_error() {
+    let err = sh(r#"echo '{"error":"Resize.TooBig","cause":"10000px"}'; exit 3"#)
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert_eq!((err.error(), err.cause()), ("Resize.TooBig", "10000px"));
+}
+
+#[tokio::test]
+async fn non_zero_exit_otherwise_carries_the_code_and_stderr_tail() {
+    let err = sh("echo first >&2; echo 'it broke' >&2; exit 7")
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error(), "Exec.NonZeroExit");
+    assert!(
+        err.cause()
+            .starts_with("exit code 7; stderr: first\nit broke"),
+        "{}",
+        err.cause()
+    );
+}
+
+#[tokio::test]
+async fn stderr_is_bounded_to_its_tail() {
+    let err = sh("head -c 100000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1")
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert!(err.cause().len() < STDERR_TAIL_BYTES + 100);
+    assert!(err.cause().ends_with("END"));
+}
+
+#[tokio::test]
+async fn stdout_beyond_the_bound_fails_and_does_not_block_the_child() {
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "head -c 5000000 /dev/zero"],
+        "max_output_bytes": 1000
+    }));
+    let err = h
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error(), "Worker.OutputTooLarge");
+}
+
+#[tokio::test]
+async fn a_command_that_ignores_stdin_still_works_with_large_input() {
+    let input = format!("\"{}\"", "x".repeat(1_000_000));
+    let out = sh("echo 1").call(input, TaskContext::local("t")).await;
+    assert_eq!(out.unwrap(), "1");
+}
+
+#[tokio::test]
+async fn env_and_cwd_are_applied() {
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "printf '{\"v\":\"%s\",\"d\":\"%s\"}' \"$GREETING\" \"$(pwd)\""],
+        "env": {"GREETING": "hi"},
+        "cwd": "/tmp"
+    }));
+    let out = h.call("{}".into(), TaskContext::local("t")).await.unwrap();
+    assert_eq!(out, r#"{"v":"hi","d":"/tmp"}"#);
+}
+
+#[tokio::test]
+async fn a_missing_program_is_spawn_failed() {
+    let h = exec(serde_json::json!({ "command": ["/nonexistent/program"] }));
+    let err = h
+        .call("{}".into(), TaskContext::local("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.error(), "Exec.SpawnFailed");
+}
+
+#[test]
+fn empty_command_is_refused_at_build() {
+    let err = Exec
+        .build(serde_json::from_value(serde_json::json!({ "command": [] })).unwrap())
+        .err()
+        .unwrap();
+    assert!(err.contains("non-empty"), "{err}");
+}
+
+#[tokio::test]
+async fn cancellation_terminates_the_child() {
+    let ctx = TaskContext::local("t");
+    let h = sh("sleep 30");
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.cancel(CancelReason::TaskClosed);
+    });
+    let start = Instant::now();
+    let err = h.call("{}".into(), ctx).await.unwrap_err();
+    assert_eq!(err.error(), "Exec.Cancelled");
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_child_ignoring_sigterm_is_killed_after_kill_after_secs() {
+    let dir = std::env::temp_dir().join(format!("sfn-exec-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pidfile = dir.join("pid");
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "trap '' TERM; echo $$ > \"$PIDFILE\"; while :; do sleep 0.1; done"],
+        "env": {"PIDFILE": pidfile.to_str().unwrap()},
+        "kill_after_secs": 1
+    }));
+    let ctx = TaskContext::local("t");
+    let c = ctx.clone();
+    let p = pidfile.clone();
+    tokio::spawn(async move {
+        while !p.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        c.cancel(CancelReason::Shutdown);
+    });
+    let start = Instant::now();
+    let err = h.call("{}".into(), ctx).await.unwrap_err();
+    assert_eq!(err.error(), "Exec.Cancelled");
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= Duration::from_secs(1) && elapsed < Duration::from_secs(4),
+        "{elapsed:?}"
+    );
+    let pid: i32 = std::fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "child {pid} still alive"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
