@@ -1,0 +1,99 @@
+//! `sfn-worker run`: serve until SIGTERM/SIGINT, then drain.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sfn_worker_core::aws::{SdkSfn, load_sdk_config};
+use sfn_worker_core::{Registry, ShutdownHandle, Worker};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{SignalKind, signal};
+
+use crate::cli::EXIT_CONFIG;
+use crate::config_file::load_plan;
+use crate::{http, telemetry};
+
+pub(crate) fn run(path: &Path, registry: Registry) -> ExitCode {
+    let plan = match load_plan(path, &registry) {
+        Ok(plan) => plan,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match super::runtime() {
+        Ok(rt) => rt,
+        Err(msg) => {
+            eprintln!("error: {msg}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(path, plan)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            tracing::error!("{msg}");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(path: &Path, plan: sfn_worker_core::Plan) -> Result<(), String> {
+    let metrics = telemetry::install_metrics()?;
+    let upkeep = metrics.clone();
+    tokio::spawn(async move {
+        // Histograms are drained into their buckets on upkeep.
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+
+    let sdk = load_sdk_config(&plan.config.aws).await;
+    if sdk.region().is_none() {
+        return Err(format!(
+            "no AWS region: set [aws] region in {} or AWS_REGION",
+            path.display()
+        ));
+    }
+    let addr = plan.config.worker.metrics_addr;
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        format!(
+            "{}: worker.metrics_addr: cannot listen on {addr}: {e}",
+            path.display()
+        )
+    })?;
+
+    let poll_timeout = Duration::from_secs(plan.config.worker.poll_timeout_secs);
+    let api = SdkSfn::new(&sdk, poll_timeout);
+    let worker = Worker::new(plan, Arc::new(api));
+    tokio::spawn(http::serve(listener, metrics, worker.health()));
+    tokio::spawn(forward_signals(worker.shutdown_handle()));
+    tracing::info!(config = %path.display(), %addr, worker_name = worker.worker_name(), "sfn-worker starting");
+    worker.run().await.map_err(|e| e.to_string())
+}
+
+/// SIGTERM or SIGINT starts a graceful shutdown; a second one forces it.
+async fn forward_signals(shutdown: ShutdownHandle) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; shutdown needs SIGKILL");
+        return;
+    };
+    loop {
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        if shutdown.is_draining() {
+            tracing::warn!(signal = name, "second signal: shutting down now");
+        } else {
+            tracing::info!(signal = name, "shutdown requested");
+        }
+        shutdown.shutdown();
+    }
+}

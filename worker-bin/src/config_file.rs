@@ -1,0 +1,192 @@
+//! Reading the configuration: a TOML file, then environment overrides.
+//!
+//! Overrides: `SFN_WORKER_<SECTION>__<FIELD>`, e.g.
+//! `SFN_WORKER_WORKER__MAX_CONCURRENCY=64` or `SFN_WORKER_AWS__REGION=eu-west-1`.
+//! Values are parsed like TOML values (`64`, `true`, text). Bindings
+//! (`[[activity]]`) come from the file only.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use sfn_worker_core::{Config, Plan, Registry};
+
+/// Variables that configure the CLI itself, not the file's fields.
+const CLI_VARIABLES: &[&str] = &["config", "log_format"];
+
+/// Load, override and validate; on failure, one message naming the file,
+/// every offending field and what was expected.
+pub(crate) fn load_plan(path: &Path, registry: &Registry) -> Result<Plan, String> {
+    let config = load(path)?;
+    Plan::build(config, registry).map_err(|errors| {
+        let mut msg = format!("{}: invalid configuration", path.display());
+        for e in errors {
+            let _ = write!(msg, "\n  {}: {}: {}", path.display(), e.field, e.message);
+        }
+        msg
+    })
+}
+
+fn load(path: &Path) -> Result<Config, String> {
+    if let Err(e) = std::fs::metadata(path) {
+        return Err(format!(
+            "{}: cannot read the configuration file: {e}",
+            path.display()
+        ));
+    }
+    let figment = Figment::from(Toml::file_exact(path)).merge(
+        Env::prefixed("SFN_WORKER_")
+            .ignore(CLI_VARIABLES)
+            .split("__"),
+    );
+    figment
+        .extract::<Config>()
+        .map_err(|err| describe(path, err))
+}
+
+fn describe(path: &Path, err: figment::Error) -> String {
+    let mut msg = format!("{}: invalid configuration", path.display());
+    for e in err {
+        let source = match (&e.metadata, &e.profile) {
+            (Some(md), Some(profile)) if md.source.is_none() || md.name.contains("environment") => {
+                let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
+                format!("environment variable {}", md.interpolate(profile, &keys))
+            }
+            _ => path.display().to_string(),
+        };
+        let field = field_path(&e.path);
+        let problem = match &e.kind {
+            figment::error::Kind::UnknownField(found, expected) => {
+                format!(
+                    "unknown field `{found}`; expected one of: {}",
+                    expected.join(", ")
+                )
+            }
+            kind => kind.to_string(),
+        };
+        if field.is_empty() {
+            let _ = write!(msg, "\n  {source}: {problem}");
+        } else {
+            let _ = write!(msg, "\n  {source}: {field}: {problem}");
+        }
+    }
+    msg
+}
+
+/// `["activity", "0", "pollers"]` -> `activity[0].pollers`.
+fn field_path(path: &[String]) -> String {
+    let mut out = String::new();
+    for part in path {
+        if part.chars().all(|c| c.is_ascii_digit()) && !out.is_empty() {
+            let _ = write!(out, "[{part}]");
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(part);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> Registry {
+        sfn_worker_handlers::builtins()
+    }
+
+    fn write(name: &str, body: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sfn-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    }
+
+    const GOOD: &str = r#"
+[worker]
+max_concurrency = 8
+[[activity]]
+arn = "arn:aws:states:us-east-1:000000000000:activity:resize"
+handler = "exec"
+[activity.params]
+command = ["cat"]
+"#;
+
+    #[test]
+    fn a_good_file_loads() {
+        let plan = load_plan(&write("good.toml", GOOD), &registry()).unwrap();
+        assert_eq!(plan.config.worker.max_concurrency.get(), 8);
+        assert_eq!(&*plan.activities[0].name, "resize");
+    }
+
+    #[test]
+    fn errors_name_file_field_and_expectation() {
+        let cases = [
+            (
+                "unknown.toml",
+                GOOD.replace("max_concurrency = 8", "max_concurency = 8"),
+                "worker.max_concurency: unknown field `max_concurency`; expected one of: max_concurrency, shutdown_grace_secs",
+            ),
+            (
+                "zero.toml",
+                GOOD.replace("max_concurrency = 8", "max_concurrency = 0"),
+                "worker.max_concurrency: invalid value signed int `0`, expected a nonzero usize",
+            ),
+            (
+                "arn.toml",
+                GOOD.replace("activity:resize", "stateMachine:resize"),
+                "activity[0].arn: expected an activity ARN",
+            ),
+            (
+                "kind.toml",
+                GOOD.replace("\"exec\"", "\"exce\""),
+                "activity[0].handler: unknown handler kind `exce`",
+            ),
+            (
+                "params.toml",
+                GOOD.replace("command = [\"cat\"]", "comand = [\"cat\"]"),
+                "activity[0].params.comand: unknown field `comand`",
+            ),
+            (
+                "syntax.toml",
+                GOOD.replace("[worker]", "[worker"),
+                "syntax.toml",
+            ),
+        ];
+        for (name, body, expected) in cases {
+            let path = write(name, &body);
+            let err = load_plan(&path, &registry()).err().unwrap();
+            assert!(
+                err.contains(&format!("{}: ", path.display())),
+                "{name}: {err}"
+            );
+            println!("{err}");
+            assert!(
+                err.contains(expected),
+                "{name}: expected {expected:?} in:\n{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_missing_file_says_so() {
+        let err = load_plan(Path::new("/nonexistent/sfn.toml"), &registry())
+            .err()
+            .unwrap();
+        assert!(
+            err.starts_with("/nonexistent/sfn.toml: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn field_paths_read_naturally() {
+        let p = |v: &[&str]| field_path(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(p(&["activity", "1", "pollers"]), "activity[1].pollers");
+        assert_eq!(p(&["worker"]), "worker");
+    }
+}
