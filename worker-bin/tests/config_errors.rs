@@ -1,0 +1,144 @@
+//! A broken configuration gives the promised message, from `check` and `run`.
+
+mod support;
+
+use std::process::Command;
+
+use support::*;
+
+fn sfn_worker(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sfn-worker"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+const BROKEN: &str = r#"
+[worker]
+max_concurrency = 0
+shutdown_grace = 30
+
+[[activity]]
+arn = "arn:aws:states:us-east-1:000000000000:activity:resize"
+handler = "exec"
+pollers = 4
+concurrency = 2
+[activity.params]
+command = ["./resize.sh"]
+"#;
+
+#[test]
+fn check_and_run_name_the_file_the_field_and_what_was_expected() {
+    let dir = scratch_dir("broken");
+    let path = dir.join("broken.toml");
+    std::fs::write(&path, BROKEN).unwrap();
+    let p = path.to_str().unwrap();
+    for cmd in ["check", "run"] {
+        let (code, _, stderr) = sfn_worker(&[cmd, "--config", p]);
+        assert_eq!(code, 2, "{cmd}: {stderr}");
+        assert!(stderr.contains(&format!("{p}: worker.max_concurrency: invalid value signed int `0`, expected a nonzero usize")), "{cmd}: {stderr}");
+    }
+    std::fs::write(&path, BROKEN.replace("max_concurrency = 0\n", "")).unwrap();
+    for cmd in ["check", "run"] {
+        let (code, _, stderr) = sfn_worker(&[cmd, "--config", p]);
+        assert_eq!(code, 2, "{cmd}: {stderr}");
+        assert!(stderr.contains(&format!("{p}: worker.shutdown_grace: unknown field `shutdown_grace`; expected one of: max_concurrency, shutdown_grace_secs")), "{cmd}: {stderr}");
+    }
+    // Once it parses, the semantic checks speak the same way.
+    std::fs::write(
+        &path,
+        BROKEN.replace("max_concurrency = 0\nshutdown_grace = 30", ""),
+    )
+    .unwrap();
+    let (code, _, stderr) = sfn_worker(&["check", "--config", p]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!(
+            "{p}: activity[0].pollers: expected at most concurrency (2), got 4"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_prints_the_resolved_plan() {
+    let dir = scratch_dir("good");
+    let path = dir.join("good.toml");
+    std::fs::write(
+        &path,
+        BROKEN
+            .replace("max_concurrency = 0\nshutdown_grace = 30", "")
+            .replace("pollers = 4", ""),
+    )
+    .unwrap();
+    let (code, stdout, stderr) = sfn_worker(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("[[activity]] resize"), "{stdout}");
+    assert!(stdout.contains("pollers        = 2"), "{stdout}");
+    assert!(
+        stdout.contains("termination grace period of at least 100 s"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_an_activity_that_does_not_exist() {
+    let _ = sfn().await; // LocalStack must answer, or this test proves nothing.
+    let dir = scratch_dir("missing");
+    let path = dir.join("missing.toml");
+    let arn = format!(
+        "arn:aws:states:us-east-1:000000000000:activity:{}",
+        unique("nope")
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[worker]\nmetrics_addr = \"127.0.0.1:{}\"\n[[activity]]\narn = \"{arn}\"\nhandler = \"echo\"\n",
+            endpoint(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let (code, _, stderr) = sfn_worker(&["run", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{arn} does not exist in Step Functions")),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invoke_runs_a_handler_locally() {
+    let dir = scratch_dir("invoke");
+    let input = dir.join("in.json");
+    std::fs::write(&input, r#"{"a": 1}"#).unwrap();
+    let (code, stdout, _) = sfn_worker(&[
+        "invoke",
+        "echo",
+        "--params",
+        r#"{"add":{"b":2}}"#,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!((code, stdout.trim()), (0, r#"{"a":1,"b":2}"#));
+    let (code, _, stderr) = sfn_worker(&[
+        "invoke",
+        "exec",
+        "--params",
+        r#"{"command":["sh","-c","exit 3"]}"#,
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("error: Exec.NonZeroExit") && stderr.contains("cause: exit code 3"),
+        "{stderr}"
+    );
+}
