@@ -3,6 +3,8 @@
 //! Needs LocalStack (scripts/test.sh starts it). Every test makes its own
 //! activities and state machines, so they run in parallel.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::time::{Duration, Instant};

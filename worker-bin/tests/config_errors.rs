@@ -1,5 +1,7 @@
 //! A broken configuration gives the promised message, from `check` and `run`.
 
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 use std::process::Command;

@@ -1,5 +1,5 @@
 //! Helpers for tests against LocalStack and the real `sfn-worker` binary.
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

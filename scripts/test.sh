@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: unit tests, and integration tests that drive the real
+# sfn-worker binary against LocalStack (installed and started here unless one
+# already answers, or LOCALSTACK_ENDPOINT points at yours). Stops what it
+# started. Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+started_localstack=0
+if [ -z "${LOCALSTACK_ENDPOINT:-}" ] && ! scripts/localstack.sh status; then
+  scripts/localstack.sh start
+  started_localstack=1
+fi
+cleanup() { [ "$started_localstack" = 1 ] && scripts/localstack.sh stop; }
+trap cleanup EXIT
+
+# promtool validates the /metrics exposition. Installed where we may (root
+# with apt, as on CI); elsewhere that one check says it was skipped.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "[test] installing promtool (Debian package prometheus)" >&2
+    apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq >/dev/null && apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+  else
+    echo "[test] WARNING: promtool not found; the /metrics format check will be skipped" >&2
+  fi
+fi
+
+export AWS_ENDPOINT_URL="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:${LOCALSTACK_PORT:-4566}}"
+export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+cargo test --workspace --locked "$@"
