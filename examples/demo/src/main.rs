@@ -18,9 +18,12 @@ const HERE: &str = env!("CARGO_MANIFEST_DIR");
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
-    let binary = args.next().context("usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS]")?;
+    let binary = args
+        .next()
+        .context("usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS]")?;
     let fast_count: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
     let sfn = client(&endpoint).await;
     let suffix = format!("{}", std::process::id());
 
@@ -41,7 +44,9 @@ async fn main() -> Result<()> {
             .replace("@FLAKY_ARN@", &arns["flaky"])
             .replace("@SLOW_ARN@", &arns["slow"])
     };
-    let definition = fill(&std::fs::read_to_string(format!("{HERE}/state-machine.json"))?);
+    let definition = fill(&std::fs::read_to_string(format!(
+        "{HERE}/state-machine.json"
+    ))?);
     let machine = sfn
         .create_state_machine()
         .name(format!("sfn-worker-demo-{suffix}"))
@@ -52,7 +57,9 @@ async fn main() -> Result<()> {
         .context("CreateStateMachine")?
         .state_machine_arn;
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let dir = std::env::temp_dir().join(format!("sfn-worker-demo-{suffix}"));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("config.toml");
@@ -62,7 +69,11 @@ async fn main() -> Result<()> {
     std::fs::write(&config, text)?;
     let log = dir.join("sfn-worker.log");
 
-    println!("==> starting {binary} run --config {} (log: {})", config.display(), log.display());
+    println!(
+        "==> starting {binary} run --config {} (log: {})",
+        config.display(),
+        log.display()
+    );
     let mut daemon = Command::new(&binary)
         .arg("run")
         .arg("--config")
@@ -78,19 +89,35 @@ async fn main() -> Result<()> {
     if result.is_err() {
         eprintln!("--- last lines of the worker's log ---");
         let log = std::fs::read_to_string(&log).unwrap_or_default();
-        for line in log.lines().rev().take(20).collect::<Vec<_>>().into_iter().rev() {
+        for line in log
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+        {
             eprintln!("{line}");
         }
     }
     result
 }
 
-async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_count: usize) -> Result<()> {
+async fn run(
+    sfn: &Client,
+    machine: &str,
+    daemon: &mut Child,
+    port: u16,
+    fast_count: usize,
+) -> Result<()> {
     wait_ready(daemon, port).await?;
     println!("==> worker ready; starting {} executions", fast_count + 6);
     let mut inputs = vec![serde_json::json!({ "kind": "slow", "id": "slow-0" })];
-    inputs.extend((0..5).map(|i| serde_json::json!({ "kind": "flaky", "id": format!("flaky-{i}") })));
-    inputs.extend((0..fast_count).map(|i| serde_json::json!({ "kind": "fast", "id": format!("fast-{i}") })));
+    inputs
+        .extend((0..5).map(|i| serde_json::json!({ "kind": "flaky", "id": format!("flaky-{i}") })));
+    inputs.extend(
+        (0..fast_count).map(|i| serde_json::json!({ "kind": "fast", "id": format!("fast-{i}") })),
+    );
     let mut executions = Vec::new();
     for input in &inputs {
         let arn = sfn
@@ -118,7 +145,11 @@ async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_co
             }
         }
         let line: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
-        println!("    {:>5.1}s  {}", begun.elapsed().as_secs_f64(), line.join(", "));
+        println!(
+            "    {:>5.1}s  {}",
+            begun.elapsed().as_secs_f64(),
+            line.join(", ")
+        );
         if ended.len() == executions.len() {
             break ended;
         }
@@ -130,14 +161,19 @@ async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_co
     let metrics = http_get(port, "/metrics").await.unwrap_or_default();
 
     println!("==> stopping the worker (SIGTERM)");
-    let status = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status()?;
+    let status = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()?;
     anyhow::ensure!(status.success(), "kill -TERM failed");
     let stop_deadline = Instant::now() + Duration::from_secs(90);
     let exit = loop {
         if let Some(s) = daemon.try_wait()? {
             break s;
         }
-        anyhow::ensure!(Instant::now() < stop_deadline, "worker did not exit within 90 s of SIGTERM");
+        anyhow::ensure!(
+            Instant::now() < stop_deadline,
+            "worker did not exit within 90 s of SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
@@ -148,9 +184,17 @@ async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_co
     for (input, d) in &ended {
         *by_status.entry(d.status.as_str().to_owned()).or_default() += 1;
         if let Some(stop) = d.stop_date {
-            latencies.push((stop.as_secs_f64() - d.start_date.as_secs_f64(), input["kind"].as_str().unwrap_or("?").to_owned()));
+            latencies.push((
+                stop.as_secs_f64() - d.start_date.as_secs_f64(),
+                input["kind"].as_str().unwrap_or("?").to_owned(),
+            ));
         }
-        let output: serde_json::Value = d.output.as_deref().map(serde_json::from_str).transpose()?.unwrap_or_default();
+        let output: serde_json::Value = d
+            .output
+            .as_deref()
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or_default();
         let ok = d.status == ExecutionStatus::Succeeded
             && match input["kind"].as_str() {
                 Some("flaky") => output["caught"]["Error"] == "Demo.Boom",
@@ -158,7 +202,12 @@ async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_co
                 _ => output["id"] == input["id"],
             };
         if !ok {
-            problems.push(format!("{} ended {} with output {output} error {:?}", input["id"], d.status.as_str(), d.error));
+            problems.push(format!(
+                "{} ended {} with output {output} error {:?}",
+                input["id"],
+                d.status.as_str(),
+                d.error
+            ));
         }
     }
     println!();
@@ -169,31 +218,60 @@ async fn run(sfn: &Client, machine: &str, daemon: &mut Child, port: u16, fast_co
     println!();
     println!("Task outcomes (from /metrics)");
     println!("  {:<8} {:<14} {:>6}", "binding", "outcome", "tasks");
-    for line in metrics.lines().filter(|l| l.starts_with("sfn_worker_tasks_completed_total{")) {
+    for line in metrics
+        .lines()
+        .filter(|l| l.starts_with("sfn_worker_tasks_completed_total{"))
+    {
         let label = |k: &str| {
-            line.split(&format!("{k}=\"")).nth(1).and_then(|r| r.split('"').next()).unwrap_or("?").to_owned()
+            line.split(&format!("{k}=\""))
+                .nth(1)
+                .and_then(|r| r.split('"').next())
+                .unwrap_or("?")
+                .to_owned()
         };
         let value = line.rsplit(' ').next().unwrap_or("?");
-        println!("  {:<8} {:<14} {:>6}", label("binding"), label("outcome"), value);
+        println!(
+            "  {:<8} {:<14} {:>6}",
+            label("binding"),
+            label("outcome"),
+            value
+        );
     }
     println!();
     println!("Execution latency, start to end (seconds)");
-    println!("  {:<8} {:>6} {:>7} {:>7} {:>7} {:>7}", "kind", "count", "p50", "p90", "p99", "max");
+    println!(
+        "  {:<8} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "kind", "count", "p50", "p90", "p99", "max"
+    );
     for kind in ["fast", "flaky", "slow"] {
-        let mut l: Vec<f64> = latencies.iter().filter(|(_, k)| k == kind).map(|(s, _)| *s).collect();
+        let mut l: Vec<f64> = latencies
+            .iter()
+            .filter(|(_, k)| k == kind)
+            .map(|(s, _)| *s)
+            .collect();
         l.sort_by(|a, b| a.total_cmp(b));
         if l.is_empty() {
             continue;
         }
         let p = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize];
-        println!("  {kind:<8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}", l.len(), p(0.5), p(0.9), p(0.99), l[l.len() - 1]);
+        println!(
+            "  {kind:<8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+            l.len(),
+            p(0.5),
+            p(0.9),
+            p(0.99),
+            l[l.len() - 1]
+        );
     }
     println!();
     if !exit.success() {
         problems.push(format!("the worker exited with {exit} after SIGTERM"));
     }
     if problems.is_empty() {
-        println!("demo passed: {} executions as designed, worker exited 0", ended.len());
+        println!(
+            "demo passed: {} executions as designed, worker exited 0",
+            ended.len()
+        );
         Ok(())
     } else {
         for p in &problems {
@@ -230,8 +308,12 @@ async fn wait_ready(daemon: &mut Child, port: u16) -> Result<()> {
 
 async fn http_get(port: u16, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes()).await.ok()?;
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .ok()?;
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
     let mut text = String::new();
     s.read_to_string(&mut text).await.ok()?;
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
