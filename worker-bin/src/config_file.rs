@@ -12,8 +12,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use sfn_worker_core::{Config, Plan, Registry};
 
-/// Variables that configure the CLI itself, not the file's fields.
-const CLI_VARIABLES: &[&str] = &["config", "log_format"];
+/// The prefix of overrides; the section and field follow, joined by `__`.
+const ENV_PREFIX: &str = "SFN_WORKER_";
+const ENV_SEPARATOR: &str = "__";
 
 /// Load, override and validate; on failure, one message naming the file,
 /// every offending field and what was expected.
@@ -35,10 +36,12 @@ fn load(path: &Path) -> Result<Config, String> {
             path.display()
         ));
     }
+    // Only SECTION__FIELD names are overrides, so SFN_WORKER_CONFIG and any
+    // other SFN_WORKER_* variable (the scripts use some) are left alone.
     let figment = Figment::from(Toml::file_exact(path)).merge(
-        Env::prefixed("SFN_WORKER_")
-            .ignore(CLI_VARIABLES)
-            .split("__"),
+        Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains(ENV_SEPARATOR))
+            .split(ENV_SEPARATOR),
     );
     figment
         .extract::<Config>()
@@ -48,10 +51,10 @@ fn load(path: &Path) -> Result<Config, String> {
 fn describe(path: &Path, err: figment::Error) -> String {
     let mut msg = format!("{}: invalid configuration", path.display());
     for e in err {
-        let source = match (&e.metadata, &e.profile) {
-            (Some(md), Some(profile)) if md.source.is_none() || md.name.contains("environment") => {
-                let keys: Vec<&str> = e.path.iter().map(String::as_str).collect();
-                format!("environment variable {}", md.interpolate(profile, &keys))
+        let source = match &e.metadata {
+            Some(md) if md.name.contains("environment") => {
+                let name = e.path.join(ENV_SEPARATOR).to_ascii_uppercase();
+                format!("environment variable {ENV_PREFIX}{name}")
             }
             _ => path.display().to_string(),
         };

@@ -9,8 +9,13 @@ use std::process::Command;
 use support::*;
 
 fn sfn_worker(args: &[&str]) -> (i32, String, String) {
+    sfn_worker_with_env(args, &[])
+}
+
+fn sfn_worker_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sfn-worker"))
         .args(args)
+        .envs(env.iter().copied())
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .output()
@@ -141,6 +146,35 @@ fn invoke_runs_a_handler_locally() {
     assert_eq!(code, 1);
     assert!(
         stderr.contains("error: Exec.NonZeroExit") && stderr.contains("cause: exit code 3"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn environment_overrides_win_over_the_file_and_bad_ones_are_named() {
+    let dir = scratch_dir("env");
+    let path = dir.join("env.toml");
+    std::fs::write(
+        &path,
+        BROKEN
+            .replace(
+                "max_concurrency = 0\nshutdown_grace = 30",
+                "max_concurrency = 8",
+            )
+            .replace("pollers = 4", ""),
+    )
+    .unwrap();
+    let p = path.to_str().unwrap();
+    let var = "SFN_WORKER_WORKER__MAX_CONCURRENCY";
+    let (code, stdout, stderr) = sfn_worker_with_env(&["check", "--config", p], &[(var, "7")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("max_concurrency     = 7"), "{stdout}");
+    let (code, _, stderr) = sfn_worker_with_env(&["check", "--config", p], &[(var, "lots")]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains(&format!(
+            "environment variable {var}: worker.max_concurrency: invalid type"
+        )),
         "{stderr}"
     );
 }

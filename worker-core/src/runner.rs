@@ -99,6 +99,10 @@ async fn execute(binding: &Binding, env: &Env, task: ActivityTask, fingerprint: 
     let mut schedule = HeartbeatSchedule::new(binding.heartbeat, Instant::now());
     let mut heartbeat = std::pin::pin!(terminated_like(|| env.reporter.heartbeat(&token)));
     let mut abandon_at: Option<Instant> = None;
+    // Why the worker cancelled the task. Kept here, not read back from the
+    // context: a handler may cancel its own context, and that must never
+    // make the worker skip reporting.
+    let mut reason: Option<CancelReason> = None;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let ending = loop {
@@ -108,13 +112,15 @@ async fn execute(binding: &Binding, env: &Env, task: ActivityTask, fingerprint: 
             result = &mut join => break Ending::Finished(result),
             _ = env.shutdown.abandoning().cancelled() => break Ending::Abandoned,
             _ = sleep_until(abandon_at.unwrap_or(far)), if abandon_at.is_some() => break Ending::Abandoned,
-            _ = env.shutdown.cancelling().cancelled(), if !ctx.is_cancelled() => {
+            _ = env.shutdown.cancelling().cancelled(), if reason.is_none() => {
                 tracing::info!("shutdown grace period over; cancelling the handler");
+                reason = Some(CancelReason::Shutdown);
                 ctx.cancel(CancelReason::Shutdown);
                 abandon_at = Some(Instant::now() + env.cancel_grace);
             }
-            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && !ctx.is_cancelled() => {
+            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && reason.is_none() => {
                 tracing::warn!(timeout_secs = binding.timeout.map(|t| t.as_secs()), "handler timed out; cancelling it");
+                reason = Some(CancelReason::Timeout);
                 ctx.cancel(CancelReason::Timeout);
                 abandon_at = Some(Instant::now() + env.cancel_grace);
             }
@@ -124,6 +130,7 @@ async fn execute(binding: &Binding, env: &Env, task: ActivityTask, fingerprint: 
                     binding.labels.heartbeat("task_gone");
                     tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler");
                     schedule.stop();
+                    reason = Some(CancelReason::TaskClosed);
                     ctx.cancel(CancelReason::TaskClosed);
                     abandon_at = Some(Instant::now() + env.cancel_grace);
                 }
@@ -145,7 +152,7 @@ async fn execute(binding: &Binding, env: &Env, task: ActivityTask, fingerprint: 
         join.abort();
     }
 
-    let report = match (ctx.cancel_reason(), ending) {
+    let report = match (reason, ending) {
         (Some(CancelReason::TaskClosed), _) => return Outcome::Cancelled,
         (Some(CancelReason::Timeout), _) => Report::Failure(TaskError::new(
             error_names::HANDLER_TIMEOUT,

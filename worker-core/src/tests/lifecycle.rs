@@ -318,3 +318,26 @@ async fn a_missing_activity_stops_start_up_with_a_clear_error() {
     let err = w.run().await.unwrap_err().to_string();
     assert!(err.contains("does not exist") && err.contains(ARN), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_cancelling_its_own_context_is_still_reported() {
+    let fake = FakeSfn::new();
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, ctx: TaskContext| async move {
+        // Misuse: claim the task was closed. The worker must still report.
+        ctx.cancel(CancelReason::TaskClosed);
+        Err::<(), _>(TaskError::new("Job.GaveUp", "cancelled itself"))
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"timeout_secs": 5}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.push_task(ARN, "t", "{}");
+    let reports = fake.wait_for_reports(1).await;
+    assert_eq!(failure(&reports[0]), ("Job.GaveUp", "cancelled itself"));
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
