@@ -11,7 +11,12 @@ if [ -z "${LOCALSTACK_ENDPOINT:-}" ] && ! scripts/localstack.sh status; then
   scripts/localstack.sh start
   started_localstack=1
 fi
-cleanup() { [ "$started_localstack" = 1 ] && scripts/localstack.sh stop; }
+# (An if, not `[ ] &&`: the trap's status would become the script's.)
+cleanup() {
+  local status=$?
+  if [ "$started_localstack" = 1 ]; then scripts/localstack.sh stop; fi
+  exit "$status"
+}
 trap cleanup EXIT
 
 # promtool validates the /metrics exposition. Installed where we may (root
