@@ -1,7 +1,7 @@
 //! Every metric the worker emits: names, labels, descriptions, in one place.
 //!
 //! Names carry the `sfn_worker_` prefix; counters end in `_total`, durations
-//! in `_seconds`. Labels have few values: `source` (`activity`), `binding`
+//! in `_seconds`. Labels have few values: `source` (`activity`, `sqs`), `binding`
 //! (the configured binding names), `outcome`, `result`, `operation`, `code`
 //! (AWS error codes). The worker records through the `metrics` facade; the
 //! binary installs the Prometheus exporter and calls [`describe`].
@@ -28,6 +28,11 @@ pub const POLLS: &str = "sfn_worker_polls_total";
 pub const HEARTBEATS: &str = "sfn_worker_heartbeats_total";
 /// Failed AWS calls. Labels: operation, code.
 pub const API_ERRORS: &str = "sfn_worker_api_errors_total";
+/// SQS messages no task could be made of. Labels: source, binding, reason
+/// (`body_not_json`, `token_missing`, `token_not_string`, `input_missing`).
+pub const MALFORMED_MESSAGES: &str = "sfn_worker_malformed_messages_total";
+/// SQS deliveries of a token already running here (no second handler). Labels: source, binding.
+pub const DUPLICATE_MESSAGES: &str = "sfn_worker_duplicate_messages_total";
 /// 1 while the worker is ready (pollers running, not draining).
 pub const READY: &str = "sfn_worker_ready";
 
@@ -50,6 +55,8 @@ pub enum Outcome {
     ShuttingDown,
     /// The report could not be delivered (retries exhausted at shutdown, or refused).
     ReportFailed,
+    /// An SQS message given back at shutdown (visibility 0) for another worker.
+    Released,
 }
 
 impl Outcome {
@@ -61,6 +68,7 @@ impl Outcome {
             Outcome::Cancelled => "cancelled",
             Outcome::ShuttingDown => "shutting_down",
             Outcome::ReportFailed => "report_failed",
+            Outcome::Released => "released",
         }
     }
 }
@@ -85,6 +93,14 @@ pub fn describe() {
     describe_counter!(HEARTBEATS, "Heartbeats sent, by result.");
     describe_counter!(API_ERRORS, "Failed AWS calls, by operation and error code.");
     describe_gauge!(READY, "1 while the worker is ready to take tasks.");
+    describe_counter!(
+        MALFORMED_MESSAGES,
+        "SQS messages no task could be made of, by reason."
+    );
+    describe_counter!(
+        DUPLICATE_MESSAGES,
+        "SQS deliveries of a token already running here."
+    );
 }
 
 /// The labels every per-binding metric carries.
@@ -124,6 +140,15 @@ impl BindingLabels {
     pub fn poll(&self, result: &'static str) {
         let [s, b] = self.pairs();
         counter!(POLLS, &[s, b, ("result", result.to_owned())]).increment(1);
+    }
+
+    pub fn malformed_message(&self, reason: &'static str) {
+        let [s, b] = self.pairs();
+        counter!(MALFORMED_MESSAGES, &[s, b, ("reason", reason.to_owned())]).increment(1);
+    }
+
+    pub fn duplicate_message(&self) {
+        counter!(DUPLICATE_MESSAGES, &self.pairs()).increment(1);
     }
 
     pub fn heartbeat(&self, result: &'static str) {

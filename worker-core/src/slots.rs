@@ -63,6 +63,18 @@ impl BindingSlots {
         }
     }
 
+    /// A slot if one is free right now.
+    pub fn try_acquire(&self) -> Option<Slot> {
+        let own = self.own.clone().try_acquire_owned().ok()?;
+        let global = self.global.clone().try_acquire_owned().ok()?;
+        self.publish();
+        Some(Slot {
+            _own: own,
+            _global: global,
+            owner: self.clone(),
+        })
+    }
+
     fn publish(&self) {
         self.labels.slots_available(self.own.available_permits());
         metrics::global_slots_available(self.global.available_permits());

@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::aws::{ApiError, ApiErrorKind, SfnApi};
+use crate::aws::{ApiError, ApiErrorKind, SfnApi, SqsApi};
 use crate::completion::Reporter;
 use crate::config::Plan;
 use crate::handler::TaskSource;
 use crate::metrics::{self, BindingLabels};
-use crate::poller::{ActivityPoller, poll_activity};
+use crate::poller::{ActivityPoller, QueuePoller, poll_activity, poll_queue};
+use crate::queue::QueueShared;
+use crate::queue::batcher::Batcher;
 use crate::runner::{Binding, Env};
 use crate::send_gate::SendGate;
 use crate::shutdown::ShutdownHandle;
@@ -38,14 +40,27 @@ pub enum WorkerError {
         /// The ARN.
         arn: String,
     },
-    /// Step Functions could not be reached to check the configuration.
-    #[error("could not reach Step Functions to check {arn}: {source}")]
+    /// A configured queue does not exist.
+    #[error("queue[{index}] ({binding}): {url} does not exist; create it or fix the URL")]
+    QueueDoesNotExist {
+        /// Position in the configuration.
+        index: usize,
+        /// Binding name.
+        binding: String,
+        /// The URL.
+        url: String,
+    },
+    /// AWS could not be reached to check the configuration.
+    #[error("could not reach AWS to check {arn}: {source}")]
     Unreachable {
-        /// The ARN being checked.
+        /// The ARN or URL being checked.
         arn: String,
         /// The last error.
         source: ApiError,
     },
+    /// The plan has queue bindings but the worker was given no SQS client.
+    #[error("queue bindings need an SQS client (Worker::with_sqs)")]
+    NoSqsClient,
 }
 
 /// Where the worker is in its life, for `/readyz`.
@@ -93,6 +108,7 @@ impl Health {
 pub struct Worker {
     plan: Plan,
     api: Arc<dyn SfnApi>,
+    sqs: Option<Arc<dyn SqsApi>>,
     shutdown: ShutdownHandle,
     health: Health,
     worker_name: String,
@@ -110,10 +126,17 @@ impl Worker {
         Self {
             plan,
             api,
+            sqs: None,
             shutdown: ShutdownHandle::default(),
             health: Health::new(),
             worker_name,
         }
+    }
+
+    /// The SQS client for `[[queue]]` bindings.
+    pub fn with_sqs(mut self, sqs: Arc<dyn SqsApi>) -> Self {
+        self.sqs = Some(sqs);
+        self
     }
 
     /// The handle that starts shutdown (wire SIGTERM/SIGINT to it).
@@ -186,9 +209,50 @@ impl Worker {
                 pollers.spawn(poll_activity(poller.clone()));
             }
         }
+        if let Some(sqs) = &self.sqs {
+            for q in &self.plan.queues {
+                let labels = BindingLabels {
+                    source: "sqs",
+                    binding: q.name.clone(),
+                };
+                let url: Arc<str> = q.url.as_str().into();
+                let shared = Arc::new(QueueShared {
+                    url: url.clone(),
+                    batcher: Batcher::spawn(sqs.clone(), url.clone()),
+                    visibility: q.visibility,
+                    token: q.token.clone(),
+                    input_pointer: q.input_pointer.clone(),
+                    on_malformed: q.on_malformed,
+                    on_shutdown: q.on_shutdown,
+                    in_flight: Default::default(),
+                });
+                let binding = Arc::new(Binding {
+                    name: q.name.clone(),
+                    kind: q.kind.clone(),
+                    source: TaskSource::Queue { url },
+                    handler: q.handler.clone(),
+                    heartbeat: q.heartbeat,
+                    timeout: q.timeout,
+                    labels: labels.clone(),
+                });
+                let poller = Arc::new(QueuePoller {
+                    queue: shared,
+                    api: sqs.clone(),
+                    slots: BindingSlots::new(q.concurrency, &global, labels),
+                    binding,
+                    env: env.clone(),
+                    tasks: tasks.clone(),
+                    fifo: q.url.is_fifo(),
+                });
+                for _ in 0..q.receivers {
+                    pollers.spawn(poll_queue(poller.clone()));
+                }
+            }
+        }
         pollers.close();
         self.health.set(HealthState::Ready);
-        tracing::info!(worker_name = %self.worker_name, activities = self.plan.activities.len(), "worker ready");
+        tracing::info!(worker_name = %self.worker_name, activities = self.plan.activities.len(),
+            queues = self.plan.queues.len(), "worker ready");
 
         self.shutdown.draining().cancelled().await;
         self.health.set(HealthState::Draining);
@@ -232,41 +296,79 @@ impl Worker {
         Ok(())
     }
 
-    /// Every configured activity must exist. Access denied (a policy without
-    /// `states:DescribeActivity`) is only a warning: polling will tell.
+    /// Every configured activity and queue must exist. Access denied (a
+    /// policy without `states:DescribeActivity` or `sqs:GetQueueAttributes`)
+    /// is only a warning: polling will tell.
     async fn preflight(&self) -> Result<(), WorkerError> {
         for (index, a) in self.plan.activities.iter().enumerate() {
-            let mut attempt = 0;
-            loop {
-                attempt += 1;
-                match self.api.describe_activity(a.arn.as_str()).await {
-                    Ok(()) => break,
-                    Err(e) if e.kind == ApiErrorKind::ActivityDoesNotExist => {
-                        return Err(WorkerError::ActivityDoesNotExist {
-                            index,
-                            binding: a.name.to_string(),
-                            arn: a.arn.to_string(),
-                        });
-                    }
-                    Err(e) if e.is_retryable() && attempt < 5 && !self.shutdown.is_draining() => {
-                        tracing::warn!(arn = %a.arn, code = %e.code, error = %e.message, "checking the activity failed; retrying");
-                        tokio::time::sleep(Duration::from_secs(attempt)).await;
-                    }
-                    Err(e) if e.kind == ApiErrorKind::Rejected => {
-                        tracing::warn!(arn = %a.arn, code = %e.code, error = %e.message,
-                            "could not check that the activity exists; polling will tell");
-                        break;
-                    }
-                    Err(source) => {
-                        return Err(WorkerError::Unreachable {
-                            arn: a.arn.to_string(),
-                            source,
-                        });
-                    }
-                }
+            let found = self
+                .checked(a.arn.as_str(), || {
+                    self.api.describe_activity(a.arn.as_str())
+                })
+                .await?;
+            if !found {
+                return Err(WorkerError::ActivityDoesNotExist {
+                    index,
+                    binding: a.name.to_string(),
+                    arn: a.arn.to_string(),
+                });
+            }
+        }
+        if self.plan.queues.is_empty() {
+            return Ok(());
+        }
+        let sqs = self.sqs.as_ref().ok_or(WorkerError::NoSqsClient)?;
+        for (index, q) in self.plan.queues.iter().enumerate() {
+            let found = self
+                .checked(q.url.as_str(), || sqs.check_queue(q.url.as_str()))
+                .await?;
+            if !found {
+                return Err(WorkerError::QueueDoesNotExist {
+                    index,
+                    binding: q.name.to_string(),
+                    url: q.url.to_string(),
+                });
             }
         }
         Ok(())
+    }
+
+    /// Run one existence check with a few retries: `Ok(false)` if it does not exist.
+    async fn checked<F, Fut>(&self, what: &str, check: F) -> Result<bool, WorkerError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<(), ApiError>>,
+    {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match check().await {
+                Ok(()) => return Ok(true),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ApiErrorKind::ActivityDoesNotExist | ApiErrorKind::QueueDoesNotExist
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) if e.is_retryable() && attempt < 5 && !self.shutdown.is_draining() => {
+                    tracing::warn!(%what, code = %e.code, error = %e.message, "start-up check failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                }
+                Err(e) if e.kind == ApiErrorKind::Rejected => {
+                    tracing::warn!(%what, code = %e.code, error = %e.message,
+                        "could not check that it exists; polling will tell");
+                    return Ok(true);
+                }
+                Err(source) => {
+                    return Err(WorkerError::Unreachable {
+                        arn: what.to_owned(),
+                        source,
+                    });
+                }
+            }
+        }
     }
 }
 

@@ -65,6 +65,49 @@ pub(crate) fn check(path: &Path, registry: &Registry) -> ExitCode {
             println!("  params         = {}", binding.params);
         }
     }
+    for (q, binding) in plan.queues.iter().zip(&plan.config.queues) {
+        println!("[[queue]] {}", q.name);
+        println!(
+            "  url                     = {}{}",
+            q.url,
+            if q.url.is_fifo() { " (FIFO)" } else { "" }
+        );
+        println!("  handler                 = {}", q.kind);
+        println!("  concurrency             = {}", q.concurrency);
+        println!("  receivers               = {}", q.receivers);
+        match q.heartbeat {
+            Some(h) => println!("  heartbeat_secs          = {}", h.as_secs()),
+            None => println!("  heartbeat_secs          = (no SendTaskHeartbeat)"),
+        }
+        println!(
+            "  visibility_timeout_secs = {} (renewed every {} s)",
+            q.visibility.as_secs(),
+            (q.visibility.as_secs() / 3).max(1)
+        );
+        match q.timeout {
+            Some(t) => println!("  timeout_secs            = {}", t.as_secs()),
+            None => println!(
+                "  timeout_secs            = (none; SQS's 12-hour visibility ceiling applies)"
+            ),
+        }
+        match &q.token {
+            sfn_worker_core::config::TokenSource::Pointer(p) => {
+                println!("  token_pointer           = {p}")
+            }
+            sfn_worker_core::config::TokenSource::Attribute(a) => {
+                println!("  token_attribute         = {a}")
+            }
+        }
+        println!(
+            "  input_pointer           = {}",
+            q.input_pointer.as_deref().unwrap_or("(the whole body)")
+        );
+        println!("  on_malformed            = {:?}", q.on_malformed);
+        println!("  on_shutdown             = {:?}", q.on_shutdown);
+        if !binding.params.is_null() {
+            println!("  params                  = {}", binding.params);
+        }
+    }
     println!(
         "shutdown needs a termination grace period of at least {} s \
          (shutdown_grace_secs + cancel_grace_secs + {POLL_HOLD_SECS} s for a poll in flight)",

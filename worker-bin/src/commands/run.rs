@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfn_worker_core::aws::{SdkSfn, load_sdk_config};
+use sfn_worker_core::aws::{SdkSfn, SdkSqs, load_sdk_config};
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -68,7 +68,7 @@ async fn serve(path: &Path, plan: sfn_worker_core::Plan) -> Result<(), String> {
 
     let poll_timeout = Duration::from_secs(plan.config.worker.poll_timeout_secs);
     let api = SdkSfn::new(&sdk, poll_timeout);
-    let worker = Worker::new(plan, Arc::new(api));
+    let worker = Worker::new(plan, Arc::new(api)).with_sqs(Arc::new(SdkSqs::new(&sdk)));
     tokio::spawn(http::serve(listener, metrics, worker.health()));
     tokio::spawn(forward_signals(worker.shutdown_handle()));
     tracing::info!(config = %path.display(), %addr, worker_name = worker.worker_name(), "sfn-worker starting");

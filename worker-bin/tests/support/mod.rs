@@ -39,6 +39,83 @@ pub async fn sfn() -> Client {
     Client::new(&conf)
 }
 
+/// An SQS client for LocalStack.
+pub async fn sqs() -> aws_sdk_sqs::Client {
+    let _ = sfn().await; // fails with the fix if LocalStack is not up
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(endpoint())
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "test", "test", None, None, "tests",
+        ))
+        .load()
+        .await;
+    aws_sdk_sqs::Client::new(&conf)
+}
+
+pub async fn create_queue(sqs: &aws_sdk_sqs::Client, name: &str) -> String {
+    sqs.create_queue()
+        .queue_name(name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap()
+}
+
+/// Messages in the queue, visible or not.
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> u64 {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .unwrap();
+    let attrs = out.attributes.unwrap_or_default();
+    [
+        A::ApproximateNumberOfMessages,
+        A::ApproximateNumberOfMessagesNotVisible,
+    ]
+    .iter()
+    .map(|a| {
+        attrs
+            .get(a)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    })
+    .sum()
+}
+
+/// A state machine whose one Task sends `$$.Task.Token` and the input to
+/// `queue_url` and waits for the callback.
+pub fn callback_machine(queue_url: &str, task_extra: serde_json::Value) -> serde_json::Value {
+    let mut task = serde_json::json!({
+        "Type": "Task",
+        "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {
+            "QueueUrl": queue_url,
+            "MessageBody": { "taskToken.$": "$$.Task.Token", "input.$": "$" }
+        },
+        "TimeoutSeconds": 120,
+        "End": true
+    });
+    if let (Some(t), Some(extra)) = (task.as_object_mut(), task_extra.as_object()) {
+        t.extend(extra.clone());
+    }
+    serde_json::json!({ "StartAt": "Callback", "States": { "Callback": task } })
+}
+
+/// A `[[queue]]` binding running the exec fixture (input at /input).
+pub fn queue_exec_binding(name: &str, url: &str, extra: &str) -> String {
+    format!(
+        "[[queue]]\nname = \"{name}\"\nurl = \"{url}\"\nhandler = \"exec\"\ninput_pointer = \"/input\"\n{extra}\n[queue.params]\ncommand = [\"python3\", \"{}\"]\n",
+        fixture("task.py").display()
+    )
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id(), rand::random::<u32>())
 }
@@ -170,14 +247,19 @@ impl Daemon {
     /// Start `sfn-worker run` with `bindings` (TOML `[[activity]]` entries) and
     /// `worker` (extra `[worker]` lines); waits for `/readyz`.
     pub fn start(dir: &Path, worker: &str, bindings: &str) -> Daemon {
+        Self::start_named(dir, "sfn-worker", worker, bindings)
+    }
+
+    /// As [`Daemon::start`], with its own config and log file names.
+    pub fn start_named(dir: &Path, name: &str, worker: &str, bindings: &str) -> Daemon {
         let port = free_port();
-        let config = dir.join("sfn-worker.toml");
+        let config = dir.join(format!("{name}.toml"));
         let body = format!(
             "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[worker]\nmetrics_addr = \"127.0.0.1:{port}\"\n{worker}\n\n{bindings}\n",
             endpoint()
         );
         std::fs::write(&config, body).unwrap();
-        let log = dir.join("sfn-worker.log");
+        let log = dir.join(format!("{name}.log"));
         let child = Command::new(env!("CARGO_BIN_EXE_sfn-worker"))
             .args(["run", "--config"])
             .arg(&config)

@@ -5,14 +5,21 @@
 //! `test-util`: `fake::FakeSfn`). Errors arrive already classified, so retry
 //! decisions live in one place ([`ApiErrorKind`]).
 
+mod classify;
 mod sdk;
+mod sqs;
+mod sqs_sdk;
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake;
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake_sqs;
 
 use async_trait::async_trait;
 
 pub use sdk::{SdkSfn, load_sdk_config};
+pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+pub use sqs_sdk::SdkSqs;
 
 /// A task handed out by `GetActivityTask`.
 #[derive(Clone, PartialEq, Eq)]
@@ -71,6 +78,8 @@ pub enum ApiErrorKind {
     Transient,
     /// `ActivityDoesNotExist`.
     ActivityDoesNotExist,
+    /// The SQS queue does not exist.
+    QueueDoesNotExist,
     /// Any other refusal (access denied, validation, ...): retrying will not help.
     Rejected,
 }
@@ -113,6 +122,9 @@ impl ApiError {
             | "RequestLimitExceeded"
             | "ProvisionedThroughputExceededException" => ApiErrorKind::Throttled,
             "ActivityDoesNotExist" => ApiErrorKind::ActivityDoesNotExist,
+            "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
+                ApiErrorKind::QueueDoesNotExist
+            }
             "ServiceUnavailable"
             | "InternalFailure"
             | "InternalServerError"

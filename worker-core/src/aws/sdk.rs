@@ -1,21 +1,18 @@
 use std::time::Duration;
 
+use super::classify::classify;
+use super::{ActivityTask, ApiError, SfnApi};
+use crate::config::AwsConfig;
 use async_trait::async_trait;
 use aws_config::retry::RetryConfig;
 use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, Region, SdkConfig};
-use aws_sdk_sfn::error::{ProvideErrorMetadata, SdkError};
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use aws_smithy_types::error::display::DisplayErrorContext;
-
-use super::{ActivityTask, ApiError, ApiErrorKind, SfnApi};
-use crate::config::AwsConfig;
 
 /// Connecting should be quick; a slow connect is a network problem to retry.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// One `SendTask*` or `DescribeActivity` attempt.
-const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// One `SendTask*`, `DescribeActivity` or SQS batch call.
+pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Load the AWS configuration: the standard chain (environment, profile, web
 /// identity / IRSA, ECS task role, IMDS; `AWS_ENDPOINT_URL`), with the
@@ -69,45 +66,6 @@ impl SdkSfn {
             poll: client(poll_timeout),
             calls: client(CALL_TIMEOUT),
         }
-    }
-}
-
-fn classify<E>(err: SdkError<E, HttpResponse>) -> ApiError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    match &err {
-        SdkError::ServiceError(ctx) => {
-            let status = ctx.raw().status().as_u16();
-            let code = ctx.err().code().unwrap_or("Unknown").to_owned();
-            let message = ctx.err().message().unwrap_or_default().to_owned();
-            ApiError::new(ApiError::kind_for(&code, status), code, message)
-        }
-        SdkError::TimeoutError(_) => ApiError::new(
-            ApiErrorKind::Transient,
-            "Timeout",
-            DisplayErrorContext(&err).to_string(),
-        ),
-        SdkError::DispatchFailure(_) => ApiError::new(
-            ApiErrorKind::Transient,
-            "DispatchFailure",
-            DisplayErrorContext(&err).to_string(),
-        ),
-        SdkError::ResponseError(_) => ApiError::new(
-            ApiErrorKind::Transient,
-            "ResponseError",
-            DisplayErrorContext(&err).to_string(),
-        ),
-        SdkError::ConstructionFailure(_) => ApiError::new(
-            ApiErrorKind::Rejected,
-            "ConstructionFailure",
-            DisplayErrorContext(&err).to_string(),
-        ),
-        _ => ApiError::new(
-            ApiErrorKind::Transient,
-            "Unknown",
-            DisplayErrorContext(&err).to_string(),
-        ),
     }
 }
 

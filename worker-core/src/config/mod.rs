@@ -7,6 +7,7 @@
 
 mod arn;
 mod plan;
+mod queue;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
@@ -14,7 +15,8 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use serde::{Deserialize, Serialize};
 
 pub use arn::ActivityArn;
-pub use plan::{ActivityPlan, Plan};
+pub use plan::{ActivityPlan, Plan, QueuePlan, TokenSource};
+pub use queue::{MAX_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -29,6 +31,9 @@ pub struct Config {
     /// One entry per activity served (`[[activity]]`).
     #[serde(default, rename = "activity")]
     pub activities: Vec<ActivityBinding>,
+    /// One entry per SQS queue served (`[[queue]]`).
+    #[serde(default, rename = "queue")]
+    pub queues: Vec<QueueBinding>,
 }
 
 /// `[aws]`: overrides for the standard AWS configuration chain.

@@ -2,8 +2,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{ActivityArn, Config, ConfigError};
-use crate::handler::{Handler, Registry};
+use super::queue::{MAX_VISIBILITY_SECS, check_pointer};
+use super::{ActivityArn, Config, ConfigError, OnMalformed, OnShutdown, QueueBinding, QueueUrl};
+use crate::handler::{Handler, ParamsError, Registry};
 
 /// A configuration checked against the registry: every binding has its handler
 /// built. This is what a [`crate::Worker`] runs and what `sfn-worker check` prints.
@@ -13,6 +14,62 @@ pub struct Plan {
     pub config: Config,
     /// One entry per `[[activity]]`, in file order.
     pub activities: Vec<ActivityPlan>,
+    /// One entry per `[[queue]]`, in file order.
+    pub queues: Vec<QueuePlan>,
+}
+
+/// Where an SQS message carries its task token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A JSON pointer into the body.
+    Pointer(String),
+    /// A message attribute (string).
+    Attribute(String),
+}
+
+/// One queue binding, resolved.
+#[derive(Clone)]
+pub struct QueuePlan {
+    /// The binding's name (logs, metrics).
+    pub name: Arc<str>,
+    /// The queue.
+    pub url: QueueUrl,
+    /// The handler kind's name.
+    pub kind: Arc<str>,
+    /// The handler built from the binding's params.
+    pub handler: Arc<dyn Handler>,
+    /// Messages handled at once.
+    pub concurrency: usize,
+    /// Concurrent receives.
+    pub receivers: usize,
+    /// `SendTaskHeartbeat` interval, if any.
+    pub heartbeat: Option<Duration>,
+    /// Handler time limit.
+    pub timeout: Option<Duration>,
+    /// Visibility timeout kept while a handler runs.
+    pub visibility: Duration,
+    /// Where the token is.
+    pub token: TokenSource,
+    /// Where the input is; `None`: the whole body.
+    pub input_pointer: Option<String>,
+    /// What to do with malformed messages.
+    pub on_malformed: OnMalformed,
+    /// What to do at shutdown.
+    pub on_shutdown: OnShutdown,
+}
+
+impl std::fmt::Debug for QueuePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuePlan")
+            .field("name", &self.name)
+            .field("url", &self.url.as_str())
+            .field("kind", &self.kind)
+            .field("concurrency", &self.concurrency)
+            .field("receivers", &self.receivers)
+            .field("visibility", &self.visibility)
+            .field("token", &self.token)
+            .finish()
+    }
 }
 
 /// One activity binding, resolved.
@@ -73,10 +130,10 @@ impl Plan {
                 "expected 1 to 80 characters",
             ));
         }
-        if config.activities.is_empty() {
+        if config.activities.is_empty() && config.queues.is_empty() {
             errors.push(ConfigError::new(
                 "activity",
-                "expected at least one [[activity]] binding; nothing to serve",
+                "expected at least one [[activity]] or [[queue]] binding; nothing to serve",
             ));
         }
 
@@ -113,8 +170,9 @@ impl Plan {
                     ),
                 ));
             }
-            match registry.build(&b.handler, &b.params) {
-                Ok(handler) => activities.push(ActivityPlan {
+            if let Some(handler) = build_handler(registry, &b.handler, &b.params, &at, &mut errors)
+            {
+                activities.push(ActivityPlan {
                     name: name.into(),
                     arn: b.arn.clone(),
                     kind: b.handler.as_str().into(),
@@ -124,27 +182,135 @@ impl Plan {
                     heartbeat: (b.heartbeat_secs > 0)
                         .then(|| Duration::from_secs(b.heartbeat_secs)),
                     timeout: b.timeout_secs.map(|t| Duration::from_secs(t.get())),
-                }),
-                Err(e @ crate::handler::ParamsError::UnknownKind { .. }) => {
-                    errors.push(ConfigError::new(at("handler"), e.to_string()))
+                });
+            }
+        }
+        let mut queues = Vec::new();
+        for (i, q) in config.queues.iter().enumerate() {
+            let at = |f: &str| format!("queue[{i}].{f}");
+            if let Some(plan) = queue_plan(q, registry, &at, &mut errors) {
+                if !names.insert(plan.name.to_string()) {
+                    errors.push(ConfigError::new(
+                        at("name"),
+                        format!(
+                            "binding name {:?} is used twice; names must be unique",
+                            plan.name
+                        ),
+                    ));
                 }
-                Err(crate::handler::ParamsError::Invalid { path, message }) => {
-                    let field = if path == "." {
-                        at("params")
-                    } else {
-                        at(&format!("params.{path}"))
-                    };
-                    errors.push(ConfigError::new(field, message))
-                }
-                Err(e) => errors.push(ConfigError::new(at("params"), e.to_string())),
+                queues.push(plan);
             }
         }
         if errors.is_empty() {
-            Ok(Plan { config, activities })
+            Ok(Plan {
+                config,
+                activities,
+                queues,
+            })
         } else {
             Err(errors)
         }
     }
+}
+
+/// Build a binding's handler, recording what is wrong under `at(...)`.
+fn build_handler(
+    registry: &Registry,
+    kind: &str,
+    params: &serde_json::Value,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Arc<dyn Handler>> {
+    match registry.build(kind, params) {
+        Ok(handler) => return Some(handler),
+        Err(e @ ParamsError::UnknownKind { .. }) => {
+            errors.push(ConfigError::new(at("handler"), e.to_string()))
+        }
+        Err(ParamsError::Invalid { path, message }) => {
+            let field = if path == "." {
+                at("params")
+            } else {
+                at(&format!("params.{path}"))
+            };
+            errors.push(ConfigError::new(field, message))
+        }
+        Err(e) => errors.push(ConfigError::new(at("params"), e.to_string())),
+    }
+    None
+}
+
+fn queue_plan(
+    q: &QueueBinding,
+    registry: &Registry,
+    at: &dyn Fn(&str) -> String,
+    errors: &mut Vec<ConfigError>,
+) -> Option<QueuePlan> {
+    let before = errors.len();
+    let visibility = q.visibility_timeout_secs.get();
+    if visibility > MAX_VISIBILITY_SECS {
+        errors.push(ConfigError::new(
+            at("visibility_timeout_secs"),
+            format!("expected at most {MAX_VISIBILITY_SECS} (SQS's 12 hours), got {visibility}"),
+        ));
+    }
+    let token = match (&q.token_pointer, &q.token_attribute) {
+        (Some(_), Some(_)) => {
+            errors.push(ConfigError::new(
+                at("token_attribute"),
+                "set token_pointer or token_attribute, not both",
+            ));
+            TokenSource::Pointer(String::new())
+        }
+        (_, Some(attr)) if attr.is_empty() => {
+            errors.push(ConfigError::new(
+                at("token_attribute"),
+                "expected an attribute name",
+            ));
+            TokenSource::Pointer(String::new())
+        }
+        (_, Some(attr)) => TokenSource::Attribute(attr.clone()),
+        (pointer, None) => {
+            let pointer = pointer.clone().unwrap_or_else(|| "/taskToken".to_owned());
+            if let Err(e) = check_pointer(&pointer) {
+                errors.push(ConfigError::new(at("token_pointer"), e));
+            }
+            TokenSource::Pointer(pointer)
+        }
+    };
+    if let Some(p) = &q.input_pointer
+        && let Err(e) = check_pointer(p)
+    {
+        errors.push(ConfigError::new(at("input_pointer"), e));
+    }
+    let concurrency = q.concurrency.get();
+    let receivers = q
+        .receivers
+        .map_or_else(|| concurrency.div_ceil(10).clamp(1, 4), |r| r.get());
+    if receivers > concurrency {
+        errors.push(ConfigError::new(
+            at("receivers"),
+            format!("expected at most concurrency ({concurrency}), got {receivers}: every receive holds a slot"),
+        ));
+    }
+    let handler = build_handler(registry, &q.handler, &q.params, at, errors)?;
+    if errors.len() > before {
+        return None;
+    }
+    Some(QueuePlan {
+        name: q.resolved_name().into(),
+        url: q.url.clone(),
+        kind: q.handler.as_str().into(),
+        handler,
+        concurrency,
+        receivers,
+        heartbeat: q.heartbeat_secs.map(|h| Duration::from_secs(h.get())),
+        timeout: q.timeout_secs.map(|t| Duration::from_secs(t.get())),
+        visibility: Duration::from_secs(visibility),
+        token,
+        input_pointer: q.input_pointer.clone(),
+        on_malformed: q.on_malformed,
+        on_shutdown: q.on_shutdown,
+    })
 }
 
 #[cfg(test)]
@@ -195,6 +361,41 @@ mod tests {
                 "activity[1].params.x"
             ]
         );
+    }
+
+    #[test]
+    fn queue_bindings_resolve_and_are_checked() {
+        let url = "http://localhost:4566/000000000000/callbacks";
+        let c: Config = serde_json::from_value(serde_json::json!({ "queue": [
+            {"url": url, "handler": "echo", "concurrency": 32},
+            {"url": url, "name": "b", "handler": "echo", "token_pointer": "taskToken", "input_pointer": "/a~2"},
+            {"url": url, "name": "c", "handler": "echo", "token_pointer": "/t", "token_attribute": "T",
+             "visibility_timeout_secs": 50000, "receivers": 20},
+        ]})).unwrap();
+        let errs = Plan::build(c, &registry()).err().unwrap();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "queue[1].token_pointer",
+                "queue[1].input_pointer",
+                "queue[2].visibility_timeout_secs",
+                "queue[2].token_attribute",
+                "queue[2].receivers"
+            ]
+        );
+        let c: Config = serde_json::from_value(serde_json::json!({ "queue": [
+            {"url": url, "handler": "echo", "concurrency": 32, "token_attribute": "TaskToken"}
+        ]}))
+        .unwrap();
+        let plan = Plan::build(c, &registry()).unwrap();
+        let q = &plan.queues[0];
+        assert_eq!(
+            (&*q.name, q.receivers, q.visibility.as_secs()),
+            ("callbacks", 4, 60)
+        );
+        assert_eq!(q.token, TokenSource::Attribute("TaskToken".into()));
+        assert_eq!(q.heartbeat, None);
     }
 
     #[test]

@@ -13,15 +13,21 @@ pub enum TaskSource {
         /// The activity's ARN.
         arn: Arc<str>,
     },
+    /// An SQS queue (`sqs:sendMessage.waitForTaskToken`), by URL.
+    Queue {
+        /// The queue's URL.
+        url: Arc<str>,
+    },
     /// Run locally (`sfn-worker invoke`, tests): no Step Functions behind it.
     Local,
 }
 
 impl TaskSource {
-    /// The source kind as used in metric labels and logs: `activity`, `local`.
+    /// The source kind as used in metric labels and logs: `activity`, `sqs`, `local`.
     pub fn kind(&self) -> &'static str {
         match self {
             TaskSource::Activity { .. } => "activity",
+            TaskSource::Queue { .. } => "sqs",
             TaskSource::Local => "local",
         }
     }

@@ -8,7 +8,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::aws::{ApiErrorKind, SfnApi};
 use crate::metrics;
-use crate::runner::{Binding, Env, run_task};
+use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::BindingSlots;
 
 /// What a poller needs.
@@ -53,6 +53,11 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
             Ok(Some(task)) => {
                 labels.poll("task");
                 delays = backoff();
+                let task = Task {
+                    token: task.token,
+                    input: task.input,
+                    lease: None,
+                };
                 p.tasks
                     .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
             }

@@ -1,6 +1,7 @@
 //! Worker behaviour against the in-process fake, on tokio's paused clock.
 
 mod lifecycle;
+mod queue;
 mod shutdown;
 
 use std::sync::Arc;

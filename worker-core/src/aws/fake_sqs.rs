@@ -1,0 +1,281 @@
+//! An in-process fake of SQS for unit tests and benchmarks: queues with real
+//! visibility semantics on tokio's clock, every batch call recorded, and
+//! per-entry failures scriptable.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::{ApiError, ApiErrorKind, BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+
+#[derive(Debug, Clone)]
+struct Stored {
+    id: String,
+    body: String,
+    group_id: Option<String>,
+    attribute: Option<String>,
+}
+
+#[derive(Default)]
+struct Queue {
+    visible: VecDeque<Stored>,
+    /// receipt handle -> (message, when it becomes visible again)
+    in_flight: HashMap<String, (Stored, Instant)>,
+}
+
+#[derive(Default)]
+struct State {
+    queues: HashMap<String, Queue>,
+    next_id: u64,
+    visibility_calls: Vec<Vec<BatchEntry>>,
+    delete_calls: Vec<Vec<BatchEntry>>,
+    deleted: Vec<String>,
+    fail_entries: HashMap<String, ApiError>,
+    receives: usize,
+}
+
+/// The fake. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct FakeSqs {
+    state: Arc<Mutex<State>>,
+    changed: Arc<Notify>,
+}
+
+impl FakeSqs {
+    /// An empty fake.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Send a message; returns its id.
+    pub fn send(&self, queue_url: &str, body: &str) -> String {
+        self.send_with(queue_url, body, None, None)
+    }
+
+    /// Send a message with a FIFO group and/or a token attribute.
+    pub fn send_with(
+        &self,
+        queue_url: &str,
+        body: &str,
+        group_id: Option<&str>,
+        attribute: Option<&str>,
+    ) -> String {
+        let mut s = self.state();
+        s.next_id += 1;
+        let id = format!("m-{}", s.next_id);
+        s.queues
+            .entry(queue_url.to_owned())
+            .or_default()
+            .visible
+            .push_back(Stored {
+                id: id.clone(),
+                body: body.to_owned(),
+                group_id: group_id.map(str::to_owned),
+                attribute: attribute.map(str::to_owned),
+            });
+        drop(s);
+        self.changed.notify_waiters();
+        id
+    }
+
+    /// Answer the next batch entry for `receipt_handle` with `err`.
+    pub fn fail_entry(&self, receipt_handle: &str, err: ApiError) {
+        self.state()
+            .fail_entries
+            .insert(receipt_handle.to_owned(), err);
+    }
+
+    /// Ids of deleted messages, in order.
+    pub fn deleted(&self) -> Vec<String> {
+        self.state().deleted.clone()
+    }
+
+    /// Every `ChangeMessageVisibilityBatch` call's entries.
+    pub fn visibility_calls(&self) -> Vec<Vec<BatchEntry>> {
+        self.state().visibility_calls.clone()
+    }
+
+    /// Every `DeleteMessageBatch` call's entries.
+    pub fn delete_calls(&self) -> Vec<Vec<BatchEntry>> {
+        self.state().delete_calls.clone()
+    }
+
+    /// `ReceiveMessage` calls so far.
+    pub fn receives(&self) -> usize {
+        self.state().receives
+    }
+
+    /// Messages visible now (after expiring visibility timeouts).
+    pub fn visible(&self, queue_url: &str) -> usize {
+        let mut s = self.state();
+        let q = s.queues.entry(queue_url.to_owned()).or_default();
+        expire(q, Instant::now());
+        q.visible.len()
+    }
+
+    /// Messages received and not yet visible again or deleted.
+    pub fn in_flight(&self, queue_url: &str) -> usize {
+        let mut s = self.state();
+        let q = s.queues.entry(queue_url.to_owned()).or_default();
+        expire(q, Instant::now());
+        q.in_flight.len()
+    }
+
+    /// Wait until `cond` holds (checked after every change).
+    pub async fn wait_until(&self, mut cond: impl FnMut(&FakeSqs) -> bool) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if cond(self) {
+                return;
+            }
+            tokio::select! {
+                _ = notified => {}
+                // Visibility timeouts expire with time, not with calls.
+                _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+            }
+        }
+    }
+
+    fn batch(&self, queue_url: &str, entries: &[BatchEntry], delete: bool) -> Vec<EntryResult> {
+        let now = Instant::now();
+        let mut s = self.state();
+        if delete {
+            s.delete_calls.push(entries.to_vec());
+        } else {
+            s.visibility_calls.push(entries.to_vec());
+        }
+        let mut results = Vec::new();
+        for e in entries {
+            if let Some(err) = s.fail_entries.remove(&e.receipt_handle) {
+                results.push(EntryResult {
+                    id: e.id.clone(),
+                    error: Some(err),
+                });
+                continue;
+            }
+            let q = s.queues.entry(queue_url.to_owned()).or_default();
+            expire(q, now);
+            let error = match q.in_flight.remove(&e.receipt_handle) {
+                None => Some(ApiError::new(
+                    ApiErrorKind::Rejected,
+                    "ReceiptHandleIsInvalid",
+                    "not in flight",
+                )),
+                Some((m, _)) if delete => {
+                    s.deleted.push(m.id);
+                    None
+                }
+                Some((m, _)) if e.visibility_secs == 0 => {
+                    q.visible.push_front(m);
+                    None
+                }
+                Some((m, _)) => {
+                    let again = now + Duration::from_secs(e.visibility_secs as u64);
+                    q.in_flight.insert(e.receipt_handle.clone(), (m, again));
+                    None
+                }
+            };
+            results.push(EntryResult {
+                id: e.id.clone(),
+                error,
+            });
+        }
+        drop(s);
+        self.changed.notify_waiters();
+        results
+    }
+}
+
+fn expire(q: &mut Queue, now: Instant) {
+    let expired: Vec<String> = q
+        .in_flight
+        .iter()
+        .filter(|(_, (_, at))| *at <= now)
+        .map(|(h, _)| h.clone())
+        .collect();
+    for h in expired {
+        if let Some((m, _)) = q.in_flight.remove(&h) {
+            q.visible.push_back(m);
+        }
+    }
+}
+
+#[async_trait]
+impl SqsApi for FakeSqs {
+    async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Message>, ApiError> {
+        self.state().receives += 1;
+        let deadline = Instant::now() + Duration::from_secs(r.wait_secs.max(0) as u64);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = Instant::now();
+            let (out, next_expiry) = {
+                let mut s = self.state();
+                s.next_id += 1;
+                let receipt = s.next_id;
+                let q = s.queues.entry(r.queue_url.to_owned()).or_default();
+                expire(q, now);
+                let mut out = Vec::new();
+                while out.len() < r.max_messages.max(1) as usize {
+                    let Some(m) = q.visible.pop_front() else {
+                        break;
+                    };
+                    let handle = format!("rh-{receipt}-{}", out.len());
+                    let again = now + Duration::from_secs(r.visibility_secs.max(0) as u64);
+                    out.push(Message {
+                        message_id: m.id.clone(),
+                        receipt_handle: handle.clone(),
+                        body: m.body.clone(),
+                        group_id: m.group_id.clone(),
+                        attribute: r.attribute.and(m.attribute.clone()),
+                    });
+                    q.in_flight.insert(handle, (m, again));
+                }
+                (out, q.in_flight.values().map(|(_, at)| *at).min())
+            };
+            if !out.is_empty() {
+                self.changed.notify_waiters();
+                return Ok(out);
+            }
+            if now >= deadline {
+                return Ok(out);
+            }
+            let wake = next_expiry.map_or(deadline, |e| e.min(deadline));
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(wake) => {}
+            }
+        }
+    }
+
+    async fn change_visibility_batch(
+        &self,
+        queue_url: &str,
+        entries: &[BatchEntry],
+    ) -> Result<Vec<EntryResult>, ApiError> {
+        Ok(self.batch(queue_url, entries, false))
+    }
+
+    async fn delete_batch(
+        &self,
+        queue_url: &str,
+        entries: &[BatchEntry],
+    ) -> Result<Vec<EntryResult>, ApiError> {
+        Ok(self.batch(queue_url, entries, true))
+    }
+
+    async fn check_queue(&self, _queue_url: &str) -> Result<(), ApiError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,246 @@
+//! `[[queue]]`: SQS callback bindings (`sqs:sendMessage.waitForTaskToken`).
+
+use std::fmt;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// SQS keeps a message invisible at most this long after it was received.
+pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+
+/// One SQS queue served by one handler.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueBinding {
+    /// Name in logs and metrics. Default: the queue's name.
+    pub name: Option<String>,
+    /// The queue URL, `https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`.
+    pub url: QueueUrl,
+    /// The handler kind.
+    pub handler: String,
+    /// Messages handled at once. Default 16.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: NonZeroUsize,
+    /// Concurrent `ReceiveMessage` long polls. Default: one per 10 slots, at most 4.
+    pub receivers: Option<NonZeroUsize>,
+    /// `SendTaskHeartbeat` interval; omit when the state has no `HeartbeatSeconds`.
+    pub heartbeat_secs: Option<NonZeroU64>,
+    /// The visibility timeout the worker keeps renewing while a handler runs
+    /// (every third of it). Default 60; at most 43200.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout_secs: NonZeroU64,
+    /// Cancel the handler and fail with `Worker.HandlerTimeout` after this long.
+    pub timeout_secs: Option<NonZeroU64>,
+    /// JSON pointer to the task token in the body. Default `/taskToken`.
+    pub token_pointer: Option<String>,
+    /// Take the token from this message attribute instead of the body.
+    pub token_attribute: Option<String>,
+    /// JSON pointer to the task input in the body. Default: the whole body.
+    pub input_pointer: Option<String>,
+    /// What to do with a message that has no usable token or input.
+    #[serde(default)]
+    pub on_malformed: OnMalformed,
+    /// What to do with a message still running when shutdown's grace ends.
+    #[serde(default)]
+    pub on_shutdown: OnShutdown,
+    /// The handler kind's parameters (`[queue.params]`).
+    #[serde(default)]
+    pub params: serde_json::Value,
+}
+
+fn default_concurrency() -> NonZeroUsize {
+    NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_visibility() -> NonZeroU64 {
+    NonZeroU64::new(60).unwrap_or(NonZeroU64::MIN)
+}
+
+impl QueueBinding {
+    /// The binding's name: `name`, or the queue's name.
+    pub fn resolved_name(&self) -> &str {
+        self.name
+            .as_deref()
+            .unwrap_or_else(|| self.url.queue_name())
+    }
+}
+
+/// What to do with a malformed message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnMalformed {
+    /// Leave it: it reappears after its visibility timeout, and the queue's
+    /// redrive policy moves it to a dead-letter queue after `maxReceiveCount`.
+    #[default]
+    Leave,
+    /// Delete it at once.
+    Delete,
+}
+
+/// What to do at shutdown with a message whose handler has not finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnShutdown {
+    /// Make it visible at once (visibility 0): another worker runs it with
+    /// the same token.
+    #[default]
+    Release,
+    /// Fail the task with `Worker.ShuttingDown` and delete the message.
+    Fail,
+}
+
+/// An SQS queue URL, checked for shape: `http(s)://HOST/ACCOUNT/NAME`.
+///
+/// ```
+/// use sfn_worker_core::config::QueueUrl;
+/// let u: QueueUrl = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs.fifo".parse().unwrap();
+/// assert_eq!(u.queue_name(), "jobs.fifo");
+/// assert!(u.is_fifo());
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct QueueUrl {
+    url: String,
+    name_at: usize,
+}
+
+impl QueueUrl {
+    /// The whole URL.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+    /// The queue's name.
+    pub fn queue_name(&self) -> &str {
+        &self.url[self.name_at..]
+    }
+    /// Whether it is a FIFO queue (its name ends in `.fifo`).
+    pub fn is_fifo(&self) -> bool {
+        self.queue_name().ends_with(".fifo")
+    }
+}
+
+impl fmt::Display for QueueUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.url)
+    }
+}
+
+impl FromStr for QueueUrl {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = |why: &str| {
+            Err(format!(
+                "expected a queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/NAME, got {s:?} ({why})"
+            ))
+        };
+        let Some(rest) = s
+            .strip_prefix("https://")
+            .or_else(|| s.strip_prefix("http://"))
+        else {
+            return bad("it does not start with https:// or http://");
+        };
+        let parts: Vec<&str> = rest.trim_end_matches('/').split('/').collect();
+        if parts.len() != 3 || parts[0].is_empty() {
+            return bad("the path must be /ACCOUNT/NAME");
+        }
+        if parts[1].len() != 12 || !parts[1].chars().all(|c| c.is_ascii_digit()) {
+            return bad("the account is not 12 digits");
+        }
+        let name = parts[2];
+        let base = name.strip_suffix(".fifo").unwrap_or(name);
+        if base.is_empty()
+            || name.len() > 80
+            || !base
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return bad(
+                "the name must be 1-80 characters of A-Z a-z 0-9 - _, optionally ending in .fifo",
+            );
+        }
+        let url = s.trim_end_matches('/').to_owned();
+        let name_at = url.len() - name.len();
+        Ok(Self { url, name_at })
+    }
+}
+
+impl TryFrom<String> for QueueUrl {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<QueueUrl> for String {
+    fn from(u: QueueUrl) -> String {
+        u.url
+    }
+}
+
+/// Check a JSON pointer's syntax (RFC 6901): empty, or `/`-separated parts
+/// where `~` is only followed by `0` or `1`.
+pub(crate) fn check_pointer(p: &str) -> Result<(), String> {
+    if !p.is_empty() && !p.starts_with('/') {
+        return Err(format!(
+            "expected a JSON pointer starting with / (like /taskToken), got {p:?}"
+        ));
+    }
+    let mut chars = p.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' && !matches!(chars.next(), Some('0' | '1')) {
+            return Err(format!(
+                "{p:?} is not a valid JSON pointer: ~ must be followed by 0 or 1"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_urls() {
+        for ok in [
+            "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+            "http://sqs.us-east-1.localhost.localstack.cloud:4566/000000000000/callbacks",
+            "http://localhost:4566/000000000000/a_b-c.fifo",
+        ] {
+            assert!(ok.parse::<QueueUrl>().is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("sqs.us-east-1.amazonaws.com/123456789012/jobs", "https://"),
+            ("https://sqs.us-east-1.amazonaws.com/jobs", "/ACCOUNT/NAME"),
+            ("https://sqs.us-east-1.amazonaws.com/1234/jobs", "12 digits"),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/jo bs",
+                "name",
+            ),
+            (
+                "https://sqs.us-east-1.amazonaws.com/123456789012/.fifo",
+                "name",
+            ),
+        ] {
+            let err = bad.parse::<QueueUrl>().unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn pointers() {
+        assert!(check_pointer("").is_ok());
+        assert!(check_pointer("/taskToken").is_ok());
+        assert!(check_pointer("/a~1b/~0c").is_ok());
+        assert!(
+            check_pointer("taskToken")
+                .unwrap_err()
+                .contains("starting with /")
+        );
+        assert!(
+            check_pointer("/a~2")
+                .unwrap_err()
+                .contains("~ must be followed")
+        );
+    }
+}

@@ -1,0 +1,200 @@
+//! The `ReceiveMessage` loop of one queue receiver.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+
+use crate::aws::{Message, ReceiveRequest, SqsApi};
+use crate::config::{OnMalformed, TokenSource};
+use crate::lease::LeaseEnd;
+use crate::metrics;
+use crate::queue::QueueShared;
+use crate::queue::in_flight::Claim;
+use crate::queue::lease::MessageLease;
+use crate::queue::message::{Malformed, extract};
+use crate::runner::{Binding, Env, Task, run_task};
+use crate::slots::{BindingSlots, Slot};
+
+/// The most messages one `ReceiveMessage` returns.
+const RECEIVE_MAX: usize = 10;
+/// The longest SQS holds a receive open.
+const WAIT_SECS: i32 = 20;
+
+pub(crate) struct QueuePoller {
+    pub queue: Arc<QueueShared>,
+    pub api: Arc<dyn SqsApi>,
+    pub slots: BindingSlots,
+    pub binding: Arc<Binding>,
+    pub env: Arc<Env>,
+    pub tasks: TaskTracker,
+    pub fifo: bool,
+}
+
+fn backoff() -> impl Iterator<Item = Duration> {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(200))
+        .with_max_delay(Duration::from_secs(30))
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// Receive until shutdown begins; errors are retried, never fatal.
+pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
+    let labels = &p.binding.labels;
+    let draining = p.env.shutdown.draining();
+    let attribute = match &p.queue.token {
+        TokenSource::Attribute(a) => Some(a.as_str()),
+        TokenSource::Pointer(_) => None,
+    };
+    let visibility_secs = i32::try_from(p.queue.visibility.as_secs()).unwrap_or(i32::MAX);
+    let mut delays = backoff();
+    loop {
+        // Capacity first: ask for at most as many messages as can start now.
+        let first = tokio::select! {
+            biased;
+            _ = draining.cancelled() => break,
+            slot = p.slots.acquire() => slot,
+        };
+        if draining.is_cancelled() {
+            break;
+        }
+        let mut slots = vec![first];
+        while slots.len() < RECEIVE_MAX {
+            match p.slots.try_acquire() {
+                Some(slot) => slots.push(slot),
+                None => break,
+            }
+        }
+        // Not raced against shutdown: messages a receive returns after being
+        // dropped would stay invisible for a whole visibility timeout.
+        let request = ReceiveRequest {
+            queue_url: &p.queue.url,
+            max_messages: slots.len() as i32,
+            wait_secs: WAIT_SECS,
+            visibility_secs,
+            attribute,
+        };
+        match p.api.receive(request).await {
+            Ok(messages) => {
+                delays = backoff();
+                labels.poll(if messages.is_empty() { "empty" } else { "task" });
+                if draining.is_cancelled() {
+                    // Received but not started: give them back at once.
+                    for m in messages {
+                        let batcher = p.queue.batcher.clone();
+                        p.tasks.spawn(async move {
+                            let _ = batcher.change_visibility(m.receipt_handle, 0).await;
+                        });
+                    }
+                    break;
+                }
+                slots.truncate(messages.len());
+                dispatch(&p, messages, slots);
+            }
+            Err(err) => {
+                drop(slots);
+                labels.poll("error");
+                metrics::api_error("ReceiveMessage", &err.code);
+                let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                tracing::warn!(binding = %p.binding.name, code = %err.code, error = %err.message,
+                    retry_in_ms = delay.as_millis() as u64, "receive failed; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = draining.cancelled() => break,
+                }
+            }
+        }
+    }
+}
+
+/// A FIFO group's tasks, in order, each with its slot.
+type Chain = VecDeque<(Task, Slot)>;
+
+/// Turn received messages into tasks, each with one of the slots.
+fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
+    // FIFO: the messages of one group run one after another, in order.
+    let mut groups: Vec<(Option<String>, Chain)> = Vec::new();
+    for (m, slot) in messages.into_iter().zip(slots) {
+        let (token, input) = match extract(&m, &p.queue.token, p.queue.input_pointer.as_deref()) {
+            Ok(found) => found,
+            Err(why) => {
+                malformed(p, &m, why);
+                continue;
+            }
+        };
+        let deliveries = match p.queue.in_flight.claim(&token, &m.receipt_handle) {
+            Claim::New(d) => d,
+            Claim::Duplicate => {
+                p.binding.labels.duplicate_message();
+                tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
+                    "token already running here; this delivery joins it instead of starting another handler");
+                continue;
+            }
+        };
+        let lease = Arc::new(MessageLease {
+            queue: p.queue.clone(),
+            token: token.clone(),
+            deliveries,
+            received_at: Instant::now(),
+        });
+        let task = Task {
+            token,
+            input,
+            lease: Some(lease),
+        };
+        if p.fifo {
+            match groups.iter_mut().find(|(g, _)| *g == m.group_id) {
+                Some((_, chain)) => chain.push_back((task, slot)),
+                None => groups.push((m.group_id.clone(), VecDeque::from([(task, slot)]))),
+            }
+        } else {
+            p.tasks
+                .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
+        }
+    }
+    for (_, chain) in groups {
+        p.tasks.spawn(run_chain(p.clone(), chain));
+    }
+}
+
+/// Run one FIFO group's messages in order; at shutdown, those not started
+/// yet are released at once.
+async fn run_chain(p: Arc<QueuePoller>, mut chain: Chain) {
+    while let Some((task, slot)) = chain.pop_front() {
+        let run = run_task(p.binding.clone(), p.env.clone(), task, slot);
+        tokio::pin!(run);
+        tokio::select! {
+            () = &mut run => {}
+            _ = p.env.shutdown.draining().cancelled() => {
+                for (task, _slot) in chain.drain(..) {
+                    if let Some(lease) = task.lease {
+                        lease.end(LeaseEnd::Release).await;
+                    }
+                }
+                run.await;
+            }
+        }
+    }
+}
+
+fn malformed(p: &QueuePoller, m: &Message, why: Malformed) {
+    p.binding.labels.malformed_message(why.reason());
+    let delete = p.queue.on_malformed == OnMalformed::Delete;
+    tracing::warn!(binding = %p.binding.name, message_id = %m.message_id, reason = why.reason(),
+        action = if delete { "delete" } else { "leave" }, "malformed message: no task can be made of it");
+    if delete {
+        let batcher = p.queue.batcher.clone();
+        let handle = m.receipt_handle.clone();
+        let id = m.message_id.clone();
+        p.tasks.spawn(async move {
+            if let Err(e) = batcher.delete(handle).await {
+                tracing::warn!(message_id = %id, code = %e.code, "deleting a malformed message failed");
+            }
+        });
+    }
+}

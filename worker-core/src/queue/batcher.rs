@@ -1,0 +1,267 @@
+//! Batching visibility changes and deletes across messages.
+//!
+//! Every running message needs its visibility extended on a timer and a
+//! delete at the end; one call per message would cost as many requests as
+//! tasks. Requests go to one task per queue, which sends whatever has queued
+//! up as `ChangeMessageVisibilityBatch` / `DeleteMessageBatch` calls of up to
+//! 10 entries. Under load calls fill up by themselves; when idle a request
+//! goes out at once. Batch calls answer per entry even on HTTP 200, so each
+//! requester gets its own entry's result.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::aws::{ApiError, ApiErrorKind, BatchEntry, SqsApi};
+use crate::metrics;
+
+/// SQS takes at most 10 entries per batch call.
+const BATCH_MAX: usize = 10;
+/// Whole-call failures (network, 5xx, throttling) of a delete are retried.
+const DELETE_ATTEMPTS: u32 = 4;
+
+#[derive(Debug)]
+struct Request {
+    delete: bool,
+    receipt_handle: String,
+    visibility_secs: i32,
+    reply: oneshot::Sender<Result<(), ApiError>>,
+}
+
+/// The handle requests go through. Cheap to clone.
+#[derive(Debug, Clone)]
+pub(crate) struct Batcher {
+    tx: mpsc::UnboundedSender<Request>,
+}
+
+impl Batcher {
+    /// Start the batching task for one queue; it ends when every handle is dropped.
+    pub fn spawn(api: Arc<dyn SqsApi>, queue_url: Arc<str>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(rx, api, queue_url));
+        Self { tx }
+    }
+
+    /// Set a message's visibility timeout (0 releases it).
+    pub async fn change_visibility(
+        &self,
+        receipt_handle: String,
+        secs: i32,
+    ) -> Result<(), ApiError> {
+        self.request(false, receipt_handle, secs).await
+    }
+
+    /// Delete a message.
+    pub async fn delete(&self, receipt_handle: String) -> Result<(), ApiError> {
+        self.request(true, receipt_handle, 0).await
+    }
+
+    async fn request(
+        &self,
+        delete: bool,
+        receipt_handle: String,
+        visibility_secs: i32,
+    ) -> Result<(), ApiError> {
+        let (reply, answer) = oneshot::channel();
+        let lost = || {
+            ApiError::new(
+                ApiErrorKind::Transient,
+                "BatcherStopped",
+                "the batching task stopped",
+            )
+        };
+        self.tx
+            .send(Request {
+                delete,
+                receipt_handle,
+                visibility_secs,
+                reply,
+            })
+            .map_err(|_| lost())?;
+        answer.await.map_err(|_| lost())?
+    }
+}
+
+async fn run(mut rx: mpsc::UnboundedReceiver<Request>, api: Arc<dyn SqsApi>, url: Arc<str>) {
+    while let Some(first) = rx.recv().await {
+        let mut pending = vec![first];
+        // Let requests made in the same instant join this round.
+        tokio::task::yield_now().await;
+        while let Ok(r) = rx.try_recv() {
+            pending.push(r);
+        }
+        let (mut deletes, mut changes): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|r| r.delete);
+        while !changes.is_empty() {
+            let chunk: Vec<_> = changes.drain(..changes.len().min(BATCH_MAX)).collect();
+            tokio::spawn(send(api.clone(), url.clone(), chunk, false));
+        }
+        while !deletes.is_empty() {
+            let chunk: Vec<_> = deletes.drain(..deletes.len().min(BATCH_MAX)).collect();
+            tokio::spawn(send(api.clone(), url.clone(), chunk, true));
+        }
+    }
+}
+
+async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: bool) {
+    let entries: Vec<BatchEntry> = chunk
+        .iter()
+        .enumerate()
+        .map(|(i, r)| BatchEntry {
+            id: i.to_string(),
+            receipt_handle: r.receipt_handle.clone(),
+            visibility_secs: r.visibility_secs,
+        })
+        .collect();
+    let operation = if delete {
+        "DeleteMessageBatch"
+    } else {
+        "ChangeMessageVisibilityBatch"
+    };
+    // A visibility change that fails is retried by the next timer tick; a
+    // delete has no next tick, so whole-call failures are retried here.
+    let attempts = if delete { DELETE_ATTEMPTS } else { 1 };
+    let mut attempt = 0;
+    let results = loop {
+        attempt += 1;
+        let result = if delete {
+            api.delete_batch(&url, &entries).await
+        } else {
+            api.change_visibility_batch(&url, &entries).await
+        };
+        match result {
+            Ok(results) => break Ok(results),
+            Err(err) => {
+                metrics::api_error(operation, &err.code);
+                if !err.is_retryable() || attempt >= attempts {
+                    break Err(err);
+                }
+                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
+            }
+        }
+    };
+    match results {
+        Err(err) => {
+            for r in chunk {
+                let _ = r.reply.send(Err(err.clone()));
+            }
+        }
+        Ok(results) => {
+            let mut by_id: std::collections::HashMap<String, Option<ApiError>> =
+                results.into_iter().map(|e| (e.id, e.error)).collect();
+            for (i, r) in chunk.into_iter().enumerate() {
+                let outcome = match by_id.remove(&i.to_string()) {
+                    Some(None) => Ok(()),
+                    Some(Some(err)) => {
+                        metrics::api_error(operation, &err.code);
+                        Err(err)
+                    }
+                    None => Err(ApiError::new(
+                        ApiErrorKind::Transient,
+                        "NoEntryResult",
+                        "the batch answer did not mention this entry",
+                    )),
+                };
+                let _ = r.reply.send(outcome);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aws::fake_sqs::FakeSqs;
+    use crate::aws::{ReceiveRequest, SqsApi};
+
+    const URL: &str = "http://localhost:4566/000000000000/q";
+
+    async fn receive_all(fake: &FakeSqs, n: usize) -> Vec<String> {
+        let mut handles = Vec::new();
+        while handles.len() < n {
+            let got = fake
+                .receive(ReceiveRequest {
+                    queue_url: URL,
+                    max_messages: 10,
+                    wait_secs: 0,
+                    visibility_secs: 30,
+                    attribute: None,
+                })
+                .await
+                .unwrap();
+            handles.extend(got.into_iter().map(|m| m.receipt_handle));
+        }
+        handles
+    }
+
+    #[tokio::test]
+    async fn requests_made_together_go_out_in_batches_of_ten() {
+        let fake = FakeSqs::new();
+        for i in 0..25 {
+            fake.send(URL, &i.to_string());
+        }
+        let handles = receive_all(&fake, 25).await;
+        let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
+        let results = futures::future::join_all(
+            handles
+                .iter()
+                .map(|h| batcher.change_visibility(h.clone(), 120)),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok));
+        let sizes: Vec<usize> = fake.visibility_calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        assert!(
+            fake.visibility_calls()[0]
+                .iter()
+                .all(|e| e.visibility_secs == 120)
+        );
+
+        let results =
+            futures::future::join_all(handles.iter().map(|h| batcher.delete(h.clone()))).await;
+        assert!(results.iter().all(Result::is_ok));
+        let sizes: Vec<usize> = fake.delete_calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [10, 10, 5]);
+        assert_eq!(fake.deleted().len(), 25);
+    }
+
+    #[tokio::test]
+    async fn each_requester_gets_its_own_entrys_failure() {
+        let fake = FakeSqs::new();
+        for i in 0..3 {
+            fake.send(URL, &i.to_string());
+        }
+        let handles = receive_all(&fake, 3).await;
+        fake.fail_entry(
+            &handles[1],
+            ApiError::new(ApiErrorKind::Rejected, "ReceiptHandleIsInvalid", "gone"),
+        );
+        let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
+        let results =
+            futures::future::join_all(handles.iter().map(|h| batcher.delete(h.clone()))).await;
+        assert!(results[0].is_ok() && results[2].is_ok());
+        assert_eq!(
+            results[1].as_ref().unwrap_err().code,
+            "ReceiptHandleIsInvalid"
+        );
+        assert_eq!(fake.delete_calls().len(), 1, "one call for the three");
+        assert_eq!(fake.deleted().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_lone_request_goes_out_at_once() {
+        let fake = FakeSqs::new();
+        fake.send(URL, "x");
+        let handles = receive_all(&fake, 1).await;
+        let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            batcher.change_visibility(handles[0].clone(), 0),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(fake.visible(URL), 1, "visibility 0 releases the message");
+    }
+}

@@ -1,0 +1,228 @@
+//! One task's life: run the handler in its own tokio task (so a panic fails
+//! only this task), keep it alive (heartbeats, and the source's lease), enforce
+//! its timeout and shutdown, then report and settle it.
+
+mod verdict;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{Fuse, FusedFuture};
+use tokio::time::{Instant, sleep_until};
+use tracing::Instrument;
+
+use crate::aws::ApiErrorKind;
+use crate::completion::Reporter;
+use crate::error_names;
+use crate::handler::{CancelReason, Handler, TaskContext, TaskError, TaskSource};
+use crate::heartbeat::HeartbeatSchedule;
+use crate::lease::{Lease, LeaseEnd};
+use crate::metrics::{BindingLabels, Outcome};
+use crate::shutdown::ShutdownHandle;
+use crate::slots::Slot;
+use verdict::{Ending, deliver, verdict};
+
+/// What a binding's tasks share.
+pub(crate) struct Binding {
+    pub name: Arc<str>,
+    pub kind: Arc<str>,
+    pub source: TaskSource,
+    pub handler: Arc<dyn Handler>,
+    pub heartbeat: Option<Duration>,
+    pub timeout: Option<Duration>,
+    pub labels: BindingLabels,
+}
+
+/// What every task shares.
+pub(crate) struct Env {
+    pub reporter: Reporter,
+    pub shutdown: ShutdownHandle,
+    pub cancel_grace: Duration,
+}
+
+/// A task as the runner sees it, whatever its source.
+pub(crate) struct Task {
+    pub token: String,
+    pub input: String,
+    /// The delivery to keep alive and settle; `None` for activities.
+    pub lease: Option<Arc<dyn Lease>>,
+}
+
+/// Run one task to its end; the slot is released when this returns.
+pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, task: Task, slot: Slot) {
+    let received = Instant::now();
+    let fingerprint = crate::fingerprint(&task.token);
+    let span = tracing::info_span!(
+        "task",
+        source = binding.labels.source,
+        binding = %binding.name,
+        handler = %binding.kind,
+        token = %fingerprint,
+    );
+    async move {
+        binding.labels.task_received();
+        binding.labels.in_flight(1.0);
+        tracing::debug!(input_bytes = task.input.len(), "task received");
+        let lease = task.lease.clone();
+        let (outcome, end) = execute(&binding, &env, task, fingerprint).await;
+        if let Some(lease) = lease {
+            lease.end(end).await;
+        }
+        binding.labels.in_flight(-1.0);
+        let seconds = received.elapsed().as_secs_f64();
+        binding.labels.task_completed(outcome, seconds);
+        tracing::debug!(outcome = outcome.as_str(), seconds, "task ended");
+        drop(slot);
+    }
+    .instrument(span)
+    .await
+}
+
+/// Run the handler and report; returns the outcome and how to end the lease.
+async fn execute(
+    binding: &Binding,
+    env: &Env,
+    task: Task,
+    fingerprint: String,
+) -> (Outcome, LeaseEnd) {
+    let token = task.token;
+    let lease = task.lease;
+    let releases = lease.as_ref().is_some_and(|l| l.release_on_shutdown());
+    if env.shutdown.cancelling().is_cancelled() {
+        // Delivered after the grace period (a poll in flight at shutdown):
+        // give it back, or fail it so a Retry runs it elsewhere.
+        if releases {
+            tracing::info!("task arrived after the shutdown grace period; releasing it");
+            return (Outcome::Released, LeaseEnd::Release);
+        }
+        tracing::info!("task arrived after the shutdown grace period; failing it");
+        let err = TaskError::new(
+            error_names::SHUTTING_DOWN,
+            "the worker was shutting down when this task arrived",
+        );
+        return deliver(
+            env,
+            &token,
+            verdict::Report::Failure(err),
+            Outcome::ShuttingDown,
+        )
+        .await;
+    }
+
+    let lease_deadline = lease.as_ref().and_then(|l| l.hard_deadline());
+    let timeout_at = binding.timeout.map(|t| Instant::now() + t);
+    let deadline = earliest(timeout_at, lease_deadline);
+    let ctx = TaskContext::new(
+        fingerprint,
+        binding.source.clone(),
+        binding.name.clone(),
+        deadline,
+    );
+    let handler = binding.handler.clone();
+    let handler_ctx = ctx.clone();
+    let mut join =
+        tokio::spawn(async move { handler.call(task.input, handler_ctx).await }.in_current_span());
+
+    let mut schedule = HeartbeatSchedule::new(binding.heartbeat, Instant::now());
+    let mut heartbeat = std::pin::pin!(terminated_like(|| env.reporter.heartbeat(&token)));
+    let renew_every = lease.as_ref().and_then(|l| l.renew_every());
+    let mut next_renew = renew_every.map(|every| Instant::now() + every);
+    let mut renewal = std::pin::pin!(terminated_like(|| renew(lease.clone())));
+    let mut abandon_at: Option<Instant> = None;
+    // Why the worker cancelled the task. Kept here, not read back from the
+    // context: a handler may cancel its own context, and that must never
+    // make the worker skip reporting.
+    let mut reason: Option<CancelReason> = None;
+    let far = Instant::now() + Duration::from_secs(86_400 * 365);
+
+    let ending = loop {
+        // One timer per task: the earlier of the next heartbeat and the next
+        // lease renewal (each skipped while its previous call is in flight).
+        let heartbeat_due = schedule.due_at().filter(|_| heartbeat.is_terminated());
+        let renew_due = next_renew.filter(|_| renewal.is_terminated());
+        let keepalive_due = earliest(heartbeat_due, renew_due);
+        tokio::select! {
+            biased;
+            result = &mut join => break Ending::Finished(result),
+            _ = env.shutdown.abandoning().cancelled() => break Ending::Abandoned,
+            _ = sleep_until(abandon_at.unwrap_or(far)), if abandon_at.is_some() => break Ending::Abandoned,
+            _ = env.shutdown.cancelling().cancelled(), if reason.is_none() => {
+                tracing::info!("shutdown grace period over; cancelling the handler");
+                reason = Some(CancelReason::Shutdown);
+                ctx.cancel(CancelReason::Shutdown);
+                abandon_at = Some(Instant::now() + env.cancel_grace);
+            }
+            _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && reason.is_none() => {
+                tracing::warn!(timeout_secs = binding.timeout.map(|t| t.as_secs()), "handler timed out; cancelling it");
+                reason = Some(CancelReason::Timeout);
+                ctx.cancel(CancelReason::Timeout);
+                abandon_at = Some(Instant::now() + env.cancel_grace);
+            }
+            result = &mut heartbeat, if !heartbeat.is_terminated() => match result {
+                Ok(()) => binding.labels.heartbeat("ok"),
+                Err(e) if e.kind == ApiErrorKind::TaskGone => {
+                    binding.labels.heartbeat("task_gone");
+                    tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler");
+                    schedule.stop();
+                    reason = Some(CancelReason::TaskClosed);
+                    ctx.cancel(CancelReason::TaskClosed);
+                    abandon_at = Some(Instant::now() + env.cancel_grace);
+                }
+                Err(e) => {
+                    let throttled = e.kind == ApiErrorKind::Throttled;
+                    binding.labels.heartbeat(if throttled { "throttled" } else { "error" });
+                    tracing::warn!(code = %e.code, error = %e.message, "heartbeat failed; retrying soon");
+                    schedule.failed(Instant::now());
+                }
+            },
+            () = &mut renewal, if !renewal.is_terminated() => {}
+            _ = sleep_until(keepalive_due.unwrap_or(far)), if keepalive_due.is_some() => {
+                let now = Instant::now();
+                if heartbeat_due.is_some_and(|at| at <= now) {
+                    schedule.sent(now);
+                    heartbeat.set(env.reporter.heartbeat(&token).fuse());
+                }
+                if renew_due.is_some_and(|at| at <= now) {
+                    next_renew = renew_every.map(|every| now + every);
+                    renewal.set(renew(lease.clone()).fuse());
+                }
+            }
+            _ = ctx.heartbeat_requested() => schedule.request(Instant::now()),
+        }
+    };
+    if let Ending::Abandoned = ending {
+        join.abort();
+    }
+    // The renewal stops before the lease ends: a visibility change racing
+    // the delete fails with "receipt handle is invalid".
+    if !renewal.is_terminated() {
+        renewal.await;
+    }
+
+    let lease_expired = reason == Some(CancelReason::Timeout)
+        && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
+    match verdict(binding, reason, ending, releases, lease_expired) {
+        Ok((report, outcome)) => deliver(env, &token, report, outcome).await,
+        Err(settled) => settled,
+    }
+}
+
+async fn renew(lease: Option<Arc<dyn Lease>>) {
+    if let Some(lease) = lease {
+        lease.renew().await;
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// An empty slot for a future of the type `f` would return (names the
+/// unnameable `async fn` type without calling it).
+fn terminated_like<F: std::future::Future>(_f: impl FnOnce() -> F) -> Fuse<F> {
+    Fuse::terminated()
+}

@@ -1,0 +1,152 @@
+//! What to report for a task, given how its handler's run ended.
+
+use tokio::task::JoinError;
+
+use super::{Binding, Env};
+use crate::completion::Delivery;
+pub(crate) use crate::completion::Report;
+use crate::error_names;
+use crate::handler::{CancelReason, TaskError};
+use crate::lease::LeaseEnd;
+use crate::metrics::Outcome;
+
+/// How the handler's run ended.
+pub(crate) enum Ending {
+    Finished(Result<Result<String, TaskError>, JoinError>),
+    /// Dropped after cancellation because it did not return in time.
+    Abandoned,
+}
+
+/// The report to send and the outcome it stands for; or, when nothing is to
+/// be reported, the outcome and how to end the lease right away.
+pub(crate) fn verdict(
+    binding: &Binding,
+    reason: Option<CancelReason>,
+    ending: Ending,
+    releases: bool,
+    lease_expired: bool,
+) -> Result<(Report, Outcome), (Outcome, LeaseEnd)> {
+    let report = match (reason, ending) {
+        // Step Functions closed it: nothing to report, the delivery is done.
+        (Some(CancelReason::TaskClosed), _) => return Err((Outcome::Cancelled, LeaseEnd::Settled)),
+        (Some(CancelReason::Timeout), _) if lease_expired => Report::Failure(TaskError::new(
+            error_names::HANDLER_TIMEOUT,
+            "the handler ran so long that its SQS message could no longer be kept invisible \
+             (12 hours from receipt); it was cancelled",
+        )),
+        (Some(CancelReason::Timeout), _) => Report::Failure(TaskError::new(
+            error_names::HANDLER_TIMEOUT,
+            format!(
+                "the handler ran longer than the binding's timeout_secs ({}) and was cancelled",
+                binding.timeout.map_or(0, |t| t.as_secs())
+            ),
+        )),
+        (_, Ending::Abandoned) if releases => {
+            tracing::info!(
+                "handler did not finish before shutdown; releasing the message for another worker"
+            );
+            return Err((Outcome::Released, LeaseEnd::Release));
+        }
+        (_, Ending::Abandoned) => {
+            shutting_down("the handler did not finish before the worker shut down")
+        }
+        (_, Ending::Finished(Ok(Ok(output)))) => success_or_too_large(output),
+        (Some(_), Ending::Finished(other)) => {
+            // Cancelled for shutdown and the handler gave up: the shutdown is
+            // the real cause (retryable elsewhere); keep what the handler said.
+            if releases {
+                tracing::info!(
+                    "handler stopped for shutdown; releasing the message for another worker"
+                );
+                return Err((Outcome::Released, LeaseEnd::Release));
+            }
+            let said = match other {
+                Ok(Err(e)) => e.to_string(),
+                Err(e) => panic_message(e),
+                Ok(Ok(_)) => String::new(),
+            };
+            shutting_down(&format!(
+                "the worker shut down while the handler ran ({said})"
+            ))
+        }
+        (None, Ending::Finished(Ok(Err(e)))) => Report::Failure(e),
+        (None, Ending::Finished(Err(e))) => {
+            let message = panic_message(e);
+            tracing::error!(panic = %message, "handler panicked");
+            Report::Failure(TaskError::new(
+                error_names::HANDLER_PANICKED,
+                format!("the handler panicked: {message}"),
+            ))
+        }
+    };
+    let outcome = match &report {
+        Report::Success(_) => Outcome::Succeeded,
+        Report::Failure(e) if e.error() == error_names::SHUTTING_DOWN => Outcome::ShuttingDown,
+        Report::Failure(_) => Outcome::Failed,
+    };
+    Ok((report, outcome))
+}
+
+/// Send the report; the outcome it ended with and how to end the lease.
+pub(crate) async fn deliver(
+    env: &Env,
+    token: &str,
+    report: Report,
+    outcome: Outcome,
+) -> (Outcome, LeaseEnd) {
+    match env.reporter.deliver(token, report).await {
+        Delivery::Accepted(Report::Success(_)) => (outcome, LeaseEnd::Settled),
+        Delivery::Accepted(Report::Failure(e)) => {
+            tracing::info!(error = e.error(), cause = e.cause(), "task failed");
+            let outcome = if outcome == Outcome::Succeeded {
+                Outcome::Failed
+            } else {
+                outcome
+            };
+            (outcome, LeaseEnd::Settled)
+        }
+        Delivery::TaskGone(code) => {
+            tracing::info!(%code, "Step Functions had already closed the task; nothing reported");
+            (Outcome::Cancelled, LeaseEnd::Settled)
+        }
+        Delivery::Undelivered(e) => {
+            tracing::error!(code = %e.code, error = %e.message,
+                "could not report the task; an SQS message comes back and is retried, an activity task times out in Step Functions (Retry on States.Timeout)");
+            (Outcome::ReportFailed, LeaseEnd::Keep)
+        }
+    }
+}
+
+fn shutting_down(cause: &str) -> Report {
+    Report::Failure(TaskError::new(error_names::SHUTTING_DOWN, cause))
+}
+
+fn success_or_too_large(output: String) -> Report {
+    if output.len() > error_names::MAX_OUTPUT_BYTES {
+        Report::Failure(TaskError::new(
+            error_names::OUTPUT_TOO_LARGE,
+            format!(
+                "the handler's output is {} bytes; Step Functions accepts at most {}. \
+                 Return a reference (an S3 key, say) instead of the data",
+                output.len(),
+                error_names::MAX_OUTPUT_BYTES
+            ),
+        ))
+    } else {
+        Report::Success(output)
+    }
+}
+
+fn panic_message(e: JoinError) -> String {
+    if !e.is_panic() {
+        return "the handler was aborted".to_owned();
+    }
+    let payload = e.into_panic();
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
+    }
+}

@@ -1,0 +1,295 @@
+//! SQS callbacks against the fakes: the same runner, plus the message lease.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{failure, start};
+use crate::aws::fake::{FakeSfn, Op, Report};
+use crate::aws::fake_sqs::FakeSqs;
+use crate::aws::{ApiError, ApiErrorKind};
+use crate::{Config, Plan, Registry, TaskContext, TaskError, Worker};
+
+const URL: &str = "http://localhost:4566/000000000000/callbacks";
+const FIFO: &str = "http://localhost:4566/000000000000/callbacks.fifo";
+
+fn worker(
+    sfn: &FakeSfn,
+    sqs: &FakeSqs,
+    registry: Registry,
+    queue: serde_json::Value,
+    worker: serde_json::Value,
+) -> Worker {
+    let mut binding = serde_json::json!({ "url": URL, "handler": "h", "input_pointer": "/input" });
+    if let (Some(a), serde_json::Value::Object(b)) = (binding.as_object_mut(), queue) {
+        a.extend(b);
+    }
+    let mut w = serde_json::json!({ "shutdown_grace_secs": 30, "cancel_grace_secs": 5 });
+    if let (Some(a), serde_json::Value::Object(b)) = (w.as_object_mut(), worker) {
+        a.extend(b);
+    }
+    let config: Config =
+        serde_json::from_value(serde_json::json!({ "worker": w, "queue": [binding] })).unwrap();
+    let plan = Plan::build(config, &registry)
+        .map_err(|e| format!("{e:?}"))
+        .unwrap();
+    Worker::new(plan, Arc::new(sfn.clone())).with_sqs(Arc::new(sqs.clone()))
+}
+
+fn body(token: &str, input: serde_json::Value) -> String {
+    serde_json::json!({ "taskToken": token, "input": input }).to_string()
+}
+
+fn doubler() -> Registry {
+    let mut r = Registry::new();
+    r.handler("h", |n: u64, _ctx| async move { Ok::<_, TaskError>(n * 2) });
+    r
+}
+
+#[tokio::test(start_paused = true)]
+async fn messages_become_tasks_and_are_deleted_in_batches_after_the_report() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    for i in 0..25 {
+        sqs.send(URL, &body(&format!("t{i}"), serde_json::json!(i)));
+    }
+    let (shutdown, run) = start(worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"concurrency": 32}),
+        serde_json::json!({}),
+    ));
+    let reports = sfn.wait_for_reports(25).await;
+    sqs.wait_until(|q| q.deleted().len() == 25).await;
+    for r in &reports {
+        let Report::Success { token, output } = r else {
+            panic!("{r:?}")
+        };
+        let n: u64 = token[1..].parse().unwrap();
+        assert_eq!(output, &(n * 2).to_string());
+    }
+    // Receives asked for up to 10 at a time, and deletes were batched.
+    assert!(
+        sqs.delete_calls().len() < 25,
+        "{} delete calls",
+        sqs.delete_calls().len()
+    );
+    assert!(sqs.delete_calls().iter().all(|c| c.len() <= 10));
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_handler_keeps_its_message_invisible_and_heartbeats_on_one_timer() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let mut r = Registry::new();
+    r.handler("h", |_: serde_json::Value, _ctx| async {
+        tokio::time::sleep(Duration::from_secs(200)).await;
+        Ok::<_, TaskError>("done")
+    });
+    let w = worker(
+        &sfn,
+        &sqs,
+        r,
+        serde_json::json!({"visibility_timeout_secs": 30, "heartbeat_secs": 25}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let t0 = Instant::now();
+    sqs.send(URL, &body("t", serde_json::json!({})));
+    sfn.wait_for_reports(1).await;
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    // Never visible again, so never received twice: one report, one delete.
+    assert_eq!(sfn.reports().len(), 1);
+    let extensions = sqs.visibility_calls();
+    assert!(
+        extensions.len() >= 19,
+        "renewed every 10 s over 200 s: {}",
+        extensions.len()
+    );
+    assert!(extensions.iter().flatten().all(|e| e.visibility_secs == 30));
+    let beats: Vec<u64> = sfn
+        .heartbeats("t")
+        .iter()
+        .map(|at| (*at - t0).as_secs())
+        .collect();
+    assert_eq!(beats, [25, 50, 75, 100, 125, 150, 175]);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_messages_are_counted_and_left_or_deleted_and_valid_ones_still_run() {
+    for on_malformed in ["leave", "delete"] {
+        let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+        let garbage = [
+            "not json".to_owned(),
+            r#"{"input": 1}"#.to_owned(),
+            r#"{"taskToken": 7, "input": 1}"#.to_owned(),
+            r#"{"taskToken": "no-input"}"#.to_owned(),
+        ];
+        for (i, g) in garbage.iter().enumerate() {
+            sqs.send(URL, g);
+            sqs.send(URL, &body(&format!("ok{i}"), serde_json::json!(i)));
+        }
+        let w = worker(
+            &sfn,
+            &sqs,
+            doubler(),
+            serde_json::json!({"on_malformed": on_malformed, "visibility_timeout_secs": 600}),
+            serde_json::json!({}),
+        );
+        let (shutdown, run) = start(w);
+        sfn.wait_for_reports(4).await;
+        let expected_deleted = if on_malformed == "delete" { 8 } else { 4 };
+        sqs.wait_until(|q| q.deleted().len() == expected_deleted)
+            .await;
+        assert!(
+            sfn.reports()
+                .iter()
+                .all(|r| matches!(r, Report::Success { .. }))
+        );
+        if on_malformed == "leave" {
+            assert_eq!(
+                sqs.in_flight(URL),
+                4,
+                "garbage left for its visibility timeout (then the DLQ)"
+            );
+        }
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_delivered_twice_while_running_starts_one_handler() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::new();
+    let c = calls.clone();
+    r.handler("h", move |_: serde_json::Value, _ctx| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok::<_, TaskError>(())
+        }
+    });
+    let (shutdown, run) = start(worker(
+        &sfn,
+        &sqs,
+        r,
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ));
+    sqs.send(URL, &body("same", serde_json::json!({})));
+    sqs.wait_until(|q| q.in_flight(URL) == 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    sqs.send(URL, &body("same", serde_json::json!({})));
+    sfn.wait_for_reports(1).await;
+    // Both deliveries are deleted with the one task.
+    sqs.wait_until(|q| q.deleted().len() == 2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(sfn.reports().len(), 1);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_shutdown_running_messages_are_released_or_failed_as_configured() {
+    for on_shutdown in ["release", "fail"] {
+        let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+        let mut r = Registry::new();
+        r.handler("h", |_: serde_json::Value, _ctx| async {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok::<_, TaskError>(())
+        });
+        let w = worker(
+            &sfn,
+            &sqs,
+            r,
+            serde_json::json!({"on_shutdown": on_shutdown, "concurrency": 1}),
+            serde_json::json!({"shutdown_grace_secs": 10, "cancel_grace_secs": 2}),
+        );
+        let (shutdown, run) = start(w);
+        sqs.send(URL, &body("t", serde_json::json!({})));
+        sqs.wait_until(|q| q.in_flight(URL) == 1).await;
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+        if on_shutdown == "release" {
+            assert!(sfn.reports().is_empty(), "released, not reported");
+            assert_eq!(sqs.visible(URL), 1, "visible again for another worker");
+            assert!(sqs.deleted().is_empty());
+        } else {
+            assert_eq!(failure(&sfn.reports()[0]).0, "Worker.ShuttingDown");
+            assert_eq!(sqs.deleted().len(), 1);
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_that_cannot_be_delivered_leaves_the_message_to_come_back() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let refused = || ApiError::new(ApiErrorKind::Rejected, "AccessDeniedException", "no");
+    sfn.fail_next(Op::Success, refused());
+    sfn.fail_next(Op::Failure, refused());
+    let w = worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"visibility_timeout_secs": 30}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    sqs.send(URL, &body("t", serde_json::json!(1)));
+    // Not deleted: after its visibility timeout it is received again, and
+    // this time the report goes through.
+    sfn.wait_for_reports(1).await;
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert!(sqs.receives() >= 2);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifo_messages_of_one_group_run_in_order_one_at_a_time() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let mut r = Registry::new();
+    let s = seen.clone();
+    r.handler("h", move |n: u32, _ctx: TaskContext| {
+        let s = s.clone();
+        async move {
+            s.lock().unwrap().push(format!("start {n}"));
+            tokio::time::sleep(Duration::from_secs(u64::from(5 - n))).await;
+            s.lock().unwrap().push(format!("end {n}"));
+            Ok::<_, TaskError>(n)
+        }
+    });
+    let config: Config = serde_json::from_value(serde_json::json!({ "queue": [
+        { "url": FIFO, "handler": "h", "input_pointer": "/input", "concurrency": 8 }
+    ]}))
+    .unwrap();
+    let plan = Plan::build(config, &r).unwrap();
+    let w = Worker::new(plan, Arc::new(sfn.clone())).with_sqs(Arc::new(sqs.clone()));
+    for n in 0..4 {
+        sqs.send_with(
+            FIFO,
+            &body(&format!("t{n}"), serde_json::json!(n)),
+            Some("g1"),
+            None,
+        );
+    }
+    let (shutdown, run) = start(w);
+    sfn.wait_for_reports(4).await;
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        [
+            "start 0", "end 0", "start 1", "end 1", "start 2", "end 2", "start 3", "end 3"
+        ]
+    );
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
