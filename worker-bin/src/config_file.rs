@@ -66,6 +66,12 @@ fn describe(path: &Path, err: figment::Error) -> String {
                     expected.join(", ")
                 )
             }
+            figment::error::Kind::UnknownVariant(found, expected) => {
+                format!(
+                    "unknown value `{found}`; expected one of: {}",
+                    expected.join(", ")
+                )
+            }
             kind => kind.to_string(),
         };
         if field.is_empty() {
@@ -170,6 +176,48 @@ command = ["cat"]
             println!("{err}");
             assert!(
                 err.contains(expected),
+                "{name}: expected {expected:?} in:\n{err}"
+            );
+        }
+    }
+
+    const QUEUE: &str = r#"
+[[queue]]
+url = "https://sqs.us-east-1.amazonaws.com/123456789012/callbacks"
+handler = "echo"
+input_pointer = "/input"
+"#;
+
+    #[test]
+    fn queue_bindings_are_checked_with_the_same_quality() {
+        assert!(load_plan(&write("queue-ok.toml", QUEUE), &registry()).is_ok());
+        let cases = [
+            (
+                "q-url.toml",
+                QUEUE.replace("/123456789012/", "/1234/"),
+                "queue[0].url: expected a queue URL like https://sqs.us-east-1.amazonaws.com/123456789012/NAME",
+            ),
+            (
+                "q-ptr.toml",
+                QUEUE.replace("\"/input\"", "\"input\""),
+                "queue[0].input_pointer: expected a JSON pointer starting with /",
+            ),
+            (
+                "q-vis.toml",
+                format!("{QUEUE}visibility_timeout_secs = 50000\n"),
+                "queue[0].visibility_timeout_secs: expected at most 43200",
+            ),
+            (
+                "q-enum.toml",
+                format!("{QUEUE}on_malformed = \"drop\"\n"),
+                "queue[0].on_malformed: unknown value `drop`; expected one of: leave, delete",
+            ),
+        ];
+        for (name, body, expected) in cases {
+            let path = write(name, &body);
+            let err = load_plan(&path, &registry()).err().unwrap();
+            assert!(
+                err.contains(&format!("{}: {expected}", path.display())),
                 "{name}: expected {expected:?} in:\n{err}"
             );
         }

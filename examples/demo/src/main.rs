@@ -160,7 +160,9 @@ async fn run(
     };
     let metrics = http_get(port, "/metrics").await.unwrap_or_default();
 
-    println!("==> stopping the worker (SIGTERM)");
+    println!(
+        "==> stopping the worker (SIGTERM); it waits for its open long polls to return (up to 60 s) so no task is lost"
+    );
     let status = Command::new("kill")
         .args(["-TERM", &daemon.id().to_string()])
         .status()?;
