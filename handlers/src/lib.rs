@@ -1,6 +1,7 @@
 //! Built-in handler kinds for sfn-worker.
 //!
 //! - `exec`: run a command (argv, never a shell) with the task input on stdin.
+//! - `http`: send the task input as JSON to an HTTP endpoint.
 //! - `echo`: return the input, optionally merged with `params.add`.
 //!
 //! [`register`] adds them all to a registry; the `sfn-worker` binary is
@@ -10,12 +11,16 @@
 
 pub mod echo;
 pub mod exec;
+pub mod http;
 
 use sfn_worker_core::Registry;
 
 /// Add every built-in kind to `registry`.
 pub fn register(registry: &mut Registry) -> &mut Registry {
-    registry.factory(exec::Exec).factory(echo::Echo)
+    registry
+        .factory(exec::Exec)
+        .factory(http::Http)
+        .factory(echo::Echo)
 }
 
 /// A registry holding only the built-in kinds.

@@ -1,0 +1,231 @@
+//! Against a real HTTP server on 127.0.0.1, started by each test.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap as Headers, StatusCode};
+use axum::routing::any;
+use sfn_worker_core::{CancelReason, HandlerFactory, TaskContext};
+
+use super::*;
+
+/// Serve `app` on a free port; returns its base URL.
+async fn serve(app: Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}")
+}
+
+fn http(params: serde_json::Value) -> Arc<dyn Handler> {
+    Http.build(serde_json::from_value(params).unwrap()).unwrap()
+}
+
+async fn call(h: &Arc<dyn Handler>, input: &str) -> Result<String, TaskError> {
+    h.call(input.to_owned(), TaskContext::local("t")).await
+}
+
+#[tokio::test]
+async fn a_2xx_json_answer_is_the_output_and_the_input_is_the_body() {
+    let app = Router::new().route(
+        "/echo",
+        any(|headers: Headers, body: Bytes| async move {
+            assert_eq!(headers["content-type"], "application/json");
+            let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            v["seen"] = true.into();
+            v.to_string()
+        }),
+    );
+    let base = serve(app).await;
+    let h = http(serde_json::json!({ "url": format!("{base}/echo") }));
+    assert_eq!(
+        call(&h, r#"{"a":1}"#).await.unwrap(),
+        r#"{"a":1,"seen":true}"#
+    );
+}
+
+#[tokio::test]
+async fn an_empty_2xx_body_is_an_empty_object_and_a_non_json_one_is_invalid() {
+    let app = Router::new()
+        .route("/empty", any(|| async { StatusCode::NO_CONTENT }))
+        .route("/text", any(|| async { "hello" }));
+    let base = serve(app).await;
+    let h = http(serde_json::json!({ "url": format!("{base}/empty") }));
+    assert_eq!(call(&h, "{}").await.unwrap(), "{}");
+    let h = http(serde_json::json!({ "url": format!("{base}/text") }));
+    let err = call(&h, "{}").await.unwrap_err();
+    assert_eq!(err.error(), INVALID_RESPONSE);
+    assert!(err.cause().contains("hello"), "{}", err.cause());
+}
+
+#[tokio::test]
+async fn client_and_server_errors_are_told_apart_with_status_and_a_bounded_body() {
+    let app = Router::new()
+        .route(
+            "/missing",
+            any(|| async { (StatusCode::NOT_FOUND, "no such order") }),
+        )
+        .route(
+            "/broken",
+            any(|| async { (StatusCode::SERVICE_UNAVAILABLE, "x".repeat(10_000)) }),
+        );
+    let base = serve(app).await;
+    let err = call(
+        &http(serde_json::json!({ "url": format!("{base}/missing") })),
+        "{}",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error(), CLIENT_ERROR);
+    assert_eq!(err.cause(), "HTTP 404 Not Found: no such order");
+    let err = call(
+        &http(serde_json::json!({ "url": format!("{base}/broken") })),
+        "{}",
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.error(), SERVER_ERROR);
+    assert!(err.cause().starts_with("HTTP 503 Service Unavailable: xxx"));
+    assert!(
+        err.cause().len() < CAUSE_BODY_BYTES + 100,
+        "cause is bounded"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_answer_is_a_timeout() {
+    let app = Router::new().route(
+        "/slow",
+        any(|| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            "{}"
+        }),
+    );
+    let base = serve(app).await;
+    let h = http(serde_json::json!({ "url": format!("{base}/slow"), "timeout_secs": 1 }));
+    let start = Instant::now();
+    let err = call(&h, "{}").await.unwrap_err();
+    assert_eq!(err.error(), TIMEOUT, "{}", err.cause());
+    assert!(start.elapsed() < Duration::from_secs(3));
+}
+
+#[tokio::test]
+async fn nobody_listening_is_a_connect_error() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = http(serde_json::json!({ "url": format!("http://127.0.0.1:{port}/") }));
+    assert_eq!(call(&h, "{}").await.unwrap_err().error(), CONNECT_ERROR);
+}
+
+#[tokio::test]
+async fn a_body_over_the_bound_is_refused() {
+    let app = Router::new().route(
+        "/big",
+        any(|| async { format!("\"{}\"", "y".repeat(5000)) }),
+    );
+    let base = serve(app).await;
+    let h = http(serde_json::json!({ "url": format!("{base}/big"), "max_response_bytes": 1000 }));
+    assert_eq!(
+        call(&h, "{}").await.unwrap_err().error(),
+        RESPONSE_TOO_LARGE
+    );
+    let h = http(serde_json::json!({ "url": format!("{base}/big"), "max_response_bytes": 6000 }));
+    assert!(call(&h, "{}").await.is_ok());
+}
+
+#[tokio::test]
+async fn cancellation_aborts_the_request() {
+    let dropped = Arc::new(AtomicBool::new(false));
+    struct Flag(Arc<AtomicBool>);
+    impl Drop for Flag {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let d = dropped.clone();
+    let app = Router::new().route(
+        "/hang",
+        any(move || {
+            let flag = Flag(d.clone());
+            async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                drop(flag);
+                "{}"
+            }
+        }),
+    );
+    let base = serve(app).await;
+    let h = http(serde_json::json!({ "url": format!("{base}/hang") }));
+    let ctx = TaskContext::local("t");
+    let c = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        c.cancel(CancelReason::TaskClosed);
+    });
+    let start = Instant::now();
+    let err = h.call("{}".into(), ctx).await.unwrap_err();
+    assert_eq!(err.error(), CANCELLED);
+    assert!(start.elapsed() < Duration::from_secs(2));
+    // The server sees the connection go: its handler future is dropped.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !dropped.load(Ordering::SeqCst) {
+        assert!(
+            Instant::now() < deadline,
+            "the server never saw the request aborted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn method_and_headers_including_one_from_the_environment() {
+    let app = Router::new().route(
+        "/h",
+        any(|method: axum::http::Method, headers: Headers| async move {
+            serde_json::json!({
+                "method": method.as_str(),
+                "key": headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+                "home": headers.get("x-home").and_then(|v| v.to_str().ok()),
+            })
+            .to_string()
+        }),
+    );
+    let base = serve(app).await;
+    let h = http(serde_json::json!({
+        "url": format!("{base}/h"), "method": "put",
+        "headers": { "X-Api-Key": "k1", "X-Home": { "env": "HOME" } }
+    }));
+    let out: serde_json::Value = serde_json::from_str(&call(&h, "{}").await.unwrap()).unwrap();
+    let home = std::env::var("HOME").unwrap();
+    assert_eq!(
+        out,
+        serde_json::json!({ "method": "PUT", "key": "k1", "home": home })
+    );
+}
+
+#[test]
+fn bad_params_are_refused_at_load() {
+    let build = |p: serde_json::Value| {
+        Http.build(serde_json::from_value(p).unwrap())
+            .err()
+            .unwrap()
+    };
+    assert!(build(serde_json::json!({ "url": "not a url" })).starts_with("url:"));
+    assert!(build(serde_json::json!({ "url": "ftp://x/" })).starts_with("url:"));
+    assert!(
+        build(serde_json::json!({ "url": "http://x/", "method": "GE T" })).starts_with("method:")
+    );
+    let err = build(
+        serde_json::json!({ "url": "http://x/", "headers": { "A": { "env": "SFN_WORKER_TEST_UNSET_VARIABLE" } } }),
+    );
+    assert_eq!(
+        err,
+        "headers.A: environment variable SFN_WORKER_TEST_UNSET_VARIABLE is not set"
+    );
+}
