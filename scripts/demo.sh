@@ -3,7 +3,7 @@
 # machine, against LocalStack (installed and started here unless
 # LOCALSTACK_ENDPOINT points at one you run). Stops what it started.
 #
-#   scripts/demo.sh [EXECUTIONS]      default 40 fast executions (+5 failing, +1 slow)
+#   scripts/demo.sh [N]      N executions per source (default 30), plus a long one each and a Map
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,4 +26,4 @@ export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 echo "==> building sfn-worker and the demo driver"
 cargo build --quiet -p sfn-worker -p sfn-worker-demo
 target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-"$target_dir/debug/sfn-worker-demo" "$target_dir/debug/sfn-worker" "${1:-40}"
+"$target_dir/debug/sfn-worker-demo" "$target_dir/debug/sfn-worker" "${1:-30}"

@@ -1,9 +1,10 @@
-//! The demo: create the activities and state machine in LocalStack, run the
-//! real `sfn-worker` daemon with `config.toml`, start a batch of executions,
-//! show progress, print a summary, stop the daemon. Exits non-zero if
-//! anything unexpected happened.
+//! The demo: in LocalStack, create an activity, a queue and the example state
+//! machines (examples/state-machines, as shipped); run the real `sfn-worker`
+//! daemon with `config.toml`; start a batch of executions through both
+//! sources; show progress; print a summary; stop the daemon with SIGTERM.
+//! Exits non-zero if anything did not go as designed.
 //!
-//! Usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS]
+//! Usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS-PER-SOURCE]
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
@@ -14,48 +15,64 @@ use aws_sdk_sfn::Client;
 use aws_sdk_sfn::types::ExecutionStatus;
 
 const HERE: &str = env!("CARGO_MANIFEST_DIR");
+/// Orders in the Map execution; every eighth (from the fourth) is rejected.
+const MAP_ORDERS: usize = 40;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let binary = args
         .next()
-        .context("usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS]")?;
-    let fast_count: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(40);
+        .context("usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS-PER-SOURCE]")?;
+    let per_source: usize = args.next().map(|n| n.parse()).transpose()?.unwrap_or(30);
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL").unwrap_or_else(|_| "http://127.0.0.1:4566".into());
-    let sfn = client(&endpoint).await;
-    let suffix = format!("{}", std::process::id());
+    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region("us-east-1")
+        .endpoint_url(&endpoint)
+        .load()
+        .await;
+    let sfn = Client::new(&conf);
+    let sqs = aws_sdk_sqs::Client::new(&conf);
+    let suffix = std::process::id();
 
-    println!("==> creating activities and the state machine in {endpoint}");
-    let mut arns = BTreeMap::new();
-    for name in ["fast", "flaky", "slow"] {
-        let arn = sfn
-            .create_activity()
-            .name(format!("sfn-worker-demo-{name}-{suffix}"))
-            .send()
-            .await
-            .context("CreateActivity")?
-            .activity_arn;
-        arns.insert(name, arn);
-    }
-    let fill = |text: &str| {
-        text.replace("@FAST_ARN@", &arns["fast"])
-            .replace("@FLAKY_ARN@", &arns["flaky"])
-            .replace("@SLOW_ARN@", &arns["slow"])
-    };
-    let definition = fill(&std::fs::read_to_string(format!(
-        "{HERE}/state-machine.json"
-    ))?);
-    let machine = sfn
-        .create_state_machine()
-        .name(format!("sfn-worker-demo-{suffix}"))
-        .role_arn("arn:aws:iam::000000000000:role/sfn-worker-demo")
-        .definition(definition)
+    println!("==> creating an activity, a queue and the example state machines in {endpoint}");
+    let activity = sfn
+        .create_activity()
+        .name(format!("sfn-worker-demo-orders-{suffix}"))
         .send()
         .await
-        .context("CreateStateMachine")?
-        .state_machine_arn;
+        .context("CreateActivity")?
+        .activity_arn;
+    let queue = sqs
+        .create_queue()
+        .queue_name(format!("sfn-worker-demo-orders-{suffix}"))
+        .send()
+        .await
+        .context("CreateQueue")?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    let examples = format!("{HERE}/../state-machines");
+    let mut machines = BTreeMap::new();
+    for (source, file) in [
+        ("activity", "activity.asl.json"),
+        ("sqs", "sqs-callback.asl.json"),
+        ("map", "map-callbacks.asl.json"),
+    ] {
+        let definition = std::fs::read_to_string(format!("{examples}/{file}"))?
+            .replace("${ActivityArn}", &activity)
+            .replace("${QueueUrl}", &queue);
+        let arn = sfn
+            .create_state_machine()
+            .name(format!("sfn-worker-demo-{source}-{suffix}"))
+            .role_arn("arn:aws:iam::000000000000:role/sfn-worker-demo")
+            .definition(definition)
+            .send()
+            .await
+            .with_context(|| format!("CreateStateMachine {file}"))?
+            .state_machine_arn;
+        machines.insert(source, arn);
+    }
 
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -63,9 +80,13 @@ async fn main() -> Result<()> {
     let dir = std::env::temp_dir().join(format!("sfn-worker-demo-{suffix}"));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("config.toml");
-    let text = fill(&std::fs::read_to_string(format!("{HERE}/config.toml"))?)
+    let script = std::fs::canonicalize(format!("{examples}/process-order.sh"))?;
+    let text = std::fs::read_to_string(format!("{HERE}/config.toml"))?
         .replace("@ENDPOINT@", &endpoint)
-        .replace("@PORT@", &port.to_string());
+        .replace("@PORT@", &port.to_string())
+        .replace("@ACTIVITY_ARN@", &activity)
+        .replace("@QUEUE_URL@", &queue)
+        .replace("@SCRIPT@", &script.display().to_string());
     std::fs::write(&config, text)?;
     let log = dir.join("sfn-worker.log");
 
@@ -82,7 +103,7 @@ async fn main() -> Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {binary}"))?;
-    let result = run(&sfn, &machine, &mut daemon, port, fast_count).await;
+    let result = run(&sfn, &machines, &mut daemon, port, per_source).await;
     if daemon.try_wait()?.is_none() {
         let _ = daemon.kill();
     }
@@ -103,45 +124,79 @@ async fn main() -> Result<()> {
     result
 }
 
+/// What one execution was started as: "activity/plain", "sqs/rejected", ...
+struct Started {
+    kind: String,
+    input: serde_json::Value,
+    arn: String,
+}
+
 async fn run(
     sfn: &Client,
-    machine: &str,
+    machines: &BTreeMap<&str, String>,
     daemon: &mut Child,
     port: u16,
-    fast_count: usize,
+    per_source: usize,
 ) -> Result<()> {
     wait_ready(daemon, port).await?;
-    println!("==> worker ready; starting {} executions", fast_count + 6);
-    let mut inputs = vec![serde_json::json!({ "kind": "slow", "id": "slow-0" })];
-    inputs
-        .extend((0..5).map(|i| serde_json::json!({ "kind": "flaky", "id": format!("flaky-{i}") })));
-    inputs.extend(
-        (0..fast_count).map(|i| serde_json::json!({ "kind": "fast", "id": format!("fast-{i}") })),
+    // Per source: plain orders, some designed to be rejected (and caught by
+    // name), one long-running order kept alive by heartbeats; plus one Map.
+    let mut plan: Vec<(&str, &str, serde_json::Value)> = Vec::new();
+    for source in ["activity", "sqs"] {
+        plan.push((
+            source,
+            "long",
+            serde_json::json!({ "id": format!("{source}-long"), "seconds": 8 }),
+        ));
+        for i in 0..per_source {
+            let id = format!("{source}-{i}");
+            if i % 8 == 3 {
+                plan.push((
+                    source,
+                    "rejected",
+                    serde_json::json!({ "id": id, "reject": true }),
+                ));
+            } else {
+                plan.push((source, "plain", serde_json::json!({ "id": id })));
+            }
+        }
+    }
+    plan.push(("map", "map", serde_json::json!({ "orders": map_orders() })));
+    println!(
+        "==> worker ready; starting {} executions (one a Map over {MAP_ORDERS} orders)",
+        plan.len()
     );
     let mut executions = Vec::new();
-    for input in &inputs {
+    for (source, kind, input) in plan {
         let arn = sfn
             .start_execution()
-            .state_machine_arn(machine)
+            .state_machine_arn(&machines[source])
             .input(input.to_string())
             .send()
             .await
             .context("StartExecution")?
             .execution_arn;
-        executions.push((input.clone(), arn));
+        executions.push(Started {
+            kind: format!("{source}/{kind}"),
+            input,
+            arn,
+        });
     }
 
     // Progress until every execution has ended.
     let begun = Instant::now();
-    let deadline = begun + Duration::from_secs(120);
     let ended = loop {
         let mut ended = Vec::new();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-        for (input, arn) in &executions {
-            let d = sfn.describe_execution().execution_arn(arn).send().await?;
+        for e in &executions {
+            let d = sfn
+                .describe_execution()
+                .execution_arn(&e.arn)
+                .send()
+                .await?;
             *counts.entry(d.status.as_str().to_owned()).or_default() += 1;
             if d.status != ExecutionStatus::Running {
-                ended.push((input.clone(), d));
+                ended.push((e, d));
             }
         }
         let line: Vec<String> = counts.iter().map(|(s, n)| format!("{s} {n}")).collect();
@@ -153,8 +208,8 @@ async fn run(
         if ended.len() == executions.len() {
             break ended;
         }
-        if Instant::now() > deadline {
-            bail!("executions still running after 120 s");
+        if begun.elapsed() > Duration::from_secs(180) {
+            bail!("executions still running after 180 s");
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
@@ -179,17 +234,16 @@ async fn run(
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
 
-    // Summary.
     let mut problems = Vec::new();
     let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-    let mut latencies = Vec::new();
-    for (input, d) in &ended {
+    let mut latencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for (e, d) in &ended {
         *by_status.entry(d.status.as_str().to_owned()).or_default() += 1;
         if let Some(stop) = d.stop_date {
-            latencies.push((
-                stop.as_secs_f64() - d.start_date.as_secs_f64(),
-                input["kind"].as_str().unwrap_or("?").to_owned(),
-            ));
+            latencies
+                .entry(&e.kind)
+                .or_default()
+                .push(stop.as_secs_f64() - d.start_date.as_secs_f64());
         }
         let output: serde_json::Value = d
             .output
@@ -197,21 +251,17 @@ async fn run(
             .map(serde_json::from_str)
             .transpose()?
             .unwrap_or_default();
-        let ok = d.status == ExecutionStatus::Succeeded
-            && match input["kind"].as_str() {
-                Some("flaky") => output["caught"]["Error"] == "Demo.Boom",
-                Some("fast") => output["handled_by"] == "sfn-worker" && output["id"] == input["id"],
-                _ => output["id"] == input["id"],
-            };
-        if !ok {
+        if d.status != ExecutionStatus::Succeeded || !as_designed(&e.kind, &e.input, &output) {
             problems.push(format!(
-                "{} ended {} with output {output} error {:?}",
-                input["id"],
+                "{} {} ended {} with output {output} error {:?}",
+                e.kind,
+                e.input["id"],
                 d.status.as_str(),
                 d.error
             ));
         }
     }
+
     println!();
     println!("Executions by status");
     for (status, n) in &by_status {
@@ -219,7 +269,10 @@ async fn run(
     }
     println!();
     println!("Task outcomes (from /metrics)");
-    println!("  {:<8} {:<14} {:>6}", "binding", "outcome", "tasks");
+    println!(
+        "  {:<8} {:<14} {:<14} {:>6}",
+        "source", "binding", "outcome", "tasks"
+    );
     for line in metrics
         .lines()
         .filter(|l| l.starts_with("sfn_worker_tasks_completed_total{"))
@@ -233,7 +286,8 @@ async fn run(
         };
         let value = line.rsplit(' ').next().unwrap_or("?");
         println!(
-            "  {:<8} {:<14} {:>6}",
+            "  {:<8} {:<14} {:<14} {:>6}",
+            label("source"),
             label("binding"),
             label("outcome"),
             value
@@ -242,22 +296,14 @@ async fn run(
     println!();
     println!("Execution latency, start to end (seconds)");
     println!(
-        "  {:<8} {:>6} {:>7} {:>7} {:>7} {:>7}",
+        "  {:<18} {:>6} {:>7} {:>7} {:>7} {:>7}",
         "kind", "count", "p50", "p90", "p99", "max"
     );
-    for kind in ["fast", "flaky", "slow"] {
-        let mut l: Vec<f64> = latencies
-            .iter()
-            .filter(|(_, k)| k == kind)
-            .map(|(s, _)| *s)
-            .collect();
+    for (kind, l) in &mut latencies {
         l.sort_by(|a, b| a.total_cmp(b));
-        if l.is_empty() {
-            continue;
-        }
         let p = |q: f64| l[((l.len() as f64 - 1.0) * q).round() as usize];
         println!(
-            "  {kind:<8} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
+            "  {kind:<18} {:>6} {:>7.3} {:>7.3} {:>7.3} {:>7.3}",
             l.len(),
             p(0.5),
             p(0.9),
@@ -283,13 +329,36 @@ async fn run(
     }
 }
 
-async fn client(endpoint: &str) -> Client {
-    let conf = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region("us-east-1")
-        .endpoint_url(endpoint)
-        .load()
-        .await;
-    Client::new(&conf)
+fn map_orders() -> Vec<serde_json::Value> {
+    (0..MAP_ORDERS)
+        .map(|i| {
+            if i % 8 == 3 {
+                serde_json::json!({ "id": i, "reject": true })
+            } else {
+                serde_json::json!({ "id": i })
+            }
+        })
+        .collect()
+}
+
+/// Did an execution that SUCCEEDED produce what its input asked for?
+fn as_designed(kind: &str, input: &serde_json::Value, output: &serde_json::Value) -> bool {
+    match kind.rsplit('/').next() {
+        Some("rejected") => output["rejection"]["Error"] == "Orders.Rejected",
+        Some("map") => {
+            let items = output.as_array().map(Vec::as_slice).unwrap_or_default();
+            let rejected = items
+                .iter()
+                .filter(|r| r["rejection"]["Error"] == "Orders.Rejected")
+                .count();
+            let expected_rejected = map_orders()
+                .iter()
+                .filter(|o| o.get("reject").is_some())
+                .count();
+            items.len() == MAP_ORDERS && rejected == expected_rejected
+        }
+        _ => output["processed"]["id"] == input["id"],
+    }
 }
 
 async fn wait_ready(daemon: &mut Child, port: u16) -> Result<()> {

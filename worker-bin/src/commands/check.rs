@@ -102,8 +102,14 @@ pub(crate) fn check(path: &Path, registry: &Registry) -> ExitCode {
             "  input_pointer           = {}",
             q.input_pointer.as_deref().unwrap_or("(the whole body)")
         );
-        println!("  on_malformed            = {:?}", q.on_malformed);
-        println!("  on_shutdown             = {:?}", q.on_shutdown);
+        println!(
+            "  on_malformed            = {}",
+            config_name(&q.on_malformed)
+        );
+        println!(
+            "  on_shutdown             = {}",
+            config_name(&q.on_shutdown)
+        );
         if !binding.params.is_null() {
             println!("  params                  = {}", binding.params);
         }
@@ -114,4 +120,12 @@ pub(crate) fn check(path: &Path, registry: &Registry) -> ExitCode {
         w.shutdown_grace_secs + w.cancel_grace_secs + POLL_HOLD_SECS
     );
     ExitCode::SUCCESS
+}
+
+/// A value as it is spelled in the configuration file.
+fn config_name(value: &impl serde::Serialize) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }

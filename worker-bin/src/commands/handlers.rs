@@ -5,19 +5,21 @@ use std::process::ExitCode;
 use sfn_worker_core::{Registry, error_names};
 
 pub(crate) fn list(registry: &Registry) -> ExitCode {
+    let width = registry.kinds().map(|k| k.kind.len()).max().unwrap_or(0);
+    let pad = " ".repeat(width + 1);
     for kind in registry.kinds() {
         let description = if kind.description.is_empty() {
             "(no description)"
         } else {
             &kind.description
         };
-        println!("{:<10} {description}", kind.kind);
+        println!("{:<width$} {description}", kind.kind);
         if kind.params_help.is_empty() {
-            println!("           params: none");
+            println!("{pad}params: none");
         } else {
-            println!("           params:");
+            println!("{pad}params:");
             for line in kind.params_help.lines() {
-                println!("             {}", line.trim());
+                println!("{pad}  {}", line.trim());
             }
         }
     }

@@ -1,0 +1,169 @@
+//! Two handlers: plain async functions from typed input and a context to
+//! `Result<Output, TaskError>`. serde does the JSON; input that does not
+//! match `Order` fails with `Worker.InvalidInput` before the function runs.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sfn_worker::{TaskContext, TaskError};
+
+#[derive(Debug, Deserialize)]
+pub struct Order {
+    pub id: String,
+    pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Line {
+    pub sku: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Priced {
+    pub id: String,
+    pub total_cents: u64,
+}
+
+/// Our own error names: stable strings a state machine can `Catch`.
+pub const EMPTY_ORDER: &str = "Orders.EmptyOrder";
+pub const UNKNOWN_SKU: &str = "Orders.UnknownSku";
+pub const CANCELLED: &str = "Images.Cancelled";
+
+fn unit_price_cents(sku: &str) -> Option<u64> {
+    match sku {
+        "apple" => Some(50),
+        "pear" => Some(75),
+        _ => None,
+    }
+}
+
+pub async fn price_order(order: Order, _ctx: TaskContext) -> Result<Priced, TaskError> {
+    if order.lines.is_empty() {
+        return Err(TaskError::new(
+            EMPTY_ORDER,
+            format!("order {} has no lines", order.id),
+        ));
+    }
+    let mut total_cents = 0;
+    for line in &order.lines {
+        let price = unit_price_cents(&line.sku)
+            .ok_or_else(|| TaskError::new(UNKNOWN_SKU, format!("no price for {:?}", line.sku)))?;
+        total_cents += price * u64::from(line.quantity);
+    }
+    Ok(Priced {
+        id: order.id,
+        total_cents,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Batch {
+    pub images: Vec<String>,
+}
+
+#[derive(Debug, Serialize, PartialEq)]
+pub struct Resized {
+    pub done: Vec<String>,
+}
+
+/// Long work: heartbeat after each step, and stop promptly when the task is
+/// cancelled (Step Functions closed it, the timeout hit, or shutdown).
+pub async fn resize_images(batch: Batch, ctx: TaskContext) -> Result<Resized, TaskError> {
+    let mut done = Vec::new();
+    for image in batch.images {
+        tokio::select! {
+            _ = ctx.cancelled() => {
+                return Err(TaskError::new(CANCELLED, format!("stopped after {} images", done.len())));
+            }
+            _ = tokio::time::sleep(Duration::from_secs(2)) => {} // the "resize"
+        }
+        done.push(format!("{image}@2x"));
+        ctx.heartbeat(); // coalesced with the worker's heartbeat timer
+    }
+    Ok(Resized { done })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfn_worker::{CancelReason, Handler, handler_fn};
+
+    fn order(lines: &[(&str, u32)]) -> Order {
+        Order {
+            id: "o-1".into(),
+            lines: lines
+                .iter()
+                .map(|(s, q)| Line {
+                    sku: (*s).into(),
+                    quantity: *q,
+                })
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn prices_an_order() {
+        let priced = price_order(
+            order(&[("apple", 2), ("pear", 1)]),
+            TaskContext::local("test"),
+        )
+        .await;
+        assert_eq!(
+            priced.unwrap(),
+            Priced {
+                id: "o-1".into(),
+                total_cents: 175
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn fails_with_names_a_state_machine_can_catch() {
+        let err = price_order(order(&[]), TaskContext::local("test"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), EMPTY_ORDER);
+        let err = price_order(order(&[("kiwi", 1)]), TaskContext::local("test"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), UNKNOWN_SKU);
+    }
+
+    #[tokio::test]
+    async fn the_worker_rejects_input_that_is_not_an_order() {
+        // Through the same wrapper the worker uses: JSON in, JSON out.
+        let handler = handler_fn(price_order);
+        let err = handler
+            .call(r#"{"id": 7}"#.into(), TaskContext::local("test"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), "Worker.InvalidInput");
+        let out = handler
+            .call(
+                r#"{"id":"o-2","lines":[{"sku":"pear","quantity":4}]}"#.into(),
+                TaskContext::local("test"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out, r#"{"id":"o-2","total_cents":300}"#);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn resizing_stops_when_the_task_is_cancelled() {
+        let ctx = TaskContext::local("test");
+        let canceller = ctx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            canceller.cancel(CancelReason::TaskClosed);
+        });
+        let batch = Batch {
+            images: (0..10).map(|i| format!("img{i}.png")).collect(),
+        };
+        let err = resize_images(batch, ctx).await.unwrap_err();
+        assert_eq!(
+            (err.error(), err.cause()),
+            (CANCELLED, "stopped after 2 images")
+        );
+    }
+}
