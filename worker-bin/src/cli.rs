@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sfn_worker_core::Registry;
 
 use crate::commands;
+use crate::config_file::ConfigSource;
 use crate::telemetry::{self, LogFormat};
 
 /// Exit code for a configuration that cannot be used.
@@ -34,17 +35,25 @@ enum Format {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Serve the configured activities until SIGTERM or SIGINT.
+    /// Serve the configured bindings until SIGTERM or SIGINT.
     Run {
-        /// The TOML configuration file.
+        /// The TOML configuration file. Without it, the configuration's
+        /// text is read from SFN_WORKER_CONFIG_TOML.
         #[arg(long, short, env = "SFN_WORKER_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
     },
     /// Validate the configuration and print the resolved plan; no AWS calls.
     Check {
-        /// The TOML configuration file.
+        /// The TOML configuration file (or SFN_WORKER_CONFIG_TOML).
         #[arg(long, short, env = "SFN_WORKER_CONFIG")]
-        config: PathBuf,
+        config: Option<PathBuf>,
+    },
+    /// Exit 0 if a running worker's /healthz answers 200 (for container
+    /// health checks in images without a shell or curl).
+    Healthcheck {
+        /// The URL to check.
+        #[arg(long, default_value = "http://127.0.0.1:9464/healthz")]
+        url: String,
     },
     /// List the handler kinds this binary knows, with their params.
     Handlers,
@@ -68,8 +77,15 @@ pub(crate) fn main(registry: Registry) -> ExitCode {
         Format::Json => LogFormat::Json,
     });
     match cli.command {
-        Command::Run { config } => commands::run::run(&config, registry),
-        Command::Check { config } => commands::check::check(&config, &registry),
+        Command::Run { config } => match ConfigSource::resolve(config) {
+            Ok(source) => commands::run::run(&source, registry),
+            Err(msg) => usage(&msg),
+        },
+        Command::Check { config } => match ConfigSource::resolve(config) {
+            Ok(source) => commands::check::check(&source, &registry),
+            Err(msg) => usage(&msg),
+        },
+        Command::Healthcheck { url } => commands::healthcheck::check(&url),
         Command::Handlers => commands::handlers::list(&registry),
         Command::Invoke {
             kind,
@@ -77,4 +93,9 @@ pub(crate) fn main(registry: Registry) -> ExitCode {
             input,
         } => commands::invoke::invoke(&registry, &kind, params.as_deref(), &input),
     }
+}
+
+fn usage(msg: &str) -> ExitCode {
+    eprintln!("error: {msg}");
+    ExitCode::from(EXIT_CONFIG)
 }

@@ -6,7 +6,7 @@
 //! (`[[activity]]`) come from the file only.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::PathBuf;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
@@ -16,47 +16,86 @@ use sfn_worker_core::{Config, Plan, Registry};
 const ENV_PREFIX: &str = "SFN_WORKER_";
 const ENV_SEPARATOR: &str = "__";
 
+/// The variable holding the configuration's text, for platforms where a
+/// file is awkward (ECS task definitions, SSM parameters as secrets).
+pub(crate) const CONFIG_TEXT_VARIABLE: &str = "SFN_WORKER_CONFIG_TOML";
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum ConfigSource {
+    File(PathBuf),
+    /// The text of `SFN_WORKER_CONFIG_TOML`.
+    Text(String),
+}
+
+impl ConfigSource {
+    /// `--config` / `SFN_WORKER_CONFIG` if given, else `SFN_WORKER_CONFIG_TOML`.
+    pub fn resolve(path: Option<PathBuf>) -> Result<Self, String> {
+        match path {
+            Some(path) => Ok(Self::File(path)),
+            None => std::env::var(CONFIG_TEXT_VARIABLE).map(Self::Text).map_err(|_| {
+                format!("no configuration: give --config FILE, SFN_WORKER_CONFIG=FILE, or the TOML itself in {CONFIG_TEXT_VARIABLE}")
+            }),
+        }
+    }
+
+    /// How errors name it: the file's path, or the variable.
+    pub fn name(&self) -> String {
+        match self {
+            Self::File(path) => path.display().to_string(),
+            Self::Text(_) => CONFIG_TEXT_VARIABLE.to_owned(),
+        }
+    }
+}
+
 /// Load, override and validate; on failure, one message naming the file,
 /// every offending field and what was expected.
-pub(crate) fn load_plan(path: &Path, registry: &Registry) -> Result<Plan, String> {
-    let config = load(path)?;
+pub(crate) fn load_plan(source: &ConfigSource, registry: &Registry) -> Result<Plan, String> {
+    let config = load(source)?;
+    let name = source.name();
     Plan::build(config, registry).map_err(|errors| {
-        let mut msg = format!("{}: invalid configuration", path.display());
+        let mut msg = format!("{name}: invalid configuration");
         for e in errors {
-            let _ = write!(msg, "\n  {}: {}: {}", path.display(), e.field, e.message);
+            let _ = write!(msg, "\n  {name}: {}: {}", e.field, e.message);
         }
         msg
     })
 }
 
-fn load(path: &Path) -> Result<Config, String> {
-    if let Err(e) = std::fs::metadata(path) {
-        return Err(format!(
-            "{}: cannot read the configuration file: {e}",
-            path.display()
-        ));
-    }
+fn load(source: &ConfigSource) -> Result<Config, String> {
+    let file = match source {
+        ConfigSource::File(path) => {
+            if let Err(e) = std::fs::metadata(path) {
+                return Err(format!(
+                    "{}: cannot read the configuration file: {e}",
+                    path.display()
+                ));
+            }
+            Toml::file_exact(path)
+        }
+        ConfigSource::Text(text) => Toml::string(text),
+    };
     // Only SECTION__FIELD names are overrides, so SFN_WORKER_CONFIG and any
     // other SFN_WORKER_* variable (the scripts use some) are left alone.
-    let figment = Figment::from(Toml::file_exact(path)).merge(
+    let figment = Figment::from(file).merge(
         Env::prefixed(ENV_PREFIX)
             .filter(|key| key.as_str().contains(ENV_SEPARATOR))
             .split(ENV_SEPARATOR),
     );
     figment
         .extract::<Config>()
-        .map_err(|err| describe(path, err))
+        .map_err(|err| describe(&source.name(), err))
 }
 
-fn describe(path: &Path, err: figment::Error) -> String {
-    let mut msg = format!("{}: invalid configuration", path.display());
+fn describe(name: &str, err: figment::Error) -> String {
+    let mut msg = format!("{name}: invalid configuration");
     for e in err {
         let source = match &e.metadata {
             Some(md) if md.name.contains("environment") => {
                 let name = e.path.join(ENV_SEPARATOR).to_ascii_uppercase();
                 format!("environment variable {ENV_PREFIX}{name}")
             }
-            _ => path.display().to_string(),
+            _ => name.to_owned(),
         };
         let field = field_path(&e.path);
         let problem = match &e.kind {
@@ -107,6 +146,10 @@ mod tests {
         sfn_worker_handlers::builtins()
     }
 
+    fn file(name: &str, body: &str) -> ConfigSource {
+        ConfigSource::File(write(name, body))
+    }
+
     fn write(name: &str, body: &str) -> std::path::PathBuf {
         let dir = std::env::temp_dir().join(format!("sfn-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -127,7 +170,7 @@ command = ["cat"]
 
     #[test]
     fn a_good_file_loads() {
-        let plan = load_plan(&write("good.toml", GOOD), &registry()).unwrap();
+        let plan = load_plan(&file("good.toml", GOOD), &registry()).unwrap();
         assert_eq!(plan.config.worker.max_concurrency.get(), 8);
         assert_eq!(&*plan.activities[0].name, "resize");
     }
@@ -168,7 +211,9 @@ command = ["cat"]
         ];
         for (name, body, expected) in cases {
             let path = write(name, &body);
-            let err = load_plan(&path, &registry()).err().unwrap();
+            let err = load_plan(&ConfigSource::File(path.clone()), &registry())
+                .err()
+                .unwrap();
             assert!(
                 err.contains(&format!("{}: ", path.display())),
                 "{name}: {err}"
@@ -190,7 +235,7 @@ input_pointer = "/input"
 
     #[test]
     fn queue_bindings_are_checked_with_the_same_quality() {
-        assert!(load_plan(&write("queue-ok.toml", QUEUE), &registry()).is_ok());
+        assert!(load_plan(&file("queue-ok.toml", QUEUE), &registry()).is_ok());
         let cases = [
             (
                 "q-url.toml",
@@ -215,7 +260,9 @@ input_pointer = "/input"
         ];
         for (name, body, expected) in cases {
             let path = write(name, &body);
-            let err = load_plan(&path, &registry()).err().unwrap();
+            let err = load_plan(&ConfigSource::File(path.clone()), &registry())
+                .err()
+                .unwrap();
             assert!(
                 err.contains(&format!("{}: {expected}", path.display())),
                 "{name}: expected {expected:?} in:\n{err}"
@@ -225,11 +272,26 @@ input_pointer = "/input"
 
     #[test]
     fn a_missing_file_says_so() {
-        let err = load_plan(Path::new("/nonexistent/sfn.toml"), &registry())
+        let err = load_plan(
+            &ConfigSource::File("/nonexistent/sfn.toml".into()),
+            &registry(),
+        )
+        .err()
+        .unwrap();
+        assert!(
+            err.starts_with("/nonexistent/sfn.toml: cannot read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_configuration_can_come_as_text_and_errors_name_the_variable() {
+        assert!(load_plan(&ConfigSource::Text(GOOD.to_owned()), &registry()).is_ok());
+        let err = load_plan(&ConfigSource::Text(GOOD.replace("= 8", "= 0")), &registry())
             .err()
             .unwrap();
         assert!(
-            err.starts_with("/nonexistent/sfn.toml: cannot read"),
+            err.contains("SFN_WORKER_CONFIG_TOML: worker.max_concurrency: invalid value"),
             "{err}"
         );
     }

@@ -1,18 +1,17 @@
 //! `sfn-worker check`: validate the configuration, print the resolved plan.
 
-use std::path::Path;
 use std::process::ExitCode;
 
 use sfn_worker_core::Registry;
 
 use crate::cli::EXIT_CONFIG;
-use crate::config_file::load_plan;
+use crate::config_file::{ConfigSource, load_plan};
 
 /// The longest an in-flight `GetActivityTask` can keep a draining worker up.
 const POLL_HOLD_SECS: u64 = 65;
 
-pub(crate) fn check(path: &Path, registry: &Registry) -> ExitCode {
-    let plan = match load_plan(path, registry) {
+pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
+    let plan = match load_plan(source, registry) {
         Ok(plan) => plan,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -21,7 +20,7 @@ pub(crate) fn check(path: &Path, registry: &Registry) -> ExitCode {
     };
     let w = &plan.config.worker;
     let aws = &plan.config.aws;
-    println!("{}: ok", path.display());
+    println!("{}: ok", source.name());
     println!("[aws]");
     println!(
         "  region        = {}",

@@ -2,6 +2,7 @@
 
 pub(crate) mod check;
 pub(crate) mod handlers;
+pub(crate) mod healthcheck;
 pub(crate) mod invoke;
 pub(crate) mod run;
 

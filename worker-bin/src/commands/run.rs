@@ -1,6 +1,5 @@
 //! `sfn-worker run`: serve until SIGTERM/SIGINT, then drain.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,11 +10,11 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
 
 use crate::cli::EXIT_CONFIG;
-use crate::config_file::load_plan;
+use crate::config_file::{ConfigSource, load_plan};
 use crate::{http, telemetry};
 
-pub(crate) fn run(path: &Path, registry: Registry) -> ExitCode {
-    let plan = match load_plan(path, &registry) {
+pub(crate) fn run(source: &ConfigSource, registry: Registry) -> ExitCode {
+    let plan = match load_plan(source, &registry) {
         Ok(plan) => plan,
         Err(msg) => {
             eprintln!("error: {msg}");
@@ -29,7 +28,7 @@ pub(crate) fn run(path: &Path, registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(path, plan)) {
+    match runtime.block_on(serve(&source.name(), plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             tracing::error!("{msg}");
@@ -39,7 +38,7 @@ pub(crate) fn run(path: &Path, registry: Registry) -> ExitCode {
     }
 }
 
-async fn serve(path: &Path, plan: sfn_worker_core::Plan) -> Result<(), String> {
+async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> {
     let metrics = telemetry::install_metrics()?;
     let upkeep = metrics.clone();
     tokio::spawn(async move {
@@ -55,14 +54,14 @@ async fn serve(path: &Path, plan: sfn_worker_core::Plan) -> Result<(), String> {
     if sdk.region().is_none() {
         return Err(format!(
             "no AWS region: set [aws] region in {} or AWS_REGION",
-            path.display()
+            config
         ));
     }
     let addr = plan.config.worker.metrics_addr;
     let listener = TcpListener::bind(addr).await.map_err(|e| {
         format!(
             "{}: worker.metrics_addr: cannot listen on {addr}: {e}",
-            path.display()
+            config
         )
     })?;
 
@@ -71,7 +70,7 @@ async fn serve(path: &Path, plan: sfn_worker_core::Plan) -> Result<(), String> {
     let worker = Worker::new(plan, Arc::new(api)).with_sqs(Arc::new(SdkSqs::new(&sdk)));
     tokio::spawn(http::serve(listener, metrics, worker.health()));
     tokio::spawn(forward_signals(worker.shutdown_handle()));
-    tracing::info!(config = %path.display(), %addr, worker_name = worker.worker_name(), "sfn-worker starting");
+    tracing::info!(%config, %addr, worker_name = worker.worker_name(), "sfn-worker starting");
     worker.run().await.map_err(|e| e.to_string())
 }
 
