@@ -5,6 +5,8 @@
 #   scripts/localstack.sh stop     stop the instance this script started
 #   scripts/localstack.sh status   exit 0 if an endpoint answers
 #   scripts/localstack.sh env      print the environment the tests and demo use
+#   scripts/localstack.sh run CMD  run CMD with LocalStack up and that environment
+#                                  set; stop LocalStack afterwards if this started it
 #
 # If LOCALSTACK_ENDPOINT is set (for example to a LocalStack container you
 # already run), nothing is installed or started: that endpoint is used as is.
@@ -111,14 +113,30 @@ stop() {
   fi
 }
 
+# Run a command against LocalStack; its exit status is the command's.
+run_with() {
+  local started=0
+  if [ -z "${LOCALSTACK_ENDPOINT:-}" ] && ! healthy; then
+    start
+    started=1
+  fi
+  export AWS_ENDPOINT_URL="$ENDPOINT"
+  export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
+  local status=0
+  "$@" || status=$?
+  if [ "$started" = 1 ]; then stop; fi
+  return "$status"
+}
+
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
   install) install ;;
   status) healthy ;;
+  run) shift; run_with "$@" ;;
   env)
     echo "export AWS_ENDPOINT_URL=$ENDPOINT"
     echo "export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1"
     ;;
-  *) echo "usage: $0 start|stop|status|install|env" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|status|install|env|run CMD..." >&2; exit 2 ;;
 esac

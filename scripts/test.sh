@@ -6,19 +6,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-started_localstack=0
-if [ -z "${LOCALSTACK_ENDPOINT:-}" ] && ! scripts/localstack.sh status; then
-  scripts/localstack.sh start
-  started_localstack=1
-fi
-# (An if, not `[ ] &&`: the trap's status would become the script's.)
-cleanup() {
-  local status=$?
-  if [ "$started_localstack" = 1 ]; then scripts/localstack.sh stop; fi
-  exit "$status"
-}
-trap cleanup EXIT
-
 # promtool validates the /metrics exposition. Installed where we may (root
 # with apt, as on CI); elsewhere that one check says it was skipped.
 if ! command -v promtool >/dev/null 2>&1; then
@@ -31,6 +18,4 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
-export AWS_ENDPOINT_URL="${LOCALSTACK_ENDPOINT:-http://127.0.0.1:${LOCALSTACK_PORT:-4566}}"
-export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
-cargo test --workspace --locked "$@"
+exec scripts/localstack.sh run cargo test --workspace --locked "$@"

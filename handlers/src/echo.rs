@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sfn_worker_core::{Handler, HandlerFactory, TaskError, handler_fn};
+use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError, handler_fn};
 
 /// The `echo` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -17,6 +17,10 @@ pub struct EchoParams {
     /// Fields merged into an object input (they win over the input's).
     #[serde(default)]
     pub add: serde_json::Map<String, serde_json::Value>,
+    /// Wait this long before answering (load tests: tasks that stay in
+    /// flight). Cancellation ends the wait with `Echo.Cancelled`.
+    #[serde(default)]
+    pub delay_ms: u64,
 }
 
 impl HandlerFactory for Echo {
@@ -29,14 +33,24 @@ impl HandlerFactory for Echo {
         "Returns the task input, with params.add merged into an object input."
     }
     fn params_help(&self) -> &str {
-        "add: table (default {}) - fields merged into the output object"
+        "add: table (default {}) - fields merged into the output object\n\
+         delay_ms: integer (default 0) - wait this long first (load tests)"
     }
     fn build(&self, params: EchoParams) -> Result<Arc<dyn Handler>, String> {
         let add = Arc::new(params.add);
+        let delay = std::time::Duration::from_millis(params.delay_ms);
         Ok(Arc::new(handler_fn(
-            move |mut input: serde_json::Value, _ctx| {
+            move |mut input: serde_json::Value, ctx: TaskContext| {
                 let add = add.clone();
                 async move {
+                    if !delay.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = ctx.cancelled() => {
+                                return Err(TaskError::new("Echo.Cancelled", "cancelled while waiting"));
+                            }
+                        }
+                    }
                     if let Some(object) = input.as_object_mut() {
                         object.extend(add.iter().map(|(k, v)| (k.clone(), v.clone())));
                     }
@@ -50,7 +64,6 @@ impl HandlerFactory for Echo {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sfn_worker_core::TaskContext;
 
     #[tokio::test]
     async fn echoes_and_merges() {
@@ -67,5 +80,21 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, "[1,2]");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_when_asked_and_stops_when_cancelled() {
+        let params = serde_json::json!({"delay_ms": 5000});
+        let h = Echo.build(serde_json::from_value(params).unwrap()).unwrap();
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            h.call("1".into(), TaskContext::local("t")).await.unwrap(),
+            "1"
+        );
+        assert_eq!(start.elapsed().as_millis(), 5000);
+        let ctx = TaskContext::local("t");
+        ctx.cancel(sfn_worker_core::CancelReason::Shutdown);
+        let err = h.call("1".into(), ctx).await.unwrap_err();
+        assert_eq!(err.error(), "Echo.Cancelled");
     }
 }

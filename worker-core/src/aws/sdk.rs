@@ -31,6 +31,25 @@ pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
     loader.load().await
 }
 
+/// How every AWS client of the worker is set up: no SDK retries (the worker
+/// retries, knowing what each error means; a retried GetActivityTask can lose
+/// a task), an explicit timeout per call (the SDK has none by default), and no
+/// stalled-stream protection (a long poll legitimately sends nothing for 20 to
+/// 60 s).
+pub(crate) fn client_policy(
+    timeout: Duration,
+) -> (RetryConfig, TimeoutConfig, StalledStreamProtectionConfig) {
+    (
+        RetryConfig::disabled(),
+        TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .operation_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .build(),
+        StalledStreamProtectionConfig::disabled(),
+    )
+}
+
 /// [`SfnApi`] over the AWS SDK.
 ///
 /// SDK retries are off for every call: the worker retries itself, knowing
@@ -48,17 +67,11 @@ impl SdkSfn {
     /// Clients from a loaded configuration; `poll_timeout` must be at least 65 s.
     pub fn new(sdk: &SdkConfig, poll_timeout: Duration) -> Self {
         let client = |timeout: Duration| {
+            let (retry, timeouts, stalled) = client_policy(timeout);
             let conf = aws_sdk_sfn::config::Builder::from(sdk)
-                .retry_config(RetryConfig::disabled())
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(CONNECT_TIMEOUT)
-                        .operation_timeout(timeout)
-                        .operation_attempt_timeout(timeout)
-                        .build(),
-                )
-                // A long poll legitimately sends nothing for 60 s.
-                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                .retry_config(retry)
+                .timeout_config(timeouts)
+                .stalled_stream_protection(stalled)
                 .build();
             aws_sdk_sfn::Client::from_conf(conf)
         };

@@ -2,16 +2,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_config::retry::RetryConfig;
-use aws_config::stalled_stream_protection::StalledStreamProtectionConfig;
-use aws_config::timeout::TimeoutConfig;
 use aws_sdk_sqs::types::{
     BatchResultErrorEntry, ChangeMessageVisibilityBatchRequestEntry,
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 
 use super::classify::classify;
-use super::sdk::{CALL_TIMEOUT, CONNECT_TIMEOUT};
+use super::sdk::{CALL_TIMEOUT, client_policy};
 use super::{ApiError, BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
 
 /// A receive waits up to 20 s on the server; allow for the network on top.
@@ -29,16 +26,11 @@ impl SdkSqs {
     /// Clients from a loaded configuration.
     pub fn new(sdk: &SdkConfig) -> Self {
         let client = |timeout: Duration| {
+            let (retry, timeouts, stalled) = client_policy(timeout);
             let conf = aws_sdk_sqs::config::Builder::from(sdk)
-                .retry_config(RetryConfig::disabled())
-                .timeout_config(
-                    TimeoutConfig::builder()
-                        .connect_timeout(CONNECT_TIMEOUT)
-                        .operation_timeout(timeout)
-                        .operation_attempt_timeout(timeout)
-                        .build(),
-                )
-                .stalled_stream_protection(StalledStreamProtectionConfig::disabled())
+                .retry_config(retry)
+                .timeout_config(timeouts)
+                .stalled_stream_protection(stalled)
                 .build();
             aws_sdk_sqs::Client::from_conf(conf)
         };

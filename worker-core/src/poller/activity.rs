@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::task::TaskTracker;
 
+use super::backoff;
 use crate::aws::{ApiErrorKind, SfnApi};
 use crate::metrics;
 use crate::runner::{Binding, Env, Task, run_task};
@@ -20,15 +20,6 @@ pub(crate) struct ActivityPoller {
     pub binding: Arc<Binding>,
     pub env: Arc<Env>,
     pub tasks: TaskTracker,
-}
-
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// Poll until shutdown begins. Never returns early on errors: a poller that

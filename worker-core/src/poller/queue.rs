@@ -4,10 +4,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
+use super::backoff;
 use crate::aws::{Message, ReceiveRequest, SqsApi};
 use crate::config::{OnMalformed, TokenSource};
 use crate::lease::LeaseEnd;
@@ -32,15 +32,6 @@ pub(crate) struct QueuePoller {
     pub env: Arc<Env>,
     pub tasks: TaskTracker,
     pub fifo: bool,
-}
-
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(200))
-        .with_max_delay(Duration::from_secs(30))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// Receive until shutdown begins; errors are retried, never fatal.
