@@ -10,7 +10,7 @@ use crate::aws::{ApiError, ApiErrorKind, SfnApi, SqsApi};
 use crate::completion::Reporter;
 use crate::config::Plan;
 use crate::handler::TaskSource;
-use crate::metrics::{self, BindingLabels};
+use crate::metrics;
 use crate::poller::{ActivityPoller, QueuePoller, poll_activity, poll_queue};
 use crate::queue::QueueShared;
 use crate::queue::batcher::Batcher;
@@ -181,26 +181,21 @@ impl Worker {
         let worker_name: Arc<str> = self.worker_name.as_str().into();
 
         for a in &self.plan.activities {
-            let labels = BindingLabels {
-                source: "activity",
-                binding: a.name.clone(),
-            };
-            let binding = Arc::new(Binding {
-                name: a.name.clone(),
-                kind: a.kind.clone(),
-                source: TaskSource::Activity {
+            let binding = Arc::new(Binding::new(
+                a.name.clone(),
+                a.kind.clone(),
+                TaskSource::Activity {
                     arn: a.arn.as_str().into(),
                 },
-                handler: a.handler.clone(),
-                heartbeat: a.heartbeat,
-                timeout: a.timeout,
-                labels: labels.clone(),
-            });
+                a.handler.clone(),
+                a.heartbeat,
+                a.timeout,
+            ));
             let poller = Arc::new(ActivityPoller {
                 arn: a.arn.as_str().into(),
                 worker_name: worker_name.clone(),
                 api: self.api.clone(),
-                slots: BindingSlots::new(a.concurrency, &global, labels),
+                slots: BindingSlots::new(a.concurrency, &global, binding.labels.clone()),
                 binding,
                 env: env.clone(),
                 tasks: tasks.clone(),
@@ -211,10 +206,6 @@ impl Worker {
         }
         if let Some(sqs) = &self.sqs {
             for q in &self.plan.queues {
-                let labels = BindingLabels {
-                    source: "sqs",
-                    binding: q.name.clone(),
-                };
                 let url: Arc<str> = q.url.as_str().into();
                 let shared = Arc::new(QueueShared {
                     url: url.clone(),
@@ -226,19 +217,18 @@ impl Worker {
                     on_shutdown: q.on_shutdown,
                     in_flight: Default::default(),
                 });
-                let binding = Arc::new(Binding {
-                    name: q.name.clone(),
-                    kind: q.kind.clone(),
-                    source: TaskSource::Queue { url },
-                    handler: q.handler.clone(),
-                    heartbeat: q.heartbeat,
-                    timeout: q.timeout,
-                    labels: labels.clone(),
-                });
+                let binding = Arc::new(Binding::new(
+                    q.name.clone(),
+                    q.kind.clone(),
+                    TaskSource::Queue { url },
+                    q.handler.clone(),
+                    q.heartbeat,
+                    q.timeout,
+                ));
                 let poller = Arc::new(QueuePoller {
                     queue: shared,
                     api: sqs.clone(),
-                    slots: BindingSlots::new(q.concurrency, &global, labels),
+                    slots: BindingSlots::new(q.concurrency, &global, binding.labels.clone()),
                     binding,
                     env: env.clone(),
                     tasks: tasks.clone(),

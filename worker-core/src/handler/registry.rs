@@ -107,16 +107,7 @@ impl Registry {
         I: DeserializeOwned + Send + 'static,
         O: Serialize + Send + 'static,
     {
-        let handler: Arc<dyn Handler> = Arc::new(handler_fn(f));
-        let info = KindInfo {
-            kind: kind.to_owned(),
-            description: String::new(),
-            params_help: String::new(),
-        };
-        self.insert(info, move |params| {
-            decode::<NoParams>(params)?;
-            Ok(handler.clone())
-        })
+        self.handler_object(kind, Arc::new(handler_fn(f)))
     }
 
     /// Register a [`Handler`] object (no params) under a name.

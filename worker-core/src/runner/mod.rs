@@ -34,6 +34,32 @@ pub(crate) struct Binding {
     pub labels: BindingLabels,
 }
 
+impl Binding {
+    /// A binding; its metric labels come from its name and source.
+    pub fn new(
+        name: Arc<str>,
+        kind: Arc<str>,
+        source: TaskSource,
+        handler: Arc<dyn Handler>,
+        heartbeat: Option<Duration>,
+        timeout: Option<Duration>,
+    ) -> Self {
+        let labels = BindingLabels {
+            source: source.kind(),
+            binding: name.clone(),
+        };
+        Self {
+            name,
+            kind,
+            source,
+            handler,
+            heartbeat,
+            timeout,
+            labels,
+        }
+    }
+}
+
 /// What every task shares.
 pub(crate) struct Env {
     pub reporter: Reporter,
