@@ -1,20 +1,32 @@
 #!/usr/bin/env python3
-"""Benchmarks for sfn-worker against bench's fake AWS backend (fake-aws).
+"""Benchmarks: sfn-worker side by side with the workers people use today,
+and with the floor set by the requests themselves, against bench's fake AWS
+backend (fake-aws). One invocation runs every scenario for every contender.
 
     bench/run.py                 the full run (release builds); prints the table
+    bench/run.py --runs 3        repeat each scenario; medians, and ratios
+                                 against sfn-worker taken pair by pair per run
     bench/run.py --short         CI mode: small numbers, debug builds; checks that
-                                 every task completes exactly once, not speed
-    bench/run.py --runs 3        repeat each scenario and report medians
+                                 every contender completes every task exactly
+                                 once, not speed
+    bench/run.py --only sfn-worker,floor     a subset of contenders
 
 Scenarios (issue 6): 1 activity tasks, trivial handler; 2 SQS callbacks,
-trivial handler; 3 many tasks in flight with heartbeats; 4 an idle worker
-with 4 activity and 4 queue bindings. Each measurement is taken from /proc
-for the worker process: CPU time (user + sys), peak RSS (VmHWM).
-Peers (other workers) are not wired in yet: see BENCHMARKS.md.
+trivial handler; 3 tasks held in flight with heartbeats every 10 s (and
+visibility extension for SQS); 4 an idle worker with 4 activity and 4 queue
+bindings. Measurements come from /proc for the contender's whole process
+tree: CPU time (user + sys, including reaped children), peak RSS (VmHWM,
+summed over the tree).
+
+Peers are installed here: npm packages into bench/peers/node_modules (npm ci,
+from the committed lockfile), Python ones into a virtualenv under
+${SFN_WORKER_STATE_DIR:-~/.cache/sfn-worker}/bench-venv. Versions and
+settings: bench/peers/ and BENCHMARKS.md.
 """
 import argparse
 import json
 import os
+import platform
 import signal
 import socket
 import statistics
@@ -25,8 +37,16 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PEERS = os.path.join(ROOT, "bench", "peers")
+STATE = os.environ.get("SFN_WORKER_STATE_DIR") or os.path.expanduser("~/.cache/sfn-worker")
+VENV = os.path.join(STATE, "bench-venv")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 ACCOUNT = "123456789012"
+REGION = "us-east-1"
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
 
 
 def free_port():
@@ -40,29 +60,72 @@ def get(url, timeout=2):
         return r.status, r.read().decode()
 
 
-def wait_until(pred, timeout, what, step=0.01):
+def wait_until(pred, timeout, what, step=0.01, proc=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
             return
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"{what}: the contender exited early with {proc.returncode}")
         time.sleep(step)
     raise SystemExit(f"timed out after {timeout} s waiting for {what}")
 
 
-def cpu_seconds(pid):
+# --- /proc readings over a process tree --------------------------------------
+
+def _stat(pid):
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # fields[11], fields[12]: utime, stime (the 14th and 15th of the full line)
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        head, rest = f.read().rsplit(")", 1)
+    return rest.split()
 
 
-def memory_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
+def tree(root):
+    """root and all its descendants that are alive now."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(_stat(entry)[1])
+            except (OSError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
 
+
+def cpu_seconds(root):
+    """utime + stime of every live process in the tree, plus cutime + cstime
+    (children already reaped). A reaped child's time moves into its parent's
+    cutime, so nothing is counted twice."""
+    total = 0
+    for pid in tree(root):
+        try:
+            f = _stat(pid)
+        except OSError:
+            continue
+        # fields[11..14]: utime, stime, cutime, cstime (14th to 17th of the line)
+        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+    return total / CLK_TCK
+
+
+def memory_kib(root, key):
+    total = 0
+    for pid in tree(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+# --- builds and installs -----------------------------------------------------
 
 def build(profile):
     args = ["cargo", "build", "--quiet", "--locked", "-p", "sfn-worker", "-p", "sfn-worker-bench"]
@@ -72,8 +135,58 @@ def build(profile):
     meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
                                      cwd=ROOT, check=True, capture_output=True).stdout)
     target = os.path.join(meta["target_directory"], profile)
-    return os.path.join(target, "sfn-worker"), os.path.join(target, "fake-aws")
+    return {name: os.path.join(target, name) for name in ("sfn-worker", "fake-aws", "floor")}
 
+
+def install_peers():
+    """npm ci and a pip virtualenv. Returns the contenders that could not be
+    installed, with why; the run goes on without them and says so."""
+    missing = {}
+    if not os.path.isdir(os.path.join(PEERS, "node_modules", "sqs-consumer")):
+        log("installing Node peers (npm ci) ...")
+        r = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=PEERS,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            for name in ("sqs-consumer", "step-function-worker"):
+                missing[name] = "npm ci failed: " + r.stderr.strip()[-300:]
+    python = os.path.join(VENV, "bin", "python")
+    stamp = os.path.join(VENV, "requirements.txt")
+    wanted = open(os.path.join(PEERS, "requirements.txt")).read()
+    if not (os.path.exists(stamp) and open(stamp).read() == wanted):
+        log(f"installing Python peers into {VENV} ...")
+        r = subprocess.run([sys.executable, "-m", "venv", VENV], capture_output=True, text=True)
+        if r.returncode == 0:
+            r = subprocess.run([python, "-m", "pip", "install", "-q", "-r",
+                                os.path.join(PEERS, "requirements.txt")], capture_output=True, text=True)
+        if r.returncode != 0:
+            for name in ("boto3-loop", "stefuna", "stepfunctions-activity-worker"):
+                missing[name] = "pip install failed: " + r.stderr.strip()[-300:]
+        else:
+            with open(stamp, "w") as f:
+                f.write(wanted)
+    return missing
+
+
+def versions():
+    out = {"node": subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()}
+    lock = os.path.join(PEERS, "package-lock.json")
+    if os.path.exists(lock):
+        packages = json.load(open(lock)).get("packages", {})
+        for name in ("sqs-consumer", "step-function-worker", "@aws-sdk/client-sfn", "@aws-sdk/client-sqs", "aws-sdk"):
+            out[name] = packages.get(f"node_modules/{name}", {}).get("version")
+    python = os.path.join(VENV, "bin", "python")
+    if os.path.exists(python):
+        out["python"] = subprocess.run([python, "--version"], capture_output=True, text=True).stdout.strip()
+        code = ("import importlib.metadata as m\nfor p in ('boto3','botocore','stefuna','stepfunctions-activity-worker'):"
+                "\n    print(p, m.version(p))")
+        for line in subprocess.run([python, "-c", code], capture_output=True, text=True).stdout.split("\n"):
+            if line:
+                k, v = line.split()
+                out[k] = v
+    return out
+
+
+# --- the fake backend ----------------------------------------------------------
 
 class Fake:
     def __init__(self, binary, activity_tasks=0, messages=0, poll_hold_ms=500):
@@ -94,158 +207,414 @@ class Fake:
     def stats(self):
         return json.loads(get(self.url + "/stats")[1])
 
+    def queue_url(self, name):
+        return f"{self.url}/{ACCOUNT}/{name}"
+
     def stop(self):
         self.proc.kill()
         self.proc.wait()
 
 
-class Worker:
-    def __init__(self, binary, fake, bindings, worker_extra=""):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="sfn-bench-")
+def activity_arn(name):
+    return f"arn:aws:states:{REGION}:{ACCOUNT}:activity:{name}"
+
+
+# --- contenders ----------------------------------------------------------------
+#
+# A contender turns a job into a running process. Jobs:
+#   ("activity", fake, None)   scenario 1
+#   ("sqs", fake, None)        scenario 2
+#   ("held-activity", fake, n) scenario 3, n tasks held, heartbeat every 10 s
+#   ("held-sqs", fake, n)      scenario 3 over SQS (heartbeat + visibility)
+#   ("idle", fake, None)       scenario 4: 4 activity and 4 queue bindings
+# start() returns (Popen, ready) or None when the contender cannot do the job.
+
+HOLD_SECS = 300
+HEARTBEAT_SECS = 10
+
+
+class Contender:
+    name = ""
+    # Scenario 1/2 sizes relative to sfn-worker's N (slow peers run fewer
+    # tasks; every figure is per task), and scenario 3's in-flight count.
+    share = 1.0
+    held = None
+    settings = ""
+
+    def __init__(self, bins, workdir):
+        self.bins, self.dir = bins, workdir
+
+    def env(self, fake, **extra):
+        e = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", AWS_REGION=REGION,
+                 AWS_DEFAULT_REGION=REGION, AWS_ENDPOINT_URL=fake.url, AWS_EC2_METADATA_DISABLED="true",
+                 AWS_SDK_JS_SUPPRESS_MAINTENANCE_MODE_MESSAGE="1", BENCH_ENDPOINT=fake.url,
+                 NODE_NO_WARNINGS="1", PYTHONUNBUFFERED="1")
+        e.update({k: str(v) for k, v in extra.items()})
+        return e
+
+    def spawn(self, args, env, cwd=None):
+        return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                stderr=open(os.path.join(self.dir, f"{self.name}.log"), "a"),
+                                start_new_session=True)
+
+
+class SfnWorker(Contender):
+    name = "sfn-worker"
+    held = 10_000
+    settings = ("activity: 16 pollers, concurrency 256; SQS: concurrency 256 (4 receivers x 10); "
+                "held: concurrency 10,000, heartbeat_secs 10 (SQS: visibility_timeout_secs 30)")
+
+    def start(self, job, fake, n):
+        port = free_port()
+        if job == "activity":
+            bindings, extra = self.activity("bench", 256, "heartbeat_secs = 0"), "max_concurrency = 256"
+        elif job == "sqs":
+            bindings, extra = self.queue("bench", fake, 256), "max_concurrency = 256"
+        elif job == "held-activity":
+            bindings = self.activity("held", n, f"heartbeat_secs = {HEARTBEAT_SECS}\n"
+                                                 f"[activity.params]\ndelay_ms = {HOLD_SECS * 1000}")
+            extra = f"max_concurrency = {n}"
+        elif job == "held-sqs":
+            bindings = self.queue("held", fake, n, f"heartbeat_secs = {HEARTBEAT_SECS}\nvisibility_timeout_secs = 30\n"
+                                                   f"[queue.params]\ndelay_ms = {HOLD_SECS * 1000}")
+            extra = f"max_concurrency = {n}"
+        else:
+            bindings = ("".join(self.activity(f"a{i}", 16) for i in range(4))
+                        + "".join(self.queue(f"q{i}", fake, 16) for i in range(4)))
+            extra = ""
         config = os.path.join(self.dir, "config.toml")
         with open(config, "w") as f:
-            f.write(f'[aws]\nregion = "us-east-1"\nendpoint_url = "{fake.url}"\n\n'
-                    f'[worker]\nmetrics_addr = "127.0.0.1:{self.port}"\nshutdown_grace_secs = 5\n'
-                    f'{worker_extra}\n\n{bindings}\n')
-        env = dict(os.environ, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", RUST_LOG="warn")
-        self.spawned = time.monotonic()
-        self.proc = subprocess.Popen([binary, "run", "--config", config], env=env,
-                                     stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"))
+            f.write(f'[aws]\nregion = "{REGION}"\nendpoint_url = "{fake.url}"\n\n'
+                    f'[worker]\nmetrics_addr = "127.0.0.1:{port}"\nshutdown_grace_secs = 5\n{extra}\n\n{bindings}\n')
+        proc = self.spawn([self.bins["sfn-worker"], "run", "--config", config], self.env(fake, RUST_LOG="warn"))
 
-    def ready(self):
+        def ready():
+            try:
+                return get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+            except OSError:
+                return False
+        return proc, ready
+
+    @staticmethod
+    def activity(name, concurrency, extra=""):
+        return (f'[[activity]]\nname = "{name}"\narn = "{activity_arn(name)}"\nhandler = "echo"\n'
+                f'pollers = {min(16, concurrency)}\nconcurrency = {concurrency}\n{extra}\n')
+
+    @staticmethod
+    def queue(name, fake, concurrency, extra=""):
+        return (f'[[queue]]\nname = "{name}"\nurl = "{fake.queue_url(name)}"\nhandler = "echo"\n'
+                f'concurrency = {concurrency}\ninput_pointer = "/input"\n{extra}\n')
+
+
+class Floor(Contender):
+    name = "floor"
+    held = 10_000
+    settings = "bench/src/bin/floor.rs: hyper 1 client, keep-alive, no SDK; 16 activity loops; 4 SQS loops"
+
+    def start(self, job, fake, n):
+        base = [self.bins["floor"], "--endpoint", fake.url]
+        if job == "activity":
+            args = base + ["--mode", "activity", "--concurrency", "16", "--activity-arn", activity_arn("bench")]
+        elif job == "sqs":
+            args = base + ["--mode", "sqs", "--concurrency", "4", "--queue-url", fake.queue_url("bench")]
+        elif job == "held-activity":
+            args = base + ["--mode", "heartbeat", "--concurrency", "16", "--hold", str(n),
+                           "--heartbeat-secs", str(HEARTBEAT_SECS), "--activity-arn", activity_arn("held")]
+        else:
+            return None
+        return self.spawn(args, self.env(fake)), None
+
+
+class SqsConsumer(Contender):
+    name = "sqs-consumer"
+    share = 0.2
+    held = 1_000
+    settings = ("handleMessageBatch, batchSize 10, waitTimeSeconds 20, 4 consumers (held: one consumer per 10 "
+                "messages, visibilityTimeout 30, heartbeatInterval 10, SendTaskHeartbeat every 10 s per message); "
+                "reports with @aws-sdk/client-sfn SendTaskSuccess")
+
+    def start(self, job, fake, n):
+        if job == "sqs":
+            env = self.env(fake, BENCH_QUEUE_URL=fake.queue_url("bench"), BENCH_CONSUMERS=4)
+        elif job == "held-sqs":
+            env = self.env(fake, BENCH_QUEUE_URL=fake.queue_url("held"), BENCH_CONSUMERS=(n + 9) // 10,
+                           BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
+        else:
+            return None
+        return self.spawn(["node", "sqs-consumer.mjs"], env, cwd=PEERS), None
+
+
+class StepFunctionWorker(Contender):
+    name = "step-function-worker"
+    share = 0.2
+    held = 1_000
+    settings = "concurrency 16 (held: concurrency = tasks held, heartbeat() every 10 s); aws-sdk v2 as it ships"
+
+    def start(self, job, fake, n):
+        if job == "activity":
+            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"), BENCH_CONCURRENCY=16)
+        elif job == "held-activity":
+            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("held"), BENCH_CONCURRENCY=n,
+                           BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
+        else:
+            return None
+        return self.spawn(["node", "step-function-worker.js"], env, cwd=PEERS), None
+
+
+class PythonPeer(Contender):
+    share = 0.05
+    python = os.path.join(VENV, "bin", "python")
+
+
+class Boto3Loop(PythonPeer):
+    name = "boto3-loop"
+    settings = "one thread: poll, handle, SendTaskSuccess (SQS: ReceiveMessage 10, DeleteMessageBatch)"
+
+    def start(self, job, fake, n):
+        if job == "activity":
+            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"))
+        elif job == "sqs":
+            env = self.env(fake, BENCH_QUEUE_URL=fake.queue_url("bench"))
+        else:
+            return None
+        return self.spawn([self.python, "boto3_loop.py"], env, cwd=PEERS), None
+
+
+class Stefuna(PythonPeer):
+    name = "stefuna"
+    settings = "processes = CPU count (2, its default), maxtasksperchild 100 (default), start_method spawn (default)"
+
+    def start(self, job, fake, n):
+        if job != "activity":
+            return None
+        env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"))
+        return self.spawn([self.python, "-m", "stefuna.stefuna", "--config", "stefuna_peer.config"], env, cwd=PEERS), None
+
+
+class ActivityWorkerPy(PythonPeer):
+    name = "stepfunctions-activity-worker"
+    held = 1_000
+    settings = "worker_count 16 (held: worker_count = tasks held, heartbeat_interval 10)"
+
+    def start(self, job, fake, n):
+        if job == "activity":
+            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"), BENCH_CONCURRENCY=16)
+        elif job == "held-activity":
+            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("held"), BENCH_CONCURRENCY=n,
+                           BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
+        else:
+            return None
+        return self.spawn([self.python, "stepfunctions_activity_worker_peer.py"], env, cwd=PEERS), None
+
+
+CONTENDERS = [SfnWorker, Floor, SqsConsumer, StepFunctionWorker, Boto3Loop, Stefuna, ActivityWorkerPy]
+
+
+def stop(proc, gently):
+    """SIGTERM (sfn-worker must then exit 0) or SIGKILL, to the whole session."""
+    if gently:
+        proc.send_signal(signal.SIGTERM)
         try:
-            return get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200
-        except OSError:
-            return False
-
-    def wait_ready(self):
-        wait_until(self.ready, 30, "sfn-worker /readyz", step=0.002)
-        return time.monotonic() - self.spawned
-
-    def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
+            return proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait()
-
-
-def activity(name, concurrency, extra=""):
-    return (f'[[activity]]\nname = "{name}"\narn = "arn:aws:states:us-east-1:{ACCOUNT}:activity:{name}"\n'
-            f'handler = "echo"\npollers = {min(16, concurrency)}\nconcurrency = {concurrency}\n{extra}\n')
-
-
-def queue(name, fake, concurrency, extra=""):
-    return (f'[[queue]]\nname = "{name}"\nurl = "{fake.url}/{ACCOUNT}/{name}"\nhandler = "echo"\n'
-            f'concurrency = {concurrency}\ninput_pointer = "/input"\n{extra}\n')
-
-
-def throughput(bins, source, n):
-    """Scenarios 1 and 2: n trivial tasks through one binding."""
-    worker_bin, fake_bin = bins
-    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
-                messages=n if source == "sqs" else 0)
-    binding = activity("bench", 256, "heartbeat_secs = 0") if source == "activity" else queue("bench", fake, 256)
-    w = Worker(worker_bin, fake, binding, "max_concurrency = 256")
+            pass
     try:
-        w.wait_ready()
-        cpu0, t0 = cpu_seconds(w.proc.pid), time.monotonic()
-        wait_until(lambda: fake.stats()["completed"] >= n, 600, f"{n} completions", step=0.05)
-        t1, cpu1 = time.monotonic(), cpu_seconds(w.proc.pid)
-        rss = memory_kib(w.proc.pid, "VmHWM")
-        exit_code = w.stop()
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+    return 0 if not gently else -9
+
+
+def started(fake):
+    s = fake.stats()
+    return s["polls"] + s["receives"] > 0
+
+
+# --- scenarios -------------------------------------------------------------------
+
+def throughput(c, fake_bin, source, n):
+    """Scenarios 1 and 2: n trivial tasks. The clock and the CPU reading start
+    at the contender's first poll, so start-up (module loading, JIT) is not
+    counted against anyone."""
+    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0, messages=n if source == "sqs" else 0)
+    try:
+        launched = c.start(source, fake, n)
+        if launched is None:
+            return None
+        proc, _ = launched
+        try:
+            wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.005, proc=proc)
+            cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            wait_until(lambda: fake.stats()["completed"] >= n, 900, f"{c.name}: {n} completions", step=0.02, proc=proc)
+            t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            rss = memory_kib(proc.pid, "VmHWM")
+        finally:
+            exit_code = stop(proc, gently=c.name == "sfn-worker")
         s = fake.stats()
     finally:
         fake.stop()
     if s["completed"] != n or s["duplicates"] or s["unknown_tokens"] or exit_code != 0:
-        raise SystemExit(f"{source}: not exactly once or unclean exit: {s}, exit {exit_code}")
-    return {"tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
-            "peak_rss_mib": rss / 1024, "n": n}
+        raise SystemExit(f"{c.name} {source}: not exactly once or unclean exit: {s}, exit {exit_code}")
+    return {"n": n, "tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
+            "peak_rss_mib": rss / 1024}
 
 
-def held(bins, n, hold_secs, window_secs):
-    """Scenario 3: n tasks in flight at once, each held, heartbeat every 10 s."""
-    worker_bin, fake_bin = bins
-    fake = Fake(fake_bin, activity_tasks=n)
-    binding = activity("held", n, f"heartbeat_secs = 10\n[activity.params]\ndelay_ms = {hold_secs * 1000}")
-    w = Worker(worker_bin, fake, binding, f"max_concurrency = {n}")
+def held(c, fake_bin, source, n, window_secs):
+    """Scenario 3: n tasks in flight at once, each held HOLD_SECS, heartbeat
+    every 10 s (SQS: and visibility extended). Steady CPU over the window,
+    and CPU per keep-alive call (heartbeats plus visibility changes), which
+    is the figure that compares across different n."""
+    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0, messages=n if source == "sqs" else 0)
     try:
-        w.wait_ready()
-        wait_until(lambda: fake.stats()["handed_out"] >= n, 300, f"{n} tasks in flight", step=0.05)
-        time.sleep(min(10, window_secs))  # let heartbeats settle into their rhythm
-        cpu0, t0 = cpu_seconds(w.proc.pid), time.monotonic()
-        time.sleep(window_secs)
-        cpu1, t1 = cpu_seconds(w.proc.pid), time.monotonic()
-        rss = memory_kib(w.proc.pid, "VmHWM")
-        s = fake.stats()
-        w.proc.kill()
-        w.proc.wait()
+        launched = c.start(f"held-{source}", fake, n)
+        if launched is None:
+            return None
+        proc, _ = launched
+        try:
+            wait_until(lambda: fake.stats()["handed_out"] >= n, 300, f"{c.name}: {n} tasks in flight", step=0.05,
+                       proc=proc)
+            time.sleep(HEARTBEAT_SECS + 2)  # every task has had its first heartbeat: steady rhythm
+            s0, cpu0, t0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(window_secs)
+            s1, cpu1, t1 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
+            rss = memory_kib(proc.pid, "VmHWM")
+        finally:
+            stop(proc, gently=False)
     finally:
         fake.stop()
-    return {"in_flight": n, "steady_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100, "peak_rss_mib": rss / 1024,
-            "heartbeats": s["heartbeats"]}
+    calls = (s1["heartbeats"] - s0["heartbeats"]) + (s1["visibility_changes"] - s0["visibility_changes"])
+    if s1["completed"] or s1["duplicates"] or s1["unknown_tokens"] or not s1["heartbeats"]:
+        raise SystemExit(f"{c.name} held {source}: a held task was completed or duplicated, "
+                         f"or nothing heartbeated: {s1}")
+    return {"in_flight": n, "steady_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
+            "cpu_us_per_keepalive": (cpu1 - cpu0) / max(calls, 1) * 1e6,
+            "keepalives_per_sec": calls / (t1 - t0), "peak_rss_mib": rss / 1024,
+            "kib_per_task": rss / n}
 
 
-def idle(bins, window_secs):
-    """Scenario 4: an idle worker with 4 activity and 4 queue bindings."""
-    worker_bin, fake_bin = bins
-    # Idle means long polls held as long as the services hold them (SQS
-    # waits at most 20 s; GetActivityTask up to 60 s): 20 s for both.
+def idle(c, fake_bin, window_secs):
+    """Scenario 4: an idle worker with 4 activity and 4 queue bindings. The
+    fake holds polls 20 s, as SQS does at most (GetActivityTask holds up to
+    60 s)."""
     fake = Fake(fake_bin, poll_hold_ms=20_000)
-    bindings = "".join(activity(f"a{i}", 16) for i in range(4)) + "".join(queue(f"q{i}", fake, 16) for i in range(4))
-    w = Worker(worker_bin, fake, bindings)
     try:
-        ready_secs = w.wait_ready()
-        cpu0, t0 = cpu_seconds(w.proc.pid), time.monotonic()
-        time.sleep(window_secs)
-        cpu1, t1 = cpu_seconds(w.proc.pid), time.monotonic()
-        rss = memory_kib(w.proc.pid, "VmRSS")
-        peak = memory_kib(w.proc.pid, "VmHWM")
-        # (A clean SIGTERM would wait out the 20 s polls; shutdown is tested elsewhere.)
-        w.proc.kill()
-        w.proc.wait()
+        launched = c.start("idle", fake, None)
+        if launched is None:
+            return None
+        proc, ready = launched
+        if ready is None:
+            stop(proc, gently=False)
+            return None
+        spawned = time.monotonic()
+        try:
+            wait_until(ready, 30, f"{c.name} ready", step=0.002, proc=proc)
+            ready_secs = time.monotonic() - spawned
+            cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            time.sleep(window_secs)
+            cpu1, t1 = cpu_seconds(proc.pid), time.monotonic()
+            rss, peak = memory_kib(proc.pid, "VmRSS"), memory_kib(proc.pid, "VmHWM")
+        finally:
+            # A clean SIGTERM would wait out the 20 s polls; shutdown is tested elsewhere.
+            stop(proc, gently=False)
     finally:
         fake.stop()
     return {"ready_ms": ready_secs * 1000, "rss_mib": rss / 1024, "peak_rss_mib": peak / 1024,
             "idle_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100}
 
 
-def median_of(runs):
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+# --- the run -----------------------------------------------------------------------
+
+# For each scenario, the figure its ratios are taken on (higher is better?).
+RATIO_ON = {"1": ("cpu_us_per_task", False), "2": ("cpu_us_per_task", False), "3a": ("cpu_us_per_keepalive", False),
+            "3b": ("cpu_us_per_keepalive", False)}
+SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo", "3a": "held with heartbeats, activity",
+             "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings"}
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--short", action="store_true", help="CI mode: small numbers, debug build")
     p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--n", type=int, default=None, help="scenario 1/2 size for sfn-worker (default 100,000)")
+    p.add_argument("--window", type=float, default=None, help="scenario 3 measuring window, s (default 60)")
+    p.add_argument("--only", default=None, help="comma-separated contenders")
+    p.add_argument("--scenarios", default="1,2,3a,3b,4")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     profile = "debug" if a.short else "release"
     n = a.n or (2000 if a.short else 100_000)
+    window = a.window or (3 if a.short else 60)
+    idle_window = 2 if a.short else 10
     bins = build(profile)
-    results = {}
-    for name, run in [
-        ("1 activity tasks", lambda: throughput(bins, "activity", n)),
-        ("2 SQS callbacks", lambda: throughput(bins, "sqs", n)),
-        ("3 tasks held with heartbeats", lambda: held(bins, 500 if a.short else 10_000, 60 if a.short else 300, 5 if a.short else 60)),
-        ("4 idle, 4+4 bindings", lambda: idle(bins, 2 if a.short else 10)),
-    ]:
-        runs = []
-        for _ in range(a.runs):
-            runs.append(run())
-            print(f"  {name}: {json.dumps(runs[-1])}", file=sys.stderr)
-        results[name] = median_of(runs)
-    print(f"\nsfn-worker, {profile} build, medians of {a.runs} run(s):")
-    for name, r in results.items():
-        print(f"  {name}: " + ", ".join(f"{k} {v:,.1f}" for k, v in r.items()))
+    missing = install_peers()
+    workdir = tempfile.mkdtemp(prefix="sfn-bench-")
+    wanted = set(a.only.split(",")) if a.only else None
+    contenders = [cls(bins, workdir) for cls in CONTENDERS
+                  if (wanted is None or cls.name in wanted) and cls.name not in missing]
+    for name, why in missing.items():
+        log(f"!!! {name} not run: {why}")
+    scenarios = a.scenarios.split(",")
+    held_n = (lambda c: min(c.held, 200)) if a.short else (lambda c: c.held)
+
+    def job(key, c):
+        if key == "1":
+            return throughput(c, bins["fake-aws"], "activity", max(50, int(n * c.share)))
+        if key == "2":
+            return throughput(c, bins["fake-aws"], "sqs", max(50, int(n * c.share)))
+        if key in ("3a", "3b"):
+            if not c.held:
+                return None
+            return held(c, bins["fake-aws"], "activity" if key == "3a" else "sqs", held_n(c), window)
+        return idle(c, bins["fake-aws"], idle_window)
+
+    # runs[key][contender] = [result per run]; ratios[key][contender] = [ratio per run]
+    runs, ratios = {}, {}
+    for r in range(a.runs):
+        for key in scenarios:
+            base = None
+            for c in contenders:
+                result = job(key, c)
+                if result is None:
+                    continue
+                log(f"run {r + 1} scenario {key} {c.name}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
+                runs.setdefault(key, {}).setdefault(c.name, []).append(result)
+                if key in RATIO_ON:
+                    figure, _ = RATIO_ON[key]
+                    if c.name == "sfn-worker":
+                        base = result[figure]
+                    elif base:
+                        ratios.setdefault(key, {}).setdefault(c.name, []).append(result[figure] / base)
+
+    results = {key: {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in per.items()}
+               for key, per in runs.items()}
+    ratio_medians = {key: {name: statistics.median(v) for name, v in per.items()} for key, per in ratios.items()}
+    print(f"\n{profile} build, medians of {a.runs} run(s); 'x' = the contender's figure over sfn-worker's, "
+          f"taken pair by pair in each run (CPU per task or per keep-alive call: higher is worse)")
+    for key in scenarios:
+        if key not in results:
+            continue
+        print(f"\nscenario {key}: {SCENARIOS[key]}")
+        for name, r in results[key].items():
+            ratio = ratio_medians.get(key, {}).get(name)
+            extra = f"  [{ratio:.2f}x]" if ratio else ""
+            print(f"  {name:32s} " + ", ".join(f"{k} {v:,.1f}" for k, v in r.items()) + extra)
+    for name, why in missing.items():
+        print(f"\n!!! {name} was not run: {why}")
     if a.json:
         with open(a.json, "w") as f:
-            json.dump({"profile": profile, "runs": a.runs, "results": results}, f, indent=2)
+            json.dump({"profile": profile, "runs": a.runs, "n": n, "window_secs": window,
+                       "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
+                                   "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                                                if l.startswith("model name")), "?")},
+                       "versions": versions(), "settings": {c.name: c.settings for c in contenders},
+                       "results": results, "ratios": ratio_medians, "per_run": runs, "per_run_ratios": ratios,
+                       "not_run": missing}, f, indent=2)
     if a.short:
-        print("benchmark short mode: every scenario ran; every task completed exactly once")
+        if missing:
+            raise SystemExit("benchmark short mode: some contenders could not be installed (above)")
+        print("benchmark short mode: every contender ran every scenario it supports; "
+              "every task completed exactly once")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfn_worker_core::aws::{SdkSfn, SdkSqs, load_sdk_config};
+use sfn_worker_core::aws::{DirectSfn, SdkSfn, SdkSqs, SfnApi, load_sdk_config};
+use sfn_worker_core::config::SfnClient;
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -66,8 +67,15 @@ async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> 
     })?;
 
     let poll_timeout = Duration::from_secs(plan.config.worker.poll_timeout_secs);
-    let api = SdkSfn::new(&sdk, poll_timeout);
-    let worker = Worker::new(plan, Arc::new(api)).with_sqs(Arc::new(SdkSqs::new(&sdk)));
+    let api: Arc<dyn SfnApi> = match plan.config.aws.sfn_client {
+        SfnClient::Direct => Arc::new(
+            DirectSfn::new(&sdk, poll_timeout)
+                .await
+                .map_err(|e| format!("{config}: aws: {e}"))?,
+        ),
+        SfnClient::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
+    };
+    let worker = Worker::new(plan, api).with_sqs(Arc::new(SdkSqs::new(&sdk)));
     tokio::spawn(http::serve(listener, metrics, worker.health()));
     tokio::spawn(forward_signals(worker.shutdown_handle()));
     tracing::info!(%config, %addr, worker_name = worker.worker_name(), "sfn-worker starting");

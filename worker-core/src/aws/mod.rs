@@ -6,6 +6,7 @@
 //! decisions live in one place ([`ApiErrorKind`]).
 
 mod classify;
+mod direct;
 mod sdk;
 mod sqs;
 mod sqs_sdk;
@@ -17,6 +18,7 @@ pub mod fake_sqs;
 
 use async_trait::async_trait;
 
+pub use direct::{DirectClientError, DirectSfn};
 pub use sdk::{SdkSfn, load_sdk_config};
 pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
 pub use sqs_sdk::SdkSqs;

@@ -47,6 +47,22 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// Named profile; default: `AWS_PROFILE` or `default`.
     pub profile: Option<String>,
+    /// How the per-task Step Functions calls are sent. Default `direct`.
+    #[serde(default)]
+    pub sfn_client: SfnClient,
+}
+
+/// `[aws] sfn_client`: which client sends `GetActivityTask` and `SendTask*`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SfnClient {
+    /// Signed with the SDK's signer and sent on one keep-alive pool, without
+    /// the SDK's per-request machinery: about a tenth of the CPU per call
+    /// (BENCHMARKS.md). Endpoint, region and credentials are the SDK's.
+    #[default]
+    Direct,
+    /// The AWS SDK's client for every call.
+    Sdk,
 }
 
 /// `[worker]`: process-wide settings.
