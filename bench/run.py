@@ -478,7 +478,7 @@ def held(c, fake_bin, source, n, window_secs):
             s0, cpu0, t0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
             time.sleep(window_secs)
             s1, cpu1, t1 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
-            rss = memory_kib(proc.pid, "VmHWM")
+            rss, now = memory_kib(proc.pid, "VmHWM"), memory_kib(proc.pid, "VmRSS")
         finally:
             stop(proc, gently=False)
     finally:
@@ -489,7 +489,7 @@ def held(c, fake_bin, source, n, window_secs):
                          f"or nothing heartbeated: {s1}")
     return {"in_flight": n, "steady_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
             "cpu_us_per_keepalive": (cpu1 - cpu0) / max(calls, 1) * 1e6,
-            "keepalives_per_sec": calls / (t1 - t0), "peak_rss_mib": rss / 1024,
+            "keepalives_per_sec": calls / (t1 - t0), "peak_rss_mib": rss / 1024, "rss_mib": now / 1024,
             "kib_per_task": rss / n}
 
 

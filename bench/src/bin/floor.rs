@@ -35,7 +35,10 @@ struct Args {
     mode: Mode,
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
-    #[arg(long, default_value = "arn:aws:states:us-east-1:123456789012:activity:bench")]
+    #[arg(
+        long,
+        default_value = "arn:aws:states:us-east-1:123456789012:activity:bench"
+    )]
     activity_arn: String,
     #[arg(long, default_value = "")]
     queue_url: String,
@@ -87,7 +90,11 @@ impl Api {
             #[serde(default)]
             input: String,
         }
-        let body = serde_json::to_vec(&Req { arn, worker: "floor" }).ok()?;
+        let body = serde_json::to_vec(&Req {
+            arn,
+            worker: "floor",
+        })
+        .ok()?;
         let bytes = self.call("AWSStepFunctions.GetActivityTask", body).await?;
         let r: Resp = serde_json::from_slice(&bytes).ok()?;
         (!r.token.is_empty()).then_some((r.token, r.input))
@@ -106,7 +113,9 @@ impl Api {
     }
 
     async fn heartbeat(&self, token: &str) {
-        let body = serde_json::json!({ "taskToken": token }).to_string().into_bytes();
+        let body = serde_json::json!({ "taskToken": token })
+            .to_string()
+            .into_bytes();
         self.call("AWSStepFunctions.SendTaskHeartbeat", body).await;
     }
 
@@ -133,10 +142,15 @@ impl Api {
         let request = serde_json::json!({
             "QueueUrl": queue_url, "MaxNumberOfMessages": 10, "WaitTimeSeconds": 20
         });
-        let Some(bytes) = self.call("AmazonSQS.ReceiveMessage", request.to_string().into_bytes()).await else {
+        let Some(bytes) = self
+            .call("AmazonSQS.ReceiveMessage", request.to_string().into_bytes())
+            .await
+        else {
             return;
         };
-        let Ok(resp) = serde_json::from_slice::<Resp>(&bytes) else { return };
+        let Ok(resp) = serde_json::from_slice::<Resp>(&bytes) else {
+            return;
+        };
         if resp.messages.is_empty() {
             return;
         }
@@ -152,7 +166,11 @@ impl Api {
             .map(|(i, m)| serde_json::json!({ "Id": i.to_string(), "ReceiptHandle": m.receipt }))
             .collect();
         let delete = serde_json::json!({ "QueueUrl": queue_url, "Entries": entries });
-        self.call("AmazonSQS.DeleteMessageBatch", delete.to_string().into_bytes()).await;
+        self.call(
+            "AmazonSQS.DeleteMessageBatch",
+            delete.to_string().into_bytes(),
+        )
+        .await;
     }
 }
 
@@ -163,7 +181,10 @@ async fn main() {
         eprintln!("floor: --endpoint {} is not a URI", args.endpoint);
         std::process::exit(2);
     };
-    let api = Api { client: Client::builder(TokioExecutor::new()).build_http(), uri };
+    let api = Api {
+        client: Client::builder(TokioExecutor::new()).build_http(),
+        uri,
+    };
     let mut loops = tokio::task::JoinSet::new();
     match args.mode {
         Mode::Activity => {

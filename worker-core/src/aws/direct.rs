@@ -33,6 +33,14 @@ use super::{ActivityTask, ApiError, ApiErrorKind, SdkSfn, SfnApi};
 
 /// Credentials are refreshed this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// `SendTask*` calls in flight at once. Tasks that start together heartbeat
+/// together: 10,000 tasks taken in one second send 10,000 heartbeats in the
+/// same second ten seconds later. Without a bound each would open its own
+/// connection (tens of MiB of buffers, and a burst of new TLS sessions at
+/// AWS); with it they queue for a moment on a few warm connections. Polls are
+/// not counted: they are few (`pollers`) and each holds its connection for
+/// up to a minute.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
 /// Error bodies are kept up to this size in messages.
 const MAX_ERROR_BODY: usize = 512;
 
@@ -46,11 +54,15 @@ pub struct DirectClientError(String);
 pub struct DirectSfn {
     http: reqwest::Client,
     endpoint: String,
+    /// `endpoint`, parsed once: reqwest would otherwise parse (and IDNA-map)
+    /// the URL on every call.
+    url: reqwest::Url,
     region: String,
     poll_timeout: Duration,
     credentials: Option<SharedCredentialsProvider>,
     identity: RwLock<Option<(Identity, Option<SystemTime>)>>,
     refresh: tokio::sync::Mutex<()>,
+    calls_in_flight: tokio::sync::Semaphore,
     /// For the calls that are not per task.
     sdk: SdkSfn,
 }
@@ -89,19 +101,24 @@ impl DirectSfn {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(MAX_CALLS_IN_FLIGHT)
             .user_agent(concat!("sfn-worker/", env!("CARGO_PKG_VERSION")))
             // Like the SDK's own clients: no proxy from the environment.
             .no_proxy()
             .build()
             .map_err(|e| DirectClientError(format!("HTTP client: {e}")))?;
+        let url = reqwest::Url::parse(&endpoint)
+            .map_err(|e| DirectClientError(format!("Step Functions endpoint {endpoint}: {e}")))?;
         Ok(Self {
             http,
             endpoint,
+            url,
             region,
             poll_timeout,
             credentials: sdk.credentials_provider(),
             identity: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
+            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             sdk: SdkSfn::new(sdk, poll_timeout),
         })
     }
@@ -134,7 +151,11 @@ impl DirectSfn {
             return Ok(identity);
         }
         let provider = self.credentials.as_ref().ok_or_else(|| {
-            ApiError::new(ApiErrorKind::Rejected, "NoCredentials", "no credentials provider is configured")
+            ApiError::new(
+                ApiErrorKind::Rejected,
+                "NoCredentials",
+                "no credentials provider is configured",
+            )
         })?;
         let credentials = provider.provide_credentials().await.map_err(|e| {
             ApiError::new(
@@ -145,7 +166,8 @@ impl DirectSfn {
         })?;
         let expiry = credentials.expiry();
         let identity = Identity::from(credentials);
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = Some((identity.clone(), expiry));
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((identity.clone(), expiry));
         Ok(identity)
     }
 
@@ -154,8 +176,13 @@ impl DirectSfn {
         &self,
         target: &'static str,
         body: Vec<u8>,
-        timeout: Duration,
+        call: Call,
     ) -> Result<bytes::Bytes, ApiError> {
+        let (timeout, _permit) = match call {
+            Call::Poll => (self.poll_timeout, None),
+            // Never closed, so acquiring cannot fail.
+            Call::Report => (CALL_TIMEOUT, self.calls_in_flight.acquire().await.ok()),
+        };
         let identity = self.identity().await?;
         let signing_params = v4::SigningParams::builder()
             .identity(&identity)
@@ -180,7 +207,7 @@ impl DirectSfn {
         .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?;
         let (signed_headers, _) = signable.into_parts().0.into_parts();
 
-        let mut request = self.http.post(&self.endpoint).timeout(timeout).body(body);
+        let mut request = self.http.post(self.url.clone()).timeout(timeout).body(body);
         for (name, value) in headers {
             request = request.header(name, value);
         }
@@ -202,8 +229,20 @@ impl DirectSfn {
     }
 }
 
+/// What kind of call, for its timeout and whether it counts against
+/// [`MAX_CALLS_IN_FLIGHT`].
+#[derive(Clone, Copy)]
+enum Call {
+    Poll,
+    Report,
+}
+
 fn transport_error(e: reqwest::Error) -> ApiError {
-    let code = if e.is_timeout() { "Timeout" } else { "DispatchFailure" };
+    let code = if e.is_timeout() {
+        "Timeout"
+    } else {
+        "DispatchFailure"
+    };
     // reqwest's Display stops at the outermost error; the cause says why.
     let mut message = e.to_string();
     let mut source = std::error::Error::source(&e);
@@ -268,12 +307,19 @@ impl SfnApi for DirectSfn {
             token: Option<String>,
             input: Option<String>,
         }
-        let body = json(&Request { activity_arn, worker_name });
+        let body = json(&Request {
+            activity_arn,
+            worker_name,
+        });
         let bytes = self
-            .call("AWSStepFunctions.GetActivityTask", body, self.poll_timeout)
+            .call("AWSStepFunctions.GetActivityTask", body, Call::Poll)
             .await?;
         let response: Response = serde_json::from_slice(&bytes).map_err(|e| {
-            ApiError::new(ApiErrorKind::Transient, "ResponseError", format!("GetActivityTask response: {e}"))
+            ApiError::new(
+                ApiErrorKind::Transient,
+                "ResponseError",
+                format!("GetActivityTask response: {e}"),
+            )
         })?;
         Ok(match response.token {
             Some(token) if !token.is_empty() => Some(ActivityTask {
@@ -292,9 +338,13 @@ impl SfnApi for DirectSfn {
             token: &'a str,
             output: &'a str,
         }
-        self.call("AWSStepFunctions.SendTaskSuccess", json(&Request { token, output }), CALL_TIMEOUT)
-            .await
-            .map(drop)
+        self.call(
+            "AWSStepFunctions.SendTaskSuccess",
+            json(&Request { token, output }),
+            Call::Report,
+        )
+        .await
+        .map(drop)
     }
 
     async fn send_task_failure(
@@ -312,8 +362,12 @@ impl SfnApi for DirectSfn {
         }
         self.call(
             "AWSStepFunctions.SendTaskFailure",
-            json(&Request { token, error, cause }),
-            CALL_TIMEOUT,
+            json(&Request {
+                token,
+                error,
+                cause,
+            }),
+            Call::Report,
         )
         .await
         .map(drop)
@@ -325,9 +379,13 @@ impl SfnApi for DirectSfn {
             #[serde(rename = "taskToken")]
             token: &'a str,
         }
-        self.call("AWSStepFunctions.SendTaskHeartbeat", json(&Request { token }), CALL_TIMEOUT)
-            .await
-            .map(drop)
+        self.call(
+            "AWSStepFunctions.SendTaskHeartbeat",
+            json(&Request { token }),
+            Call::Report,
+        )
+        .await
+        .map(drop)
     }
 
     async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError> {

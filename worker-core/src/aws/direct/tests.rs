@@ -27,7 +27,9 @@ async fn server(
     reply: impl Fn(&str) -> (StatusCode, HeaderMap, String) + Clone + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let state = (seen.clone(), url.clone());
     let app = axum::Router::new().route(
@@ -39,9 +41,11 @@ async fn server(
                 let target = header(&headers, "x-amz-target").unwrap_or_default();
                 let mut s = seen.lock().expect("lock");
                 s.targets.push(target.clone());
-                s.bodies.push(serde_json::from_slice(&body).unwrap_or_default());
+                s.bodies
+                    .push(serde_json::from_slice(&body).unwrap_or_default());
                 s.signatures_ok.push(signature_ok(&url, &headers, &body));
-                s.session_tokens.push(header(&headers, "x-amz-security-token"));
+                s.session_tokens
+                    .push(header(&headers, "x-amz-security-token"));
                 let (status, headers, body) = reply(&target);
                 (status, headers, body).into_response()
             }
@@ -52,12 +56,18 @@ async fn server(
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
 }
 
 /// Sign what arrived, with the time it claims, and compare.
 fn signature_ok(url: &str, headers: &HeaderMap, body: &[u8]) -> bool {
-    let (Some(auth), Some(date)) = (header(headers, "authorization"), header(headers, "x-amz-date")) else {
+    let (Some(auth), Some(date)) = (
+        header(headers, "authorization"),
+        header(headers, "x-amz-date"),
+    ) else {
         return false;
     };
     // 20261121T120000Z -> 2026-11-21T12:00:00Z
@@ -70,12 +80,20 @@ fn signature_ok(url: &str, headers: &HeaderMap, body: &[u8]) -> bool {
         &date[11..13],
         &date[13..15]
     );
-    let Ok(time) = aws_smithy_types::DateTime::from_str(&rfc3339, aws_smithy_types::date_time::Format::DateTime)
-    else {
+    let Ok(time) = aws_smithy_types::DateTime::from_str(
+        &rfc3339,
+        aws_smithy_types::date_time::Format::DateTime,
+    ) else {
         return false;
     };
-    let identity: Identity =
-        Credentials::new("AKIDEXAMPLE", SECRET, header(headers, "x-amz-security-token"), None, "test").into();
+    let identity: Identity = Credentials::new(
+        "AKIDEXAMPLE",
+        SECRET,
+        header(headers, "x-amz-security-token"),
+        None,
+        "test",
+    )
+    .into();
     let Ok(params) = v4::SigningParams::builder()
         .identity(&identity)
         .region("us-east-1")
@@ -98,7 +116,9 @@ fn signature_ok(url: &str, headers: &HeaderMap, body: &[u8]) -> bool {
     ) else {
         return false;
     };
-    let Ok(out) = sign(request, &params.into()) else { return false };
+    let Ok(out) = sign(request, &params.into()) else {
+        return false;
+    };
     auth.ends_with(&format!("Signature={}", out.signature()))
 }
 
@@ -115,7 +135,9 @@ async fn client(url: &str, session_token: Option<&str>) -> DirectSfn {
             "test",
         )))
         .build();
-    DirectSfn::new(&sdk, Duration::from_secs(70)).await.expect("client")
+    DirectSfn::new(&sdk, Duration::from_secs(70))
+        .await
+        .expect("client")
 }
 
 fn ok(body: &str) -> (StatusCode, HeaderMap, String) {
@@ -131,13 +153,22 @@ async fn signs_and_sends_each_call() {
     .await;
     let api = client(&url, Some("session-1")).await;
     assert_eq!(api.endpoint(), url);
-    let task = api.get_activity_task("arn:aws:states:us-east-1:123456789012:activity:a", "w1").await;
+    let task = api
+        .get_activity_task("arn:aws:states:us-east-1:123456789012:activity:a", "w1")
+        .await;
     assert_eq!(
         task.expect("poll"),
-        Some(ActivityTask { token: "tok-1".into(), input: r#"{"a":1}"#.into() })
+        Some(ActivityTask {
+            token: "tok-1".into(),
+            input: r#"{"a":1}"#.into()
+        })
     );
-    api.send_task_success("tok-1", r#"{"b":2}"#).await.expect("success");
-    api.send_task_failure("tok-2", "Err", "why").await.expect("failure");
+    api.send_task_success("tok-1", r#"{"b":2}"#)
+        .await
+        .expect("success");
+    api.send_task_failure("tok-2", "Err", "why")
+        .await
+        .expect("failure");
     api.send_task_heartbeat("tok-3").await.expect("heartbeat");
 
     let s = seen.lock().expect("lock");
@@ -159,8 +190,15 @@ async fn signs_and_sends_each_call() {
             serde_json::json!({"taskToken": "tok-3"}),
         ]
     );
-    assert_eq!(s.signatures_ok, [true; 4], "every request carries a valid SigV4 signature");
-    assert!(s.session_tokens.iter().all(|t| t.as_deref() == Some("session-1")));
+    assert_eq!(
+        s.signatures_ok, [true; 4],
+        "every request carries a valid SigV4 signature"
+    );
+    assert!(
+        s.session_tokens
+            .iter()
+            .all(|t| t.as_deref() == Some("session-1"))
+    );
 }
 
 #[tokio::test]
@@ -180,21 +218,57 @@ async fn service_errors_are_classified_by_code() {
             "TaskTimedOut",
             ApiErrorKind::TaskGone,
         ),
-        (400, None, r#"{"__type":"ThrottlingException","Message":"slow down"}"#, "ThrottlingException", ApiErrorKind::Throttled),
-        (400, Some("TaskDoesNotExist:http://internal.amazon.com/"), "{}", "TaskDoesNotExist", ApiErrorKind::TaskGone),
-        (400, None, r#"{"__type":"InvalidOutput","message":"bad"}"#, "InvalidOutput", ApiErrorKind::Rejected),
-        (503, None, "<html>busy</html>", "HTTP503", ApiErrorKind::Transient),
+        (
+            400,
+            None,
+            r#"{"__type":"ThrottlingException","Message":"slow down"}"#,
+            "ThrottlingException",
+            ApiErrorKind::Throttled,
+        ),
+        (
+            400,
+            Some("TaskDoesNotExist:http://internal.amazon.com/"),
+            "{}",
+            "TaskDoesNotExist",
+            ApiErrorKind::TaskGone,
+        ),
+        (
+            400,
+            None,
+            r#"{"__type":"InvalidOutput","message":"bad"}"#,
+            "InvalidOutput",
+            ApiErrorKind::Rejected,
+        ),
+        (
+            503,
+            None,
+            "<html>busy</html>",
+            "HTTP503",
+            ApiErrorKind::Transient,
+        ),
     ] {
         let (url, _) = server(move |_| {
             let mut headers = HeaderMap::new();
             if let Some(t) = header_type {
                 headers.insert("x-amzn-errortype", t.parse().expect("header"));
             }
-            (StatusCode::from_u16(status).expect("status"), headers, body.to_owned())
+            (
+                StatusCode::from_u16(status).expect("status"),
+                headers,
+                body.to_owned(),
+            )
         })
         .await;
-        let err = client(&url, None).await.send_task_heartbeat("t").await.expect_err("an error");
-        assert_eq!((err.code.as_str(), err.kind), (code, kind), "{status} {body}");
+        let err = client(&url, None)
+            .await
+            .send_task_heartbeat("t")
+            .await
+            .expect_err("an error");
+        assert_eq!(
+            (err.code.as_str(), err.kind),
+            (code, kind),
+            "{status} {body}"
+        );
     }
 }
 
@@ -203,13 +277,27 @@ async fn an_unreachable_endpoint_is_transient() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     drop(listener);
-    let err = client(&url, None).await.send_task_success("t", "{}").await.expect_err("refused");
-    assert_eq!((err.code.as_str(), err.kind), ("DispatchFailure", ApiErrorKind::Transient));
+    let err = client(&url, None)
+        .await
+        .send_task_success("t", "{}")
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        (err.code.as_str(), err.kind),
+        ("DispatchFailure", ApiErrorKind::Transient)
+    );
 }
 
 #[tokio::test]
 async fn a_garbled_poll_response_is_transient() {
     let (url, _) = server(|_| ok("not json")).await;
-    let err = client(&url, None).await.get_activity_task("arn", "w").await.expect_err("garbled");
-    assert_eq!((err.code.as_str(), err.kind), ("ResponseError", ApiErrorKind::Transient));
+    let err = client(&url, None)
+        .await
+        .get_activity_task("arn", "w")
+        .await
+        .expect_err("garbled");
+    assert_eq!(
+        (err.code.as_str(), err.kind),
+        ("ResponseError", ApiErrorKind::Transient)
+    );
 }
