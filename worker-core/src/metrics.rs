@@ -7,7 +7,8 @@
 //! binary installs the Prometheus exporter and calls [`describe`].
 
 use metrics::{
-    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+    Label, SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
 };
 
 /// Tasks handed to this worker. Labels: source, binding.
@@ -111,49 +112,63 @@ pub(crate) struct BindingLabels {
 }
 
 impl BindingLabels {
-    fn pairs(&self) -> [(&'static str, String); 2] {
+    /// The binding's labels, without allocating: these are built for every
+    /// metric call on the per-task path.
+    fn pairs(&self) -> [Label; 2] {
         [
-            ("source", self.source.to_owned()),
-            ("binding", self.binding.to_string()),
+            Label::from_static_parts("source", self.source),
+            Label::new("binding", SharedString::from(self.binding.clone())),
         ]
     }
 
     pub fn task_received(&self) {
-        counter!(TASKS_RECEIVED, &self.pairs()).increment(1);
+        counter!(TASKS_RECEIVED, self.pairs().iter()).increment(1);
     }
 
     pub fn task_completed(&self, outcome: Outcome, seconds: f64) {
         let [s, b] = self.pairs();
-        let labels = [s, b, ("outcome", outcome.as_str().to_owned())];
-        counter!(TASKS_COMPLETED, &labels).increment(1);
-        histogram!(TASK_DURATION, &labels).record(seconds);
+        let labels = [s, b, Label::from_static_parts("outcome", outcome.as_str())];
+        counter!(TASKS_COMPLETED, labels.iter()).increment(1);
+        histogram!(TASK_DURATION, labels.iter()).record(seconds);
     }
 
     pub fn in_flight(&self, delta: f64) {
-        gauge!(TASKS_IN_FLIGHT, &self.pairs()).increment(delta);
+        gauge!(TASKS_IN_FLIGHT, self.pairs().iter()).increment(delta);
     }
 
     pub fn slots_available(&self, n: usize) {
-        gauge!(SLOTS_AVAILABLE, &self.pairs()).set(n as f64);
+        gauge!(SLOTS_AVAILABLE, self.pairs().iter()).set(n as f64);
     }
 
     pub fn poll(&self, result: &'static str) {
         let [s, b] = self.pairs();
-        counter!(POLLS, &[s, b, ("result", result.to_owned())]).increment(1);
+        counter!(
+            POLLS,
+            [s, b, Label::from_static_parts("result", result)].iter()
+        )
+        .increment(1);
     }
 
     pub fn malformed_message(&self, reason: &'static str) {
         let [s, b] = self.pairs();
-        counter!(MALFORMED_MESSAGES, &[s, b, ("reason", reason.to_owned())]).increment(1);
+        counter!(
+            MALFORMED_MESSAGES,
+            [s, b, Label::from_static_parts("reason", reason)].iter()
+        )
+        .increment(1);
     }
 
     pub fn duplicate_message(&self) {
-        counter!(DUPLICATE_MESSAGES, &self.pairs()).increment(1);
+        counter!(DUPLICATE_MESSAGES, self.pairs().iter()).increment(1);
     }
 
     pub fn heartbeat(&self, result: &'static str) {
         let [s, b] = self.pairs();
-        counter!(HEARTBEATS, &[s, b, ("result", result.to_owned())]).increment(1);
+        counter!(
+            HEARTBEATS,
+            [s, b, Label::from_static_parts("result", result)].iter()
+        )
+        .increment(1);
     }
 }
 

@@ -38,6 +38,7 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
     println!("  cancel_grace_secs   = {}", w.cancel_grace_secs);
     println!("  metrics_addr        = {}", w.metrics_addr);
     println!("  poll_timeout_secs   = {}", w.poll_timeout_secs);
+    println!("  threads             = {}", w.threads);
     match w.send_task_rate_per_sec {
         Some(r) => println!("  send_task_rate_per_sec = {r}"),
         None => println!("  send_task_rate_per_sec = (no limit)"),

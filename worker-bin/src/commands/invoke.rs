@@ -16,7 +16,7 @@ pub(crate) fn invoke(
     input: &Path,
 ) -> ExitCode {
     match prepare(registry, kind, params, input) {
-        Ok((handler, input)) => match super::runtime() {
+        Ok((handler, input)) => match super::runtime(0) {
             Ok(rt) => rt.block_on(call(handler, input)),
             Err(msg) => {
                 eprintln!("error: {msg}");

@@ -22,7 +22,7 @@ pub(crate) fn run(source: &ConfigSource, registry: Registry) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match super::runtime() {
+    let runtime = match super::runtime(plan.config.worker.threads) {
         Ok(rt) => rt,
         Err(msg) => {
             eprintln!("error: {msg}");

@@ -93,6 +93,14 @@ pub struct WorkerConfig {
     /// holds a poll up to 60 s). Default 70.
     #[serde(default = "defaults::poll_timeout_secs")]
     pub poll_timeout_secs: u64,
+    /// Threads that run the worker's and handlers' async code; 0 means one
+    /// per CPU core. Default 1: the worker waits on the network, and on one
+    /// thread it spends no CPU handing tasks between threads (half the CPU
+    /// per task of two threads on two cores, BENCHMARKS.md). Handlers that
+    /// compute for long should use `tokio::task::spawn_blocking`, or raise
+    /// this.
+    #[serde(default = "defaults::threads")]
+    pub threads: usize,
 }
 
 impl Default for WorkerConfig {
@@ -105,6 +113,7 @@ impl Default for WorkerConfig {
             send_task_rate_per_sec: None,
             worker_name: None,
             poll_timeout_secs: defaults::poll_timeout_secs(),
+            threads: defaults::threads(),
         }
     }
 }
@@ -155,6 +164,10 @@ mod defaults {
     pub fn cancel_grace_secs() -> u64 {
         5
     }
+    pub fn threads() -> usize {
+        1
+    }
+
     pub fn metrics_addr() -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], 9464))
     }
