@@ -261,7 +261,8 @@ class Contender:
 class SfnWorker(Contender):
     name = "sfn-worker"
     held = 10_000
-    settings = ("activity: 16 pollers, concurrency 256; SQS: concurrency 256 (4 receivers x 10); "
+    settings = ("defaults (threads 1, sfn_client direct, glibc malloc) but for: "
+                "activity: 16 pollers, concurrency 256; SQS: concurrency 256 (4 receivers x 10); "
                 "held: concurrency 10,000, heartbeat_secs 10 (SQS: visibility_timeout_secs 30)")
 
     def start(self, job, fake, n):
