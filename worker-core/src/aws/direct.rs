@@ -321,14 +321,7 @@ impl SfnApi for DirectSfn {
                 format!("GetActivityTask response: {e}"),
             )
         })?;
-        Ok(match response.token {
-            Some(token) if !token.is_empty() => Some(ActivityTask {
-                token,
-                // The service always sends JSON input; an emulator may not.
-                input: response.input.unwrap_or_else(|| "{}".to_owned()),
-            }),
-            _ => None,
-        })
+        Ok(ActivityTask::from_poll(response.token, response.input))
     }
 
     async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {

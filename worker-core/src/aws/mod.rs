@@ -32,6 +32,21 @@ pub struct ActivityTask {
     pub input: String,
 }
 
+impl ActivityTask {
+    /// What a `GetActivityTask` answer means: no token (or an empty one)
+    /// is a poll that ended without a task.
+    pub(crate) fn from_poll(token: Option<String>, input: Option<String>) -> Option<Self> {
+        match token {
+            Some(token) if !token.is_empty() => Some(Self {
+                token,
+                // The service always sends JSON input; an emulator may not.
+                input: input.unwrap_or_else(|| "{}".to_owned()),
+            }),
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Debug for ActivityTask {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ActivityTask")

@@ -97,14 +97,7 @@ impl SfnApi for SdkSfn {
             .send()
             .await
             .map_err(classify)?;
-        Ok(match out.task_token {
-            Some(token) if !token.is_empty() => Some(ActivityTask {
-                token,
-                // The service always sends JSON input; an emulator may not.
-                input: out.input.unwrap_or_else(|| "{}".to_owned()),
-            }),
-            _ => None,
-        })
+        Ok(ActivityTask::from_poll(out.task_token, out.input))
     }
 
     async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
