@@ -26,6 +26,13 @@ def fmt(v, digits=0):
     return f"{v:,.{digits}f}"
 
 
+def ratio_cell(name, ratio):
+    """sfn-worker is the base; a peer shows its ratio when it has one."""
+    if name == "sfn-worker":
+        return "1"
+    return f"{ratio:.2f}" if ratio else ""
+
+
 def main(path):
     d = json.load(open(path))
     res, ratios = d["results"], d.get("ratios", {})
@@ -38,9 +45,9 @@ def main(path):
         print("| contender | tasks | tasks/s | CPU per task | × sfn-worker CPU | peak RSS |")
         print("|---|---:|---:|---:|---:|---:|")
         for name, r in res[key].items():
-            ratio = ratios.get(key, {}).get(name)
+            ratio = ratio_cell(name, ratios.get(key, {}).get(name))
             print(f"| {name} | {fmt(r['n'])} | {fmt(r['tasks_per_sec'])} | {fmt(r['cpu_us_per_task'])} µs | "
-                  f"{'1' if name == 'sfn-worker' else (f'{ratio:.2f}' if ratio else '')} | {fmt(r['peak_rss_mib'], 1)} MiB |")
+                  f"{ratio} | {fmt(r['peak_rss_mib'], 1)} MiB |")
         print()
     for key in ("3a", "3b"):
         if key not in res:
@@ -49,9 +56,9 @@ def main(path):
         print("| contender | held | steady CPU | keep-alive calls/s | CPU per call | × sfn-worker | peak RSS | per held task |")
         print("|---|---:|---:|---:|---:|---:|---:|---:|")
         for name, r in res[key].items():
-            ratio = ratios.get(key, {}).get(name)
+            ratio = ratio_cell(name, ratios.get(key, {}).get(name))
             print(f"| {name} | {fmt(r['in_flight'])} | {fmt(r['steady_cpu_pct'], 1)}% | {fmt(r['keepalives_per_sec'])} | "
-                  f"{fmt(r['cpu_us_per_keepalive'])} µs | {'1' if name == 'sfn-worker' else (f'{ratio:.2f}' if ratio else '')} | "
+                  f"{fmt(r['cpu_us_per_keepalive'])} µs | {ratio} | "
                   f"{fmt(r['peak_rss_mib'], 1)} MiB | {fmt(r['kib_per_task'], 1)} KiB |")
         print()
     if "4" in res:

@@ -252,6 +252,17 @@ class Contender:
         e.update({k: str(v) for k, v in extra.items()})
         return e
 
+    def activity_env(self, job, fake, n):
+        """The environment of a peer with a concurrency knob that serves
+        activities and can hold tasks: 16 at once for throughput, n held; or
+        None for a job it does not do."""
+        if job == "activity":
+            return self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"), BENCH_CONCURRENCY=16)
+        if job == "held-activity":
+            return self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("held"), BENCH_CONCURRENCY=n,
+                            BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
+        return None
+
     def spawn(self, args, env, cwd=None):
         return subprocess.Popen(args, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                                 stderr=open(os.path.join(self.dir, f"{self.name}.log"), "a"),
@@ -352,14 +363,8 @@ class StepFunctionWorker(Contender):
     settings = "concurrency 16 (held: concurrency = tasks held, heartbeat() every 10 s); aws-sdk v2 as it ships"
 
     def start(self, job, fake, n):
-        if job == "activity":
-            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"), BENCH_CONCURRENCY=16)
-        elif job == "held-activity":
-            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("held"), BENCH_CONCURRENCY=n,
-                           BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
-        else:
-            return None
-        return self.spawn(["node", "step-function-worker.js"], env, cwd=PEERS), None
+        env = self.activity_env(job, fake, n)
+        return env and (self.spawn(["node", "step-function-worker.js"], env, cwd=PEERS), None)
 
 
 class PythonPeer(Contender):
@@ -398,14 +403,8 @@ class ActivityWorkerPy(PythonPeer):
     settings = "worker_count 16 (held: worker_count = tasks held, heartbeat_interval 10)"
 
     def start(self, job, fake, n):
-        if job == "activity":
-            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("bench"), BENCH_CONCURRENCY=16)
-        elif job == "held-activity":
-            env = self.env(fake, BENCH_ACTIVITY_ARN=activity_arn("held"), BENCH_CONCURRENCY=n,
-                           BENCH_HOLD_MS=HOLD_SECS * 1000, BENCH_HEARTBEAT_SECS=HEARTBEAT_SECS)
-        else:
-            return None
-        return self.spawn([self.python, "stepfunctions_activity_worker_peer.py"], env, cwd=PEERS), None
+        env = self.activity_env(job, fake, n)
+        return env and (self.spawn([self.python, "stepfunctions_activity_worker_peer.py"], env, cwd=PEERS), None)
 
 
 CONTENDERS = [SfnWorker, Floor, SqsConsumer, StepFunctionWorker, Boto3Loop, Stefuna, ActivityWorkerPy]
