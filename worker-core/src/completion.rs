@@ -1,5 +1,19 @@
 //! Reporting a task's result: `SendTaskSuccess` / `SendTaskFailure`, retried
 //! until accepted or answered terminally, and `SendTaskHeartbeat`.
+//!
+//! What each answer to a report means (the README's semantics table):
+//! - accepted: done;
+//! - `TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`: the service will
+//!   take no report for this token; nothing more to do;
+//! - throttling, 5xx, network, expired credentials, clock skew: retried with
+//!   backoff and jitter until accepted (or shutdown gives up);
+//! - the output itself refused (`InvalidOutput`, a validation error): the task
+//!   is failed with `Worker.OutputRejected` instead, so it does not hang;
+//! - the KMS key refused (`KmsAccessDeniedException`, ...): a failure with
+//!   empty `error` and `cause`, which needs no key, goes instead;
+//! - access denied, or a refusal the worker does not know: not delivered,
+//!   logged as an error. Never turned into a failure: that would report a
+//!   success as failed for a reason that has nothing to do with the task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +40,9 @@ pub(crate) enum Delivery {
     /// Accepted: as sent, or (if the service refused the original) the
     /// fallback failure that replaced it.
     Accepted(Report),
-    /// The task was already over (`TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`).
-    TaskGone(String),
+    /// The service answered that the task takes no report any more
+    /// (`TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`).
+    Closed(String),
     /// Not delivered: refused for good, or still failing when shutdown gave up.
     Undelivered(ApiError),
 }
@@ -48,36 +63,75 @@ fn backoff() -> impl Iterator<Item = Duration> {
         .build()
 }
 
+/// What to send instead when the service refuses `report` with `err`, if
+/// anything.
+fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
+    match (err.kind, report) {
+        (ApiErrorKind::InvalidPayload, Report::Success(_)) => {
+            Some(Report::Failure(TaskError::new(
+                error_names::OUTPUT_REJECTED,
+                format!(
+                    "Step Functions refused the handler's output: {}: {}",
+                    err.code, err.message
+                ),
+            )))
+        }
+        // A failure whose error or cause is refused, or any report the
+        // execution's KMS key does not let this worker encrypt: a failure
+        // with neither needs no key and no validation.
+        (ApiErrorKind::InvalidPayload, Report::Failure(e))
+        | (ApiErrorKind::KmsRefused, Report::Failure(e))
+            if !(e.error().is_empty() && e.cause().is_empty()) =>
+        {
+            Some(Report::Failure(TaskError::new("", "")))
+        }
+        (ApiErrorKind::KmsRefused, Report::Success(_)) => {
+            Some(Report::Failure(TaskError::new("", "")))
+        }
+        _ => None,
+    }
+}
+
 impl Reporter {
     pub fn new(api: Arc<dyn SfnApi>, gate: SendGate, give_up: CancellationToken) -> Self {
         Self { api, gate, give_up }
     }
 
-    /// Deliver a report, retrying throttling and transient errors with
-    /// backoff and jitter. If the service refuses a success for good (for
-    /// example its output), the task is failed with `Worker.OutputRejected`
-    /// instead so the execution does not hang; if it refuses a failure, the
-    /// failure is sent once more with empty `error` and `cause` (what still
-    /// works when the worker may not use the execution's KMS key).
+    /// Deliver a report, retrying throttling, transient and credential errors
+    /// with backoff and jitter; see the module documentation for what each
+    /// refusal leads to.
     pub async fn deliver(&self, token: &str, report: Report) -> Delivery {
-        match self.send(token, &report).await {
-            Err(e) if e.kind == ApiErrorKind::Rejected => {}
-            Err(e) if e.kind == ApiErrorKind::TaskGone => return Delivery::TaskGone(e.code),
-            Err(e) => return Delivery::Undelivered(e),
-            Ok(()) => return Delivery::Accepted(report),
-        }
-        let fallback = match &report {
-            Report::Success(_) => Report::Failure(TaskError::new(
-                error_names::OUTPUT_REJECTED,
-                "Step Functions refused the handler's output",
-            )),
-            Report::Failure(_) => Report::Failure(TaskError::new("", "")),
-        };
-        tracing::warn!(fallback = ?fallback, "report refused; sending a fallback failure");
-        match self.send(token, &fallback).await {
-            Ok(()) => Delivery::Accepted(fallback),
-            Err(e) if e.kind == ApiErrorKind::TaskGone => Delivery::TaskGone(e.code),
-            Err(e) => Delivery::Undelivered(e),
+        let mut report = report;
+        loop {
+            let err = match self.send(token, &report).await {
+                Ok(()) => return Delivery::Accepted(report),
+                Err(e) => e,
+            };
+            match err.kind {
+                ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => {
+                    return Delivery::Closed(err.code);
+                }
+                ApiErrorKind::AccessDenied => {
+                    tracing::error!(code = %err.code, error = %err.message,
+                        "ACCESS DENIED reporting the task: the worker's IAM policy must allow states:SendTaskSuccess, states:SendTaskFailure and states:SendTaskHeartbeat on \"*\"; the task is left undelivered");
+                    return Delivery::Undelivered(err);
+                }
+                _ => {}
+            }
+            match fallback(&report, &err) {
+                Some(next) => {
+                    tracing::warn!(code = %err.code, error = %err.message, fallback = ?next,
+                        "report refused; sending a fallback failure");
+                    report = next;
+                }
+                None => {
+                    if !err.is_retryable() {
+                        tracing::error!(code = %err.code, error = %err.message,
+                            "report refused for a reason the worker does not know; the task is left undelivered");
+                    }
+                    return Delivery::Undelivered(err);
+                }
+            }
         }
     }
 
@@ -110,7 +164,6 @@ impl Reporter {
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(10));
             tracing::warn!(operation, code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "report failed; retrying");
-            let _waiting = self.gate.report_waiting();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.give_up.cancelled() => return Err(err),
@@ -118,10 +171,11 @@ impl Reporter {
         }
     }
 
-    /// One heartbeat attempt, after any waiting reports. The caller decides
-    /// what a failure means; the next timer tick is the retry.
-    pub async fn heartbeat(&self, token: &str) -> Result<(), ApiError> {
-        self.gate.heartbeat().await;
+    /// One heartbeat attempt, after waiting reports (for at most
+    /// `max_yield`). The caller decides what a failure means; the next timer
+    /// tick is the retry.
+    pub async fn heartbeat(&self, token: &str, max_yield: Duration) -> Result<(), ApiError> {
+        self.gate.heartbeat(max_yield).await;
         let result = self.api.send_task_heartbeat(token).await;
         if let Err(err) = &result {
             metrics::api_error("SendTaskHeartbeat", &err.code);
@@ -146,16 +200,26 @@ mod tests {
         )
     }
 
+    fn refuse(code: &str) -> ApiError {
+        ApiError::service(code, 400, "injected")
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn retries_throttling_and_5xx_until_accepted() {
+    async fn retries_throttling_5xx_credential_and_clock_errors_until_accepted() {
         let fake = FakeSfn::new();
+        for code in [
+            "ThrottlingException",
+            "KmsThrottlingException",
+            "ExpiredTokenException",
+            "InvalidSignatureException",
+            "RequestExpired",
+            "UnrecognizedClientException",
+        ] {
+            fake.fail_next(Op::Success, refuse(code));
+        }
         fake.fail_next(
             Op::Success,
-            ApiError::new(ApiErrorKind::Throttled, "ThrottlingException", ""),
-        );
-        fake.fail_next(
-            Op::Success,
-            ApiError::new(ApiErrorKind::Transient, "InternalFailure", ""),
+            ApiError::service("InternalFailure", 500, "injected"),
         );
         fake.fail_next(
             Op::Success,
@@ -165,7 +229,11 @@ mod tests {
             .deliver("t", Report::Success("1".into()))
             .await;
         assert!(matches!(d, Delivery::Accepted(Report::Success(_))), "{d:?}");
-        assert_eq!(fake.reports().len(), 1);
+        assert!(
+            matches!(&fake.reports()[..], [Seen::Success { output, .. }] if output == "1"),
+            "the success itself arrives, not a failure: {:?}",
+            fake.reports()
+        );
     }
 
     #[tokio::test]
@@ -176,40 +244,69 @@ mod tests {
             let d = reporter(&fake)
                 .deliver("t", Report::Success("1".into()))
                 .await;
-            assert!(matches!(&d, Delivery::TaskGone(c) if c == code), "{d:?}");
+            assert!(matches!(&d, Delivery::Closed(c) if c == code), "{d:?}");
+            assert!(fake.reports().is_empty());
         }
     }
 
     #[tokio::test]
-    async fn refused_output_becomes_a_failure() {
-        let fake = FakeSfn::new();
-        fake.fail_next(
-            Op::Success,
-            ApiError::new(ApiErrorKind::Rejected, "InvalidOutput", "bad"),
-        );
-        let d = reporter(&fake)
-            .deliver("t", Report::Success("1".into()))
-            .await;
-        assert!(matches!(d, Delivery::Accepted(Report::Failure(_))));
-        assert!(
-            matches!(&fake.reports()[0], Seen::Failure { error, .. } if error == "Worker.OutputRejected")
-        );
+    async fn a_refused_output_becomes_output_rejected() {
+        for code in ["InvalidOutput", "ValidationException"] {
+            let fake = FakeSfn::new();
+            fake.fail_next(Op::Success, refuse(code));
+            let d = reporter(&fake)
+                .deliver("t", Report::Success("1".into()))
+                .await;
+            assert!(matches!(d, Delivery::Accepted(Report::Failure(_))), "{d:?}");
+            assert!(
+                matches!(&fake.reports()[0], Seen::Failure { error, cause, .. }
+                    if error == "Worker.OutputRejected" && cause.contains(code)),
+                "{:?}",
+                fake.reports()
+            );
+        }
     }
 
     #[tokio::test]
-    async fn refused_failure_is_resent_without_details() {
-        let fake = FakeSfn::new();
-        fake.fail_next(
-            Op::Failure,
-            ApiError::new(ApiErrorKind::Rejected, "KMSAccessDeniedException", ""),
-        );
-        let d = reporter(&fake)
-            .deliver("t", Report::Failure(TaskError::new("A", "b")))
-            .await;
-        assert!(matches!(d, Delivery::Accepted(_)));
-        assert!(
-            matches!(&fake.reports()[0], Seen::Failure { error, cause, .. } if error.is_empty() && cause.is_empty())
-        );
+    async fn a_kms_refusal_sends_an_empty_failure() {
+        for report in [
+            Report::Success("1".into()),
+            Report::Failure(TaskError::new("A", "b")),
+        ] {
+            let fake = FakeSfn::new();
+            let op = match report {
+                Report::Success(_) => Op::Success,
+                Report::Failure(_) => Op::Failure,
+            };
+            fake.fail_next(op, refuse("KmsAccessDeniedException"));
+            let d = reporter(&fake).deliver("t", report).await;
+            assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
+            assert!(
+                matches!(&fake.reports()[..], [Seen::Failure { error, cause, .. }] if error.is_empty() && cause.is_empty()),
+                "{:?}",
+                fake.reports()
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn access_denied_and_unknown_refusals_leave_the_task_undelivered() {
+        for code in ["AccessDeniedException", "SomethingNew"] {
+            let fake = FakeSfn::new();
+            fake.fail_next(Op::Success, refuse(code));
+            let d = reporter(&fake)
+                .deliver("t", Report::Success("1".into()))
+                .await;
+            assert!(
+                matches!(&d, Delivery::Undelivered(e) if e.code == code),
+                "{d:?}"
+            );
+            assert!(
+                fake.reports().is_empty(),
+                "{code}: a success must not be turned into a failure: {:?}",
+                fake.reports()
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -229,5 +326,33 @@ mod tests {
         };
         let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into())), stop);
         assert!(matches!(d, Delivery::Undelivered(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_report_backing_off_after_a_5xx_does_not_hold_heartbeats() {
+        let fake = FakeSfn::new();
+        for _ in 0..20 {
+            fake.fail_next(
+                Op::Success,
+                ApiError::service("InternalFailure", 500, "injected"),
+            );
+        }
+        let r = Arc::new(reporter(&fake));
+        let r2 = r.clone();
+        let report =
+            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into())).await });
+        // Let the report fail a few times and sleep in its backoff.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(!report.is_finished());
+        let start = tokio::time::Instant::now();
+        r.heartbeat("other", Duration::from_secs(60))
+            .await
+            .expect("heartbeat");
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the heartbeat went at once"
+        );
+        assert!(matches!(report.await.unwrap(), Delivery::Accepted(_)));
     }
 }

@@ -21,6 +21,13 @@ pub const SHUTTING_DOWN: &str = "Worker.ShuttingDown";
 /// the worker reported this failure instead so the execution does not hang.
 pub const OUTPUT_REJECTED: &str = "Worker.OutputRejected";
 
+/// Step Functions answered a heartbeat that the task is closed (timed out,
+/// stopped, or completed), the handler was cancelled and did not return in
+/// time. Sent in case that answer was wrong (LocalStack answers
+/// `InvalidToken` for tasks that are not closed); on AWS the report is
+/// refused and nobody sees it.
+pub const TASK_CLOSED: &str = "Worker.TaskClosed";
+
 /// Every name above, for documentation and `sfn-worker handlers`.
 pub const ALL: &[&str] = &[
     INVALID_INPUT,
@@ -30,6 +37,7 @@ pub const ALL: &[&str] = &[
     HANDLER_TIMEOUT,
     SHUTTING_DOWN,
     OUTPUT_REJECTED,
+    TASK_CLOSED,
 ];
 
 /// The largest `output` that `SendTaskSuccess` accepts, in bytes of UTF-8.

@@ -28,14 +28,16 @@ pub(crate) enum LeaseEnd {
 pub(crate) trait Lease: Send + Sync {
     /// How often to renew while the handler runs; `None`: never.
     fn renew_every(&self) -> Option<Duration>;
-    /// Renew (extend the message's visibility). Failures are the lease's to
-    /// log; the next tick tries again.
-    async fn renew(&self);
+    /// Renew (extend the message's visibility); whether it is still held.
+    /// Failures are the lease's to log; the caller tries again soon.
+    async fn renew(&self) -> bool;
     /// The latest the handler may run before the lease cannot be held (SQS
     /// keeps a message invisible at most 12 hours from receipt).
     fn hard_deadline(&self) -> Option<Instant>;
     /// At shutdown, give the delivery back instead of failing the task.
     fn release_on_shutdown(&self) -> bool;
-    /// End the lease.
+    /// End the lease. For [`LeaseEnd::Settled`] this keeps the delivery
+    /// alive while it retries, so that a delivery which cannot be dropped
+    /// right away does not come back while it is being dropped.
     async fn end(&self, how: LeaseEnd);
 }

@@ -5,8 +5,14 @@
 //! Why priority: Step Functions throttles `SendTask*` per account. When the
 //! budget is short, a delayed heartbeat costs nothing until the state's
 //! `HeartbeatSeconds`, while a delayed report keeps a slot busy and an
-//! execution waiting. So while any report waits for the limiter or backs off
-//! from throttling, heartbeats wait for it to go first.
+//! execution waiting. So while a report waits for the rate limiter, and for
+//! a moment after the service throttled a call, heartbeats wait for reports
+//! to go first.
+//!
+//! Why bounded: a heartbeat that waits too long is worse than a late report
+//! (the task times out). A heartbeat yields at most `max_yield` (the runner
+//! passes half its interval), and a report backing off after a 5xx is not
+//! "waiting": it would hold every heartbeat in the process for its sleep.
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -29,8 +35,8 @@ pub(crate) struct SendGate {
     throttled_until: Mutex<Option<Instant>>,
 }
 
-/// Held by a report while it waits for its turn (limiter or backoff).
-pub(crate) struct ReportWaiting<'a>(&'a SendGate);
+/// Held by a report while it waits for the rate limiter.
+struct ReportWaiting<'a>(&'a SendGate);
 
 impl Drop for ReportWaiting<'_> {
     fn drop(&mut self) {
@@ -50,24 +56,27 @@ impl SendGate {
         }
     }
 
-    /// Mark a report as waiting until the guard drops (covers its backoff
-    /// sleeps too, so heartbeats keep yielding while it retries).
-    pub fn report_waiting(&self) -> ReportWaiting<'_> {
-        self.reports_waiting.fetch_add(1, Ordering::AcqRel);
-        ReportWaiting(self)
-    }
-
-    /// Wait for a report's turn.
+    /// Wait for a report's turn under the rate limit. While it waits,
+    /// heartbeats yield to it.
     pub async fn report(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.until_ready().await;
+        let Some(limiter) = &self.limiter else {
+            return;
+        };
+        if limiter.check().is_ok() {
+            return;
         }
+        self.reports_waiting.fetch_add(1, Ordering::AcqRel);
+        let _waiting = ReportWaiting(self);
+        limiter.until_ready().await;
     }
 
-    /// Wait for a heartbeat's turn: after every waiting report, within the rate.
-    pub async fn heartbeat(&self) {
+    /// Wait for a heartbeat's turn: after waiting reports (for at most
+    /// `max_yield`), within the rate.
+    pub async fn heartbeat(&self, max_yield: Duration) {
+        let stop_yielding = Instant::now() + max_yield;
         loop {
-            if self.reports_waiting.load(Ordering::Acquire) > 0 || self.throttled() {
+            let yielding = Instant::now() < stop_yielding;
+            if yielding && (self.reports_waiting.load(Ordering::Acquire) > 0 || self.throttled()) {
                 let done = self.reports_done.notified();
                 tokio::select! {
                     _ = done => {}
@@ -106,19 +115,37 @@ impl SendGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    const LONG: Duration = Duration::from_secs(60);
+
+    #[tokio::test]
+    async fn a_report_waiting_for_the_rate_limiter_counts_as_waiting() {
+        // governor keeps its own clock, so this one runs in real time.
+        let gate = Arc::new(SendGate::new(NonZeroU32::new(2)));
+        gate.report().await;
+        gate.report().await;
+        let g = gate.clone();
+        let report = tokio::spawn(async move { g.report().await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !report.is_finished(),
+            "the third report waits for the limiter"
+        );
+        assert_eq!(gate.reports_waiting.load(Ordering::Acquire), 1);
+        report.await.unwrap();
+        assert_eq!(gate.reports_waiting.load(Ordering::Acquire), 0);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn heartbeats_wait_while_a_report_waits() {
-        let gate = std::sync::Arc::new(SendGate::new(None));
-        let waiting = gate.report_waiting();
+        let gate = Arc::new(SendGate::new(None));
+        gate.reports_waiting.fetch_add(1, Ordering::AcqRel);
         let g = gate.clone();
-        let hb = tokio::spawn(async move { g.heartbeat().await });
+        let hb = tokio::spawn(async move { g.heartbeat(LONG).await });
         tokio::time::sleep(Duration::from_secs(5)).await;
-        assert!(
-            !hb.is_finished(),
-            "heartbeat must yield to the waiting report"
-        );
-        drop(waiting);
+        assert!(!hb.is_finished(), "the heartbeat yields to the report");
+        drop(ReportWaiting(&gate));
         tokio::time::timeout(Duration::from_secs(1), hb)
             .await
             .unwrap()
@@ -130,7 +157,31 @@ mod tests {
         let gate = SendGate::new(None);
         gate.throttled_by_service();
         let start = Instant::now();
-        gate.heartbeat().await;
+        gate.heartbeat(LONG).await;
         assert!(start.elapsed() >= THROTTLE_WINDOW);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_yields_at_most_its_bound() {
+        let gate = Arc::new(SendGate::new(None));
+        // A report stuck waiting forever (as if the limiter never refilled).
+        gate.reports_waiting.fetch_add(1, Ordering::AcqRel);
+        let start = Instant::now();
+        gate.heartbeat(Duration::from_secs(2)).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(2) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_limit_a_report_never_marks_itself_waiting() {
+        let gate = SendGate::new(None);
+        gate.report().await;
+        assert_eq!(gate.reports_waiting.load(Ordering::Acquire), 0);
+        let start = Instant::now();
+        gate.heartbeat(LONG).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
     }
 }

@@ -14,6 +14,7 @@ use crate::metrics;
 use crate::poller::{ActivityPoller, QueuePoller, poll_activity, poll_queue};
 use crate::queue::QueueShared;
 use crate::queue::batcher::Batcher;
+use crate::queue::in_flight::{InFlight, SETTLED_CAPACITY};
 use crate::runner::{Binding, Env};
 use crate::send_gate::SendGate;
 use crate::shutdown::ShutdownHandle;
@@ -215,7 +216,9 @@ impl Worker {
                     input_pointer: q.input_pointer.clone(),
                     on_malformed: q.on_malformed,
                     on_shutdown: q.on_shutdown,
-                    in_flight: Default::default(),
+                    // A lapsed message is back within one visibility timeout.
+                    in_flight: InFlight::new(q.visibility * 2, SETTLED_CAPACITY),
+                    give_up: self.shutdown.giving_up().clone(),
                 });
                 let binding = Arc::new(Binding::new(
                     q.name.clone(),

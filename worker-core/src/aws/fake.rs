@@ -63,6 +63,7 @@ struct State {
     queues: HashMap<String, VecDeque<ActivityTask>>,
     unknown_activities: HashSet<String>,
     reports: Vec<Report>,
+    refused: Vec<(Op, String, String)>,
     heartbeats: Vec<(String, Instant)>,
     closed: HashMap<String, &'static str>,
     scripted: HashMap<Op, VecDeque<ApiError>>,
@@ -145,6 +146,12 @@ impl FakeSfn {
         self.state().reports.clone()
     }
 
+    /// Every `SendTask*` call answered with an error, in order:
+    /// (operation, token, error code).
+    pub fn refused(&self) -> Vec<(Op, String, String)> {
+        self.state().refused.clone()
+    }
+
     /// When heartbeats for `token` arrived.
     pub fn heartbeats(&self, token: &str) -> Vec<Instant> {
         let s = self.state();
@@ -196,20 +203,35 @@ impl FakeSfn {
             .and_then(VecDeque::pop_front)
     }
 
+    /// A `SendTask*` call's answer: scripted error, closed task, or `ok`.
+    fn answer(
+        &self,
+        op: Op,
+        token: &str,
+        ok: impl FnOnce() -> Result<(), ApiError>,
+    ) -> Result<(), ApiError> {
+        let result = match self.scripted(op) {
+            Some(err) => Err(err),
+            None => self.closed(token).and_then(|()| ok()),
+        };
+        if let Err(e) = &result {
+            self.state()
+                .refused
+                .push((op, token.to_owned(), e.code.clone()));
+            self.touch();
+        }
+        result
+    }
+
     fn closed(&self, token: &str) -> Result<(), ApiError> {
         match self.state().closed.get(token) {
-            Some(code) => Err(ApiError::new(
-                ApiErrorKind::TaskGone,
-                *code,
-                "task is closed",
-            )),
+            Some(code) => Err(ApiError::service(*code, 400, "task is closed")),
             None => Ok(()),
         }
     }
 
     fn complete(&self, report: Report) -> Result<(), ApiError> {
         let token = report.token().to_owned();
-        self.closed(&token)?;
         let mut s = self.state();
         s.reports.push(report);
         // A completed task is closed, as in the real service.
@@ -274,12 +296,11 @@ impl SfnApi for FakeSfn {
     }
 
     async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
-        if let Some(err) = self.scripted(Op::Success) {
-            return Err(err);
-        }
-        self.complete(Report::Success {
-            token: token.to_owned(),
-            output: output.to_owned(),
+        self.answer(Op::Success, token, || {
+            self.complete(Report::Success {
+                token: token.to_owned(),
+                output: output.to_owned(),
+            })
         })
     }
 
@@ -289,26 +310,23 @@ impl SfnApi for FakeSfn {
         error: &str,
         cause: &str,
     ) -> Result<(), ApiError> {
-        if let Some(err) = self.scripted(Op::Failure) {
-            return Err(err);
-        }
-        self.complete(Report::Failure {
-            token: token.to_owned(),
-            error: error.to_owned(),
-            cause: cause.to_owned(),
+        self.answer(Op::Failure, token, || {
+            self.complete(Report::Failure {
+                token: token.to_owned(),
+                error: error.to_owned(),
+                cause: cause.to_owned(),
+            })
         })
     }
 
     async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError> {
-        if let Some(err) = self.scripted(Op::Heartbeat) {
-            return Err(err);
-        }
-        self.closed(token)?;
-        self.state()
-            .heartbeats
-            .push((token.to_owned(), Instant::now()));
-        self.touch();
-        Ok(())
+        self.answer(Op::Heartbeat, token, || {
+            self.state()
+                .heartbeats
+                .push((token.to_owned(), Instant::now()));
+            self.touch();
+            Ok(())
+        })
     }
 
     async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError> {

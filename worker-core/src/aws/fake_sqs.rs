@@ -27,9 +27,23 @@ struct Queue {
     in_flight: HashMap<String, (Stored, Instant)>,
 }
 
+/// The calls of the fake, for scripting whole-call errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SqsOp {
+    /// `ReceiveMessage`
+    Receive,
+    /// `ChangeMessageVisibilityBatch`
+    ChangeVisibility,
+    /// `DeleteMessageBatch`
+    Delete,
+}
+
 #[derive(Default)]
 struct State {
     queues: HashMap<String, Queue>,
+    scripted: HashMap<SqsOp, VecDeque<ApiError>>,
+    /// message id -> how many times it was received
+    received: HashMap<String, usize>,
     next_id: u64,
     visibility_calls: Vec<Vec<BatchEntry>>,
     delete_calls: Vec<Vec<BatchEntry>>,
@@ -93,17 +107,39 @@ impl FakeSqs {
             .insert(receipt_handle.to_owned(), err);
     }
 
+    /// Answer the next call of `op` with `err` (queued; one per call).
+    pub fn fail_next(&self, op: SqsOp, err: ApiError) {
+        self.state().scripted.entry(op).or_default().push_back(err);
+    }
+
+    /// How many times the message `id` was received.
+    pub fn times_received(&self, id: &str) -> usize {
+        self.state().received.get(id).copied().unwrap_or(0)
+    }
+
+    fn scripted(&self, op: SqsOp) -> Result<(), ApiError> {
+        match self
+            .state()
+            .scripted
+            .get_mut(&op)
+            .and_then(VecDeque::pop_front)
+        {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
     /// Ids of deleted messages, in order.
     pub fn deleted(&self) -> Vec<String> {
         self.state().deleted.clone()
     }
 
-    /// Every `ChangeMessageVisibilityBatch` call's entries.
+    /// Every `ChangeMessageVisibilityBatch` call's entries (failed calls too).
     pub fn visibility_calls(&self) -> Vec<Vec<BatchEntry>> {
         self.state().visibility_calls.clone()
     }
 
-    /// Every `DeleteMessageBatch` call's entries.
+    /// Every `DeleteMessageBatch` call's entries (failed calls too).
     pub fn delete_calls(&self) -> Vec<Vec<BatchEntry>> {
         self.state().delete_calls.clone()
     }
@@ -146,14 +182,27 @@ impl FakeSqs {
         }
     }
 
-    fn batch(&self, queue_url: &str, entries: &[BatchEntry], delete: bool) -> Vec<EntryResult> {
+    fn batch(
+        &self,
+        queue_url: &str,
+        entries: &[BatchEntry],
+        delete: bool,
+    ) -> Result<Vec<EntryResult>, ApiError> {
         let now = Instant::now();
-        let mut s = self.state();
-        if delete {
-            s.delete_calls.push(entries.to_vec());
-        } else {
-            s.visibility_calls.push(entries.to_vec());
+        {
+            let mut s = self.state();
+            if delete {
+                s.delete_calls.push(entries.to_vec());
+            } else {
+                s.visibility_calls.push(entries.to_vec());
+            }
         }
+        self.scripted(if delete {
+            SqsOp::Delete
+        } else {
+            SqsOp::ChangeVisibility
+        })?;
+        let mut s = self.state();
         let mut results = Vec::new();
         for e in entries {
             if let Some(err) = s.fail_entries.remove(&e.receipt_handle) {
@@ -192,7 +241,7 @@ impl FakeSqs {
         }
         drop(s);
         self.changed.notify_waiters();
-        results
+        Ok(results)
     }
 }
 
@@ -214,6 +263,7 @@ fn expire(q: &mut Queue, now: Instant) {
 impl SqsApi for FakeSqs {
     async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Message>, ApiError> {
         self.state().receives += 1;
+        self.scripted(SqsOp::Receive)?;
         let deadline = Instant::now() + Duration::from_secs(r.wait_secs.max(0) as u64);
         loop {
             let notified = self.changed.notified();
@@ -242,7 +292,11 @@ impl SqsApi for FakeSqs {
                     });
                     q.in_flight.insert(handle, (m, again));
                 }
-                (out, q.in_flight.values().map(|(_, at)| *at).min())
+                let next_expiry = q.in_flight.values().map(|(_, at)| *at).min();
+                for m in &out {
+                    *s.received.entry(m.message_id.clone()).or_default() += 1;
+                }
+                (out, next_expiry)
             };
             if !out.is_empty() {
                 self.changed.notify_waiters();
@@ -264,7 +318,7 @@ impl SqsApi for FakeSqs {
         queue_url: &str,
         entries: &[BatchEntry],
     ) -> Result<Vec<EntryResult>, ApiError> {
-        Ok(self.batch(queue_url, entries, false))
+        self.batch(queue_url, entries, false)
     }
 
     async fn delete_batch(
@@ -272,7 +326,7 @@ impl SqsApi for FakeSqs {
         queue_url: &str,
         entries: &[BatchEntry],
     ) -> Result<Vec<EntryResult>, ApiError> {
-        Ok(self.batch(queue_url, entries, true))
+        self.batch(queue_url, entries, true)
     }
 
     async fn check_queue(&self, _queue_url: &str) -> Result<(), ApiError> {

@@ -7,6 +7,7 @@
 
 mod classify;
 mod direct;
+mod error;
 mod sdk;
 mod sqs;
 mod sqs_sdk;
@@ -19,6 +20,7 @@ pub mod fake_sqs;
 use async_trait::async_trait;
 
 pub use direct::{DirectClientError, DirectSfn};
+pub use error::{ApiError, ApiErrorKind};
 pub use sdk::{SdkSfn, load_sdk_config};
 pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
 pub use sqs_sdk::SdkSqs;
@@ -80,97 +82,4 @@ pub trait SfnApi: Send + Sync + 'static {
     async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError>;
     /// `DescribeActivity`: does the activity exist? Used once at start-up.
     async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError>;
-}
-
-/// How the worker should treat a failed call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ApiErrorKind {
-    /// `TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`: the task is over
-    /// (timed out, stopped, or already completed). Stop working on it.
-    TaskGone,
-    /// Throttled: retry with backoff, and let reports go before heartbeats.
-    Throttled,
-    /// Network error, timeout, 5xx: retry with backoff.
-    Transient,
-    /// `ActivityDoesNotExist`.
-    ActivityDoesNotExist,
-    /// The SQS queue does not exist.
-    QueueDoesNotExist,
-    /// Any other refusal (access denied, validation, ...): retrying will not help.
-    Rejected,
-}
-
-/// A failed Step Functions call, classified.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{code}: {message}")]
-pub struct ApiError {
-    /// What the worker should do about it.
-    pub kind: ApiErrorKind,
-    /// The AWS error code (`ThrottlingException`), or for errors that never
-    /// reached the service: `Timeout`, `DispatchFailure`, `ResponseError`.
-    pub code: String,
-    /// Details, for logs.
-    pub message: String,
-}
-
-impl ApiError {
-    /// An error of the given kind and code.
-    pub fn new(kind: ApiErrorKind, code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            code: code.into(),
-            message: message.into(),
-        }
-    }
-
-    /// Whether trying again later may succeed.
-    pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ApiErrorKind::Throttled | ApiErrorKind::Transient)
-    }
-
-    /// The kind a service error code and HTTP status stand for.
-    pub fn kind_for(code: &str, http_status: u16) -> ApiErrorKind {
-        match code {
-            "TaskTimedOut" | "TaskDoesNotExist" | "InvalidToken" => ApiErrorKind::TaskGone,
-            "ThrottlingException"
-            | "Throttling"
-            | "TooManyRequestsException"
-            | "RequestLimitExceeded"
-            | "ProvisionedThroughputExceededException" => ApiErrorKind::Throttled,
-            "ActivityDoesNotExist" => ApiErrorKind::ActivityDoesNotExist,
-            "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => {
-                ApiErrorKind::QueueDoesNotExist
-            }
-            "ServiceUnavailable"
-            | "InternalFailure"
-            | "InternalServerError"
-            | "ServiceException" => ApiErrorKind::Transient,
-            _ if http_status == 429 => ApiErrorKind::Throttled,
-            _ if http_status >= 500 => ApiErrorKind::Transient,
-            _ => ApiErrorKind::Rejected,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn classifies_codes() {
-        use ApiErrorKind::*;
-        for (code, status, kind) in [
-            ("TaskTimedOut", 400, TaskGone),
-            ("TaskDoesNotExist", 400, TaskGone),
-            ("InvalidToken", 400, TaskGone),
-            ("ThrottlingException", 400, Throttled),
-            ("Whatever", 429, Throttled),
-            ("Whatever", 503, Transient),
-            ("ActivityDoesNotExist", 400, ActivityDoesNotExist),
-            ("AccessDeniedException", 400, Rejected),
-        ] {
-            assert_eq!(ApiError::kind_for(code, status), kind, "{code} {status}");
-        }
-    }
 }

@@ -23,6 +23,8 @@ use crate::slots::{BindingSlots, Slot};
 const RECEIVE_MAX: usize = 10;
 /// The longest SQS holds a receive open.
 const WAIT_SECS: i32 = 20;
+/// A failed renewal of a waiting FIFO message is tried again this soon.
+const RENEW_RETRY: Duration = Duration::from_secs(2);
 
 pub(crate) struct QueuePoller {
     pub queue: Arc<QueueShared>,
@@ -120,19 +122,25 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
         };
         let deliveries = match p.queue.in_flight.claim(&token, &m.receipt_handle) {
             Claim::New(d) => d,
-            Claim::Duplicate => {
+            Claim::Joined => {
                 p.binding.labels.duplicate_message();
                 tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
                     "token already running here; this delivery joins it instead of starting another handler");
                 continue;
             }
+            Claim::Settled => {
+                p.binding.labels.duplicate_message();
+                tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
+                    "token already settled here; deleting this delivery without running the handler again");
+                delete_quietly(p, &m);
+                continue;
+            }
         };
-        let lease = Arc::new(MessageLease {
-            queue: p.queue.clone(),
-            token: token.clone(),
+        let lease = Arc::new(MessageLease::new(
+            p.queue.clone(),
+            token.clone(),
             deliveries,
-            received_at: Instant::now(),
-        });
+        ));
         let task = Task {
             token,
             input,
@@ -153,24 +161,50 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
     }
 }
 
-/// Run one FIFO group's messages in order; at shutdown, those not started
-/// yet are released at once.
+/// Run one FIFO group's messages in order. Those waiting for their turn
+/// are kept invisible too (renewed on the same schedule as a running task's
+/// message), or they would reappear and run elsewhere, out of order and in
+/// parallel. At shutdown, those not started yet are released at once.
 async fn run_chain(p: Arc<QueuePoller>, mut chain: Chain) {
+    let every = MessageLease::renew_interval(p.queue.visibility);
     while let Some((task, slot)) = chain.pop_front() {
         let run = run_task(p.binding.clone(), p.env.clone(), task, slot);
         tokio::pin!(run);
-        tokio::select! {
-            () = &mut run => {}
-            _ = p.env.shutdown.draining().cancelled() => {
-                for (task, _slot) in chain.drain(..) {
-                    if let Some(lease) = task.lease {
-                        lease.end(LeaseEnd::Release).await;
+        let mut next_renew = Instant::now() + every;
+        loop {
+            tokio::select! {
+                () = &mut run => break,
+                _ = tokio::time::sleep_until(next_renew), if !chain.is_empty() => {
+                    // Renewing while the running task's runner waits on
+                    // `run`: the runner is its own future here, polled again
+                    // as soon as these batched calls return.
+                    let renewals = chain.iter().filter_map(|(t, _)| t.lease.as_ref()).map(|l| l.renew());
+                    let kept = futures::future::join_all(renewals).await;
+                    next_renew = Instant::now() + if kept.iter().all(|k| *k) { every } else { every.min(RENEW_RETRY) };
+                }
+                _ = p.env.shutdown.draining().cancelled(), if !chain.is_empty() => {
+                    for (task, _slot) in chain.drain(..) {
+                        if let Some(lease) = task.lease {
+                            lease.end(LeaseEnd::Release).await;
+                        }
                     }
                 }
-                run.await;
             }
         }
     }
+}
+
+/// Delete a message that needs no task (on a best-effort basis: if it
+/// fails, the message comes back and is dropped again).
+fn delete_quietly(p: &QueuePoller, m: &Message) {
+    let batcher = p.queue.batcher.clone();
+    let handle = m.receipt_handle.clone();
+    let id = m.message_id.clone();
+    p.tasks.spawn(async move {
+        if let Err(e) = batcher.delete(handle).await {
+            tracing::warn!(message_id = %id, code = %e.code, "deleting a message failed; it will come back");
+        }
+    });
 }
 
 fn malformed(p: &QueuePoller, m: &Message, why: Malformed) {
@@ -179,13 +213,6 @@ fn malformed(p: &QueuePoller, m: &Message, why: Malformed) {
     tracing::warn!(binding = %p.binding.name, message_id = %m.message_id, reason = why.reason(),
         action = if delete { "delete" } else { "leave" }, "malformed message: no task can be made of it");
     if delete {
-        let batcher = p.queue.batcher.clone();
-        let handle = m.receipt_handle.clone();
-        let id = m.message_id.clone();
-        p.tasks.spawn(async move {
-            if let Err(e) = batcher.delete(handle).await {
-                tracing::warn!(message_id = %id, code = %e.code, "deleting a malformed message failed");
-            }
-        });
+        delete_quietly(p, m);
     }
 }

@@ -6,11 +6,10 @@
 //! up as `ChangeMessageVisibilityBatch` / `DeleteMessageBatch` calls of up to
 //! 10 entries. Under load calls fill up by themselves; when idle a request
 //! goes out at once. Batch calls answer per entry even on HTTP 200, so each
-//! requester gets its own entry's result.
+//! requester gets its own entry's result. Each request is tried once: the
+//! requester (the message's lease) knows whether and when to try again.
 
 use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::sync::{mpsc, oneshot};
 
 use crate::aws::{ApiError, ApiErrorKind, BatchEntry, SqsApi};
@@ -18,8 +17,6 @@ use crate::metrics;
 
 /// SQS takes at most 10 entries per batch call.
 const BATCH_MAX: usize = 10;
-/// Whole-call failures (network, 5xx, throttling) of a delete are retried.
-const DELETE_ATTEMPTS: u32 = 4;
 
 #[derive(Debug)]
 struct Request {
@@ -119,28 +116,14 @@ async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: 
     } else {
         "ChangeMessageVisibilityBatch"
     };
-    // A visibility change that fails is retried by the next timer tick; a
-    // delete has no next tick, so whole-call failures are retried here.
-    let attempts = if delete { DELETE_ATTEMPTS } else { 1 };
-    let mut attempt = 0;
-    let results = loop {
-        attempt += 1;
-        let result = if delete {
-            api.delete_batch(&url, &entries).await
-        } else {
-            api.change_visibility_batch(&url, &entries).await
-        };
-        match result {
-            Ok(results) => break Ok(results),
-            Err(err) => {
-                metrics::api_error(operation, &err.code);
-                if !err.is_retryable() || attempt >= attempts {
-                    break Err(err);
-                }
-                tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt))).await;
-            }
-        }
+    let results = if delete {
+        api.delete_batch(&url, &entries).await
+    } else {
+        api.change_visibility_batch(&url, &entries).await
     };
+    if let Err(err) = &results {
+        metrics::api_error(operation, &err.code);
+    }
     match results {
         Err(err) => {
             for r in chunk {
@@ -256,7 +239,7 @@ mod tests {
         let handles = receive_all(&fake, 1).await;
         let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
         tokio::time::timeout(
-            Duration::from_secs(1),
+            std::time::Duration::from_secs(1),
             batcher.change_visibility(handles[0].clone(), 0),
         )
         .await

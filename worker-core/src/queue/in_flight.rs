@@ -1,12 +1,28 @@
-//! Tokens running in this process, for at-least-once delivery.
+//! Tokens running in this process, and tokens it settled lately, for
+//! at-least-once delivery.
 //!
 //! SQS may deliver a message twice (or a state may send the same token
 //! twice). A second delivery of a token whose handler is running does not
 //! start another handler: its receipt handle joins the running task's, so
-//! it is kept invisible and deleted with it.
+//! it is kept invisible and deleted with it. A delivery of a token this
+//! process already settled (its report accepted, or the task found closed)
+//! is dropped without running the handler: that happens when a delete could
+//! not be made before the message's visibility lapsed.
+//!
+//! Settled tokens are remembered as 64-bit keyed hashes (not the tokens),
+//! for at least twice the visibility timeout (a lapsed message is back
+//! within one), and at most [`SETTLED_CAPACITY`] of them per queue.
 
-use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The most settled tokens remembered per queue: about 5 MiB when full.
+pub(crate) const SETTLED_CAPACITY: usize = 262_144;
 
 /// The receipt handles of one running task's deliveries.
 #[derive(Debug, Default)]
@@ -28,30 +44,73 @@ pub(crate) enum Claim {
     /// First delivery: run it.
     New(Arc<Deliveries>),
     /// Already running here: the handle was attached to the running task.
-    Duplicate,
+    Joined,
+    /// Settled here lately: drop (delete) this delivery, run nothing.
+    Settled,
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct InFlight(Mutex<HashMap<String, Arc<Deliveries>>>);
+struct Tokens {
+    running: HashMap<String, Arc<Deliveries>>,
+    settled: HashSet<u64>,
+    /// Settled keys, oldest first, with when they may be forgotten.
+    order: VecDeque<(Instant, u64)>,
+}
+
+#[derive(Debug)]
+pub(crate) struct InFlight {
+    tokens: Mutex<Tokens>,
+    hasher: RandomState,
+    remember: Duration,
+    capacity: usize,
+}
 
 impl InFlight {
+    /// Settled tokens are remembered for `remember`, at most `capacity` of them.
+    pub fn new(remember: Duration, capacity: usize) -> Self {
+        Self {
+            tokens: Mutex::default(),
+            hasher: RandomState::new(),
+            remember,
+            capacity,
+        }
+    }
+
     pub fn claim(&self, token: &str, receipt_handle: &str) -> Claim {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = map.get(token) {
+        let key = self.hasher.hash_one(token);
+        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = t.running.get(token) {
             existing.push(receipt_handle);
-            return Claim::Duplicate;
+            return Claim::Joined;
+        }
+        if t.settled.contains(&key) {
+            return Claim::Settled;
         }
         let deliveries = Arc::new(Deliveries::default());
         deliveries.push(receipt_handle);
-        map.insert(token.to_owned(), deliveries.clone());
+        t.running.insert(token.to_owned(), deliveries.clone());
         Claim::New(deliveries)
     }
 
-    pub fn finish(&self, token: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token);
+    /// The task of `token` ended; `settled` if it must never run again here.
+    pub fn finish(&self, token: &str, settled: bool) {
+        let key = self.hasher.hash_one(token);
+        let now = Instant::now();
+        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+        t.running.remove(token);
+        if !settled {
+            return;
+        }
+        while let Some(&(until, old)) = t.order.front() {
+            if until > now && t.order.len() < self.capacity {
+                break;
+            }
+            t.order.pop_front();
+            t.settled.remove(&old);
+        }
+        if t.settled.insert(key) {
+            t.order.push_back((now + self.remember, key));
+        }
     }
 }
 
@@ -59,15 +118,45 @@ impl InFlight {
 mod tests {
     use super::*;
 
+    fn in_flight() -> InFlight {
+        InFlight::new(Duration::from_secs(120), 3)
+    }
+
     #[test]
     fn a_second_delivery_joins_the_first() {
-        let f = InFlight::default();
+        let f = in_flight();
         let Claim::New(d) = f.claim("T", "h1") else {
             panic!("first claim")
         };
-        assert!(matches!(f.claim("T", "h2"), Claim::Duplicate));
+        assert!(matches!(f.claim("T", "h2"), Claim::Joined));
         assert_eq!(d.handles(), ["h1", "h2"]);
-        f.finish("T");
+        f.finish("T", false);
         assert!(matches!(f.claim("T", "h3"), Claim::New(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_settled_token_is_dropped_until_forgotten() {
+        let f = in_flight();
+        assert!(matches!(f.claim("T", "h1"), Claim::New(_)));
+        f.finish("T", true);
+        assert!(matches!(f.claim("T", "h2"), Claim::Settled));
+        // Forgotten after `remember`, when another token settles.
+        tokio::time::advance(Duration::from_secs(121)).await;
+        assert!(matches!(f.claim("U", "h3"), Claim::New(_)));
+        f.finish("U", true);
+        assert!(matches!(f.claim("T", "h4"), Claim::New(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn at_most_capacity_settled_tokens_are_kept() {
+        let f = in_flight();
+        for t in ["a", "b", "c", "d"] {
+            assert!(matches!(f.claim(t, "h"), Claim::New(_)));
+            f.finish(t, true);
+        }
+        assert!(matches!(f.claim("a", "h"), Claim::New(_)), "oldest dropped");
+        for t in ["b", "c", "d"] {
+            assert!(matches!(f.claim(t, "h"), Claim::Settled), "{t}");
+        }
     }
 }

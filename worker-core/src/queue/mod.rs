@@ -14,6 +14,8 @@ pub(crate) mod message;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{OnMalformed, OnShutdown, TokenSource};
 
 /// Per queue binding, shared by its receivers and tasks.
@@ -26,4 +28,6 @@ pub(crate) struct QueueShared {
     pub on_malformed: OnMalformed,
     pub on_shutdown: OnShutdown,
     pub in_flight: in_flight::InFlight,
+    /// Shutdown's last phase: deletes stop retrying.
+    pub give_up: CancellationToken,
 }

@@ -1,26 +1,24 @@
 //! One task's life: run the handler in its own tokio task (so a panic fails
-//! only this task), keep it alive (heartbeats, and the source's lease), enforce
-//! its timeout and shutdown, then report and settle it.
+//! only this task), keep it alive (heartbeats, and the source's lease) until
+//! it is settled, enforce its timeout and shutdown, then report and settle it.
 
+mod keepalive;
 mod verdict;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{Fuse, FusedFuture};
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
-use crate::aws::ApiErrorKind;
 use crate::completion::Reporter;
 use crate::error_names;
 use crate::handler::{CancelReason, Handler, TaskContext, TaskError, TaskSource};
-use crate::heartbeat::HeartbeatSchedule;
 use crate::lease::{Lease, LeaseEnd};
 use crate::metrics::{BindingLabels, Outcome};
 use crate::shutdown::ShutdownHandle;
 use crate::slots::Slot;
+use keepalive::KeepAlive;
 use verdict::{Ending, deliver, verdict};
 
 /// What a binding's tasks share.
@@ -112,9 +110,19 @@ async fn execute(
     task: Task,
     fingerprint: String,
 ) -> (Outcome, LeaseEnd) {
-    let token = task.token;
-    let lease = task.lease;
+    let Task {
+        token,
+        input,
+        lease,
+    } = task;
     let releases = lease.as_ref().is_some_and(|l| l.release_on_shutdown());
+    let mut keep = KeepAlive::new(
+        &env.reporter,
+        &token,
+        &binding.labels,
+        binding.heartbeat,
+        lease.as_deref(),
+    );
     if env.shutdown.cancelling().is_cancelled() {
         // Delivered after the grace period (a poll in flight at shutdown):
         // give it back, or fail it so a Retry runs it elsewhere.
@@ -127,13 +135,16 @@ async fn execute(
             error_names::SHUTTING_DOWN,
             "the worker was shutting down when this task arrived",
         );
-        return deliver(
+        let settled = deliver(
             env,
+            &mut keep,
             &token,
             verdict::Report::Failure(err),
             Outcome::ShuttingDown,
         )
         .await;
+        keep.finish().await;
+        return settled;
     }
 
     let lease_deadline = lease.as_ref().and_then(|l| l.hard_deadline());
@@ -148,13 +159,8 @@ async fn execute(
     let handler = binding.handler.clone();
     let handler_ctx = ctx.clone();
     let mut join =
-        tokio::spawn(async move { handler.call(task.input, handler_ctx).await }.in_current_span());
+        tokio::spawn(async move { handler.call(input, handler_ctx).await }.in_current_span());
 
-    let mut schedule = HeartbeatSchedule::new(binding.heartbeat, Instant::now());
-    let mut heartbeat = std::pin::pin!(terminated_like(|| env.reporter.heartbeat(&token)));
-    let renew_every = lease.as_ref().and_then(|l| l.renew_every());
-    let mut next_renew = renew_every.map(|every| Instant::now() + every);
-    let mut renewal = std::pin::pin!(terminated_like(|| renew(lease.clone())));
     let mut abandon_at: Option<Instant> = None;
     // Why the worker cancelled the task. Kept here, not read back from the
     // context: a handler may cancel its own context, and that must never
@@ -163,11 +169,6 @@ async fn execute(
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
 
     let ending = loop {
-        // One timer per task: the earlier of the next heartbeat and the next
-        // lease renewal (each skipped while its previous call is in flight).
-        let heartbeat_due = schedule.due_at().filter(|_| heartbeat.is_terminated());
-        let renew_due = next_renew.filter(|_| renewal.is_terminated());
-        let keepalive_due = earliest(heartbeat_due, renew_due);
         tokio::select! {
             biased;
             result = &mut join => break Ending::Finished(result),
@@ -185,59 +186,31 @@ async fn execute(
                 ctx.cancel(CancelReason::Timeout);
                 abandon_at = Some(Instant::now() + env.cancel_grace);
             }
-            result = &mut heartbeat, if !heartbeat.is_terminated() => match result {
-                Ok(()) => binding.labels.heartbeat("ok"),
-                Err(e) if e.kind == ApiErrorKind::TaskGone => {
-                    binding.labels.heartbeat("task_gone");
-                    tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler");
-                    schedule.stop();
+            // Heartbeats and renewals go on whatever the reason: a handler
+            // winding down after a cancellation is still running.
+            _code = keep.until_closed() => {
+                if reason.is_none() {
                     reason = Some(CancelReason::TaskClosed);
                     ctx.cancel(CancelReason::TaskClosed);
                     abandon_at = Some(Instant::now() + env.cancel_grace);
                 }
-                Err(e) => {
-                    let throttled = e.kind == ApiErrorKind::Throttled;
-                    binding.labels.heartbeat(if throttled { "throttled" } else { "error" });
-                    tracing::warn!(code = %e.code, error = %e.message, "heartbeat failed; retrying soon");
-                    schedule.failed(Instant::now());
-                }
-            },
-            () = &mut renewal, if !renewal.is_terminated() => {}
-            _ = sleep_until(keepalive_due.unwrap_or(far)), if keepalive_due.is_some() => {
-                let now = Instant::now();
-                if heartbeat_due.is_some_and(|at| at <= now) {
-                    schedule.sent(now);
-                    heartbeat.set(env.reporter.heartbeat(&token).fuse());
-                }
-                if renew_due.is_some_and(|at| at <= now) {
-                    next_renew = renew_every.map(|every| now + every);
-                    renewal.set(renew(lease.clone()).fuse());
-                }
             }
-            _ = ctx.heartbeat_requested() => schedule.request(Instant::now()),
+            _ = ctx.heartbeat_requested() => keep.request_heartbeat(),
         }
     };
     if let Ending::Abandoned = ending {
         join.abort();
     }
-    // The renewal stops before the lease ends: a visibility change racing
-    // the delete fails with "receipt handle is invalid".
-    if !renewal.is_terminated() {
-        renewal.await;
-    }
 
     let lease_expired = reason == Some(CancelReason::Timeout)
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
-    match verdict(binding, reason, ending, releases, lease_expired) {
-        Ok((report, outcome)) => deliver(env, &token, report, outcome).await,
+    let settled = match verdict(binding, env, reason, ending, releases, lease_expired) {
+        Ok((report, outcome)) => deliver(env, &mut keep, &token, report, outcome).await,
         Err(settled) => settled,
-    }
-}
-
-async fn renew(lease: Option<Arc<dyn Lease>>) {
-    if let Some(lease) = lease {
-        lease.renew().await;
-    }
+    };
+    // The renewal stops before the lease ends.
+    keep.finish().await;
+    settled
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
@@ -245,10 +218,4 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-/// An empty slot for a future of the type `f` would return (names the
-/// unnameable `async fn` type without calling it).
-fn terminated_like<F: std::future::Future>(_f: impl FnOnce() -> F) -> Fuse<F> {
-    Fuse::terminated()
 }

@@ -2,6 +2,7 @@
 
 use tokio::task::JoinError;
 
+use super::keepalive::KeepAlive;
 use super::{Binding, Env};
 use crate::completion::Delivery;
 pub(crate) use crate::completion::Report;
@@ -19,16 +20,21 @@ pub(crate) enum Ending {
 
 /// The report to send and the outcome it stands for; or, when nothing is to
 /// be reported, the outcome and how to end the lease right away.
+///
+/// Every task is reported unless it is given back at shutdown: even when a
+/// heartbeat said the task is closed, the handler's result is sent, and only
+/// the service's refusal of that report ends the task with nothing reported.
+/// (LocalStack answers `InvalidToken` to tasks that are not closed, so a
+/// heartbeat's word alone is not enough to leave an execution waiting.)
 pub(crate) fn verdict(
     binding: &Binding,
+    env: &Env,
     reason: Option<CancelReason>,
     ending: Ending,
     releases: bool,
     lease_expired: bool,
 ) -> Result<(Report, Outcome), (Outcome, LeaseEnd)> {
     let report = match (reason, ending) {
-        // Step Functions closed it: nothing to report, the delivery is done.
-        (Some(CancelReason::TaskClosed), _) => return Err((Outcome::Cancelled, LeaseEnd::Settled)),
         (Some(CancelReason::Timeout), _) if lease_expired => Report::Failure(TaskError::new(
             error_names::HANDLER_TIMEOUT,
             "the handler ran so long that its SQS message could no longer be kept invisible \
@@ -41,6 +47,14 @@ pub(crate) fn verdict(
                 binding.timeout.map_or(0, |t| t.as_secs())
             ),
         )),
+        (Some(CancelReason::TaskClosed), Ending::Abandoned) => Report::Failure(TaskError::new(
+            error_names::TASK_CLOSED,
+            format!(
+                "Step Functions answered a heartbeat that the task is closed, so the handler was \
+                 cancelled; it did not return within cancel_grace_secs ({} s)",
+                env.cancel_grace.as_secs()
+            ),
+        )),
         (_, Ending::Abandoned) if releases => {
             tracing::info!(
                 "handler did not finish before shutdown; releasing the message for another worker"
@@ -51,7 +65,7 @@ pub(crate) fn verdict(
             shutting_down("the handler did not finish before the worker shut down")
         }
         (_, Ending::Finished(Ok(Ok(output)))) => success_or_too_large(output),
-        (Some(_), Ending::Finished(other)) => {
+        (Some(CancelReason::Shutdown), Ending::Finished(other)) => {
             // Cancelled for shutdown and the handler gave up: the shutdown is
             // the real cause (retryable elsewhere); keep what the handler said.
             if releases {
@@ -69,8 +83,8 @@ pub(crate) fn verdict(
                 "the worker shut down while the handler ran ({said})"
             ))
         }
-        (None, Ending::Finished(Ok(Err(e)))) => Report::Failure(e),
-        (None, Ending::Finished(Err(e))) => {
+        (_, Ending::Finished(Ok(Err(e)))) => Report::Failure(e),
+        (_, Ending::Finished(Err(e))) => {
             let message = panic_message(e);
             tracing::error!(panic = %message, "handler panicked");
             Report::Failure(TaskError::new(
@@ -87,14 +101,29 @@ pub(crate) fn verdict(
     Ok((report, outcome))
 }
 
-/// Send the report; the outcome it ended with and how to end the lease.
+/// Send the report, keeping the task alive while it is retried; the outcome
+/// it ended with and how to end the lease.
 pub(crate) async fn deliver(
     env: &Env,
+    keep: &mut KeepAlive<'_>,
     token: &str,
     report: Report,
     outcome: Outcome,
 ) -> (Outcome, LeaseEnd) {
-    match env.reporter.deliver(token, report).await {
+    let delivery = {
+        let sending = env.reporter.deliver(token, report);
+        tokio::pin!(sending);
+        loop {
+            tokio::select! {
+                biased;
+                delivery = &mut sending => break delivery,
+                // A heartbeat saying the task is closed changes nothing here:
+                // the report will be answered the same way.
+                _code = keep.until_closed() => {}
+            }
+        }
+    };
+    match delivery {
         Delivery::Accepted(Report::Success(_)) => (outcome, LeaseEnd::Settled),
         Delivery::Accepted(Report::Failure(e)) => {
             tracing::info!(error = e.error(), cause = e.cause(), "task failed");
@@ -105,7 +134,7 @@ pub(crate) async fn deliver(
             };
             (outcome, LeaseEnd::Settled)
         }
-        Delivery::TaskGone(code) => {
+        Delivery::Closed(code) => {
             tracing::info!(%code, "Step Functions had already closed the task; nothing reported");
             (Outcome::Cancelled, LeaseEnd::Settled)
         }

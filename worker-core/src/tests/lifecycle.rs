@@ -121,24 +121,32 @@ async fn explicit_heartbeats_coalesce_with_the_timer() {
     run.await.unwrap().unwrap();
 }
 
+/// Why and when a handler was cancelled.
+type Seen = Arc<std::sync::Mutex<Option<(Option<CancelReason>, Instant)>>>;
+
+/// A handler that waits for its cancellation, records why and when, then
+/// returns `Err(Job.Cancelled)`.
+fn waits_for_cancel(seen: Seen) -> Registry {
+    let mut r = Registry::new();
+    r.handler("h", move |_: serde_json::Value, ctx: TaskContext| {
+        let s = seen.clone();
+        async move {
+            ctx.cancelled().await;
+            *s.lock().unwrap() = Some((ctx.cancel_reason(), Instant::now()));
+            Err::<(), _>(TaskError::new("Job.Cancelled", "stopped"))
+        }
+    });
+    r
+}
+
 #[tokio::test(start_paused = true)]
-async fn each_terminal_token_error_cancels_the_task_and_reports_nothing() {
-    for code in ["TaskTimedOut", "TaskDoesNotExist", "InvalidToken"] {
+async fn task_timed_out_and_task_does_not_exist_cancel_at_the_next_heartbeat() {
+    for code in ["TaskTimedOut", "TaskDoesNotExist"] {
         let fake = FakeSfn::new();
         let seen = Arc::new(std::sync::Mutex::new(None));
-        let mut r = Registry::new();
-        let s = seen.clone();
-        r.handler("h", move |_: serde_json::Value, ctx: TaskContext| {
-            let s = s.clone();
-            async move {
-                ctx.cancelled().await;
-                *s.lock().unwrap() = Some((ctx.cancel_reason(), Instant::now()));
-                Ok::<_, TaskError>("too late")
-            }
-        });
         let w = worker(
             &fake,
-            r,
+            waits_for_cancel(seen.clone()),
             serde_json::json!({"heartbeat_secs": 5}),
             serde_json::json!({}),
         );
@@ -146,19 +154,139 @@ async fn each_terminal_token_error_cancels_the_task_and_reports_nothing() {
         fake.wait_until(|f| f.polls_in_flight() > 0).await;
         let t0 = Instant::now();
         fake.push_task(ARN, "t", "{}");
-        tokio::time::sleep(Duration::from_secs(7)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Closed before any heartbeat was accepted: the answer alone says so.
         fake.close_task("t", code);
-        // The next heartbeat (at 10 s) is answered with the code.
-        tokio::time::sleep(Duration::from_secs(60)).await;
+        fake.wait_until(|f| f.refused().len() == 2).await;
         let (reason, at) = seen.lock().unwrap().expect("handler was cancelled");
         assert_eq!(reason, Some(CancelReason::TaskClosed), "{code}");
+        assert_eq!((at - t0).as_secs(), 5, "{code}: cancelled at the heartbeat");
+        // The heartbeat, then the handler's report, both refused: nothing
+        // was delivered because the service refused it, not because the
+        // worker gave up.
+        let refused: Vec<(Op, String)> = fake
+            .refused()
+            .into_iter()
+            .map(|(op, _, c)| (op, c))
+            .collect();
         assert_eq!(
-            (at - t0).as_secs(),
-            10,
-            "{code}: cancelled at the heartbeat"
+            refused,
+            [
+                (Op::Heartbeat, code.to_owned()),
+                (Op::Failure, code.to_owned())
+            ]
         );
-        assert_eq!(fake.heartbeats("t").len(), 1, "{code}: heartbeats stop");
-        assert!(fake.reports().is_empty(), "{code}: nothing is reported");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(fake.refused().len(), 2, "{code}: heartbeats stop");
+        assert!(fake.reports().is_empty());
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_token_before_any_heartbeat_was_accepted_does_not_stop_the_task() {
+    // LocalStack answers InvalidToken to every heartbeat of a state without
+    // HeartbeatSeconds, while the task is open and takes its report.
+    let fake = FakeSfn::new();
+    for _ in 0..100 {
+        fake.fail_next(
+            Op::Heartbeat,
+            ApiError::service("InvalidToken", 400, "Invalid token"),
+        );
+    }
+    let mut r = Registry::new();
+    r.handler("h", |n: u32, ctx: TaskContext| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!ctx.is_cancelled(), "the handler was cancelled");
+        Ok::<_, TaskError>(n * 2)
+    });
+    let w = worker(
+        &fake,
+        r,
+        serde_json::json!({"heartbeat_secs": 5}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.push_task(ARN, "t", "21");
+    let reports = fake.wait_for_reports(1).await;
+    assert!(
+        matches!(&reports[..], [Report::Success { output, .. }] if output == "42"),
+        "{reports:?}"
+    );
+    let heartbeats = fake
+        .refused()
+        .iter()
+        .filter(|(op, _, c)| *op == Op::Heartbeat && c == "InvalidToken")
+        .count();
+    assert_eq!(heartbeats, 11, "heartbeats went on at their interval");
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn invalid_token_after_an_accepted_heartbeat_means_closed() {
+    // LocalStack's answer for a stopped execution's task.
+    let fake = FakeSfn::new();
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let w = worker(
+        &fake,
+        waits_for_cancel(seen.clone()),
+        serde_json::json!({"heartbeat_secs": 5}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    fake.wait_until(|f| f.polls_in_flight() > 0).await;
+    let t0 = Instant::now();
+    fake.push_task(ARN, "t", "{}");
+    fake.wait_until(|f| f.heartbeats("t").len() == 1).await;
+    fake.close_task("t", "InvalidToken");
+    fake.wait_until(|f| f.refused().len() == 2).await;
+    let (reason, at) = seen.lock().unwrap().expect("cancelled");
+    assert_eq!(reason, Some(CancelReason::TaskClosed));
+    assert_eq!((at - t0).as_secs(), 10);
+    assert!(fake.reports().is_empty());
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_heartbeat_wrongly_saying_closed_still_ends_in_a_report() {
+    // The service said closed once, but takes the report: the handler's own
+    // answer arrives (it returned), or Worker.TaskClosed (it did not return
+    // within the cancel grace). Either way the execution does not hang.
+    for returns in [true, false] {
+        let fake = FakeSfn::new();
+        fake.fail_next(
+            Op::Heartbeat,
+            ApiError::service("TaskTimedOut", 400, "wrong"),
+        );
+        let mut r = Registry::new();
+        r.handler(
+            "h",
+            move |_: serde_json::Value, ctx: TaskContext| async move {
+                ctx.cancelled().await;
+                if !returns {
+                    std::future::pending::<()>().await;
+                }
+                Err::<(), _>(TaskError::new("Job.Cancelled", "stopped"))
+            },
+        );
+        let w = worker(
+            &fake,
+            r,
+            serde_json::json!({"heartbeat_secs": 5}),
+            serde_json::json!({"cancel_grace_secs": 3}),
+        );
+        let (shutdown, run) = start(w);
+        fake.push_task(ARN, "t", "{}");
+        let reports = within(600, "a report", fake.wait_for_reports(1)).await;
+        let expected = if returns {
+            "Job.Cancelled"
+        } else {
+            "Worker.TaskClosed"
+        };
+        assert_eq!(failure(&reports[0]).0, expected);
         shutdown.shutdown();
         run.await.unwrap().unwrap();
     }

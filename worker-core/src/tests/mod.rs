@@ -60,3 +60,12 @@ pub async fn settle() {
     // Let spawned tasks run to their next await on the paused clock.
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
+
+/// `fut`, or a panic naming `what` if it takes longer than `secs` of (paused)
+/// time: a test whose control case would wait forever fails instead.
+pub async fn within<T>(secs: u64, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(Duration::from_secs(secs), fut).await {
+        Ok(v) => v,
+        Err(_) => panic!("{what}: not within {secs} s"),
+    }
+}

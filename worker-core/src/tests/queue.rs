@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::{failure, start};
 use crate::aws::fake::{FakeSfn, Op, Report};
-use crate::aws::fake_sqs::FakeSqs;
+use crate::aws::fake_sqs::{FakeSqs, SqsOp};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::{Config, Plan, Registry, TaskContext, TaskError, Worker};
 
@@ -290,6 +290,161 @@ async fn fifo_messages_of_one_group_run_in_order_one_at_a_time() {
             "start 0", "end 0", "start 1", "end 1", "start 2", "end 2", "start 3", "end 3"
         ]
     );
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_and_visibility_go_on_while_a_report_is_retried() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    // About two minutes of throttled reports: far past the visibility
+    // timeout (30 s) and several heartbeat intervals (10 s).
+    for _ in 0..20 {
+        sfn.fail_next(
+            Op::Success,
+            ApiError::service("ThrottlingException", 400, "slow down"),
+        );
+    }
+    let w = worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"visibility_timeout_secs": 30, "heartbeat_secs": 10}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(4)));
+    let t0 = Instant::now();
+    let reports = sfn.wait_for_reports(1).await;
+    let took = t0.elapsed();
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert!(took > Duration::from_secs(60), "reporting took {took:?}");
+    assert!(matches!(&reports[..], [Report::Success { output, .. }] if output == "8"));
+    assert_eq!(
+        sqs.times_received(&id),
+        1,
+        "the message never became visible again"
+    );
+    let beats = sfn.heartbeats("t").len() as u64;
+    assert!(
+        beats >= took.as_secs() / 10 - 1,
+        "{beats} heartbeats in {took:?} of reporting"
+    );
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_that_fails_for_a_while_is_retried_while_the_message_is_kept() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    for _ in 0..15 {
+        sqs.fail_next(
+            SqsOp::Delete,
+            ApiError::service("InternalError", 500, "injected"),
+        );
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::new();
+    let c = calls.clone();
+    r.handler("h", move |n: u64, _ctx| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, TaskError>(n) }
+    });
+    let w = worker(
+        &sfn,
+        &sqs,
+        r,
+        serde_json::json!({"visibility_timeout_secs": 30}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert!(
+        sqs.delete_calls().len() >= 16,
+        "{}",
+        sqs.delete_calls().len()
+    );
+    assert_eq!(sqs.times_received(&id), 1);
+    // Past a visibility timeout more: nothing comes back.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(sfn.reports().len(), 1);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_of_a_token_settled_here_is_dropped_without_running_the_handler() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let calls = Arc::new(AtomicUsize::new(0));
+    let mut r = Registry::new();
+    let c = calls.clone();
+    r.handler("h", move |n: u64, _ctx| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, TaskError>(n) }
+    });
+    let (shutdown, run) = start(worker(
+        &sfn,
+        &sqs,
+        r,
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ));
+    sqs.send(URL, &body("same", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    // The same token again (as when a delete was lost and the message came
+    // back): deleted, and the handler is not run a second time.
+    sqs.send(URL, &body("same", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(
+        sfn.refused().is_empty(),
+        "no second report: {:?}",
+        sfn.refused()
+    );
+    // A different token still runs.
+    sqs.send(URL, &body("other", serde_json::json!(2)));
+    sfn.wait_for_reports(2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn fifo_messages_waiting_behind_their_group_are_kept_invisible() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let mut r = Registry::new();
+    r.handler("h", |n: u32, _ctx: TaskContext| async move {
+        // Each longer than the visibility timeout: the last one waits 80 s.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        Ok::<_, TaskError>(n)
+    });
+    let config: Config = serde_json::from_value(serde_json::json!({ "queue": [
+        { "url": FIFO, "handler": "h", "input_pointer": "/input", "concurrency": 8,
+          "visibility_timeout_secs": 30 }
+    ]}))
+    .unwrap();
+    let plan = Plan::build(config, &r).unwrap();
+    let w = Worker::new(plan, Arc::new(sfn.clone())).with_sqs(Arc::new(sqs.clone()));
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            sqs.send_with(
+                FIFO,
+                &body(&format!("t{n}"), serde_json::json!(n)),
+                Some("g1"),
+                None,
+            )
+        })
+        .collect();
+    let (shutdown, run) = start(w);
+    sfn.wait_for_reports(3).await;
+    sqs.wait_until(|q| q.deleted().len() == 3).await;
+    for id in &ids {
+        assert_eq!(sqs.times_received(id), 1, "{id} reappeared while it waited");
+    }
+    let order: Vec<String> = sfn.reports().iter().map(|r| r.token().to_owned()).collect();
+    assert_eq!(order, ["t0", "t1", "t2"]);
     shutdown.shutdown();
     run.await.unwrap().unwrap();
 }

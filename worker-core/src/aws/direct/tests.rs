@@ -216,7 +216,7 @@ async fn service_errors_are_classified_by_code() {
             None,
             r#"{"__type":"com.amazonaws.swf.service.v2.model#TaskTimedOut","message":"gone"}"#,
             "TaskTimedOut",
-            ApiErrorKind::TaskGone,
+            ApiErrorKind::TaskClosed,
         ),
         (
             400,
@@ -230,14 +230,14 @@ async fn service_errors_are_classified_by_code() {
             Some("TaskDoesNotExist:http://internal.amazon.com/"),
             "{}",
             "TaskDoesNotExist",
-            ApiErrorKind::TaskGone,
+            ApiErrorKind::TaskClosed,
         ),
         (
             400,
             None,
             r#"{"__type":"InvalidOutput","message":"bad"}"#,
             "InvalidOutput",
-            ApiErrorKind::Rejected,
+            ApiErrorKind::InvalidPayload,
         ),
         (
             503,

@@ -1,0 +1,198 @@
+//! Keeping one task alive from receipt until it is settled: heartbeats to
+//! Step Functions and, for SQS, renewals of the message's visibility, on one
+//! timer per task.
+//!
+//! It runs while the handler runs *and* while the report is retried: a
+//! report that backs off through throttling or 5xx answers can take longer
+//! than the visibility timeout or the state's `HeartbeatSeconds`, and a task
+//! whose message reappears runs a second time.
+//!
+//! What a heartbeat's answer means:
+//! - accepted: the token is good (and, on LocalStack, its state has
+//!   `HeartbeatSeconds`);
+//! - `TaskTimedOut`, `TaskDoesNotExist`: the task is closed;
+//! - `InvalidToken` after an accepted heartbeat: closed too. The token was
+//!   valid a moment ago, and LocalStack answers `InvalidToken` for a closed
+//!   task where AWS answers `TaskTimedOut`;
+//! - `InvalidToken` with no heartbeat accepted yet: proves nothing. On
+//!   LocalStack it is the answer for every state without `HeartbeatSeconds`
+//!   (AWS accepts and ignores those); on AWS it means a malformed token,
+//!   which the report will find out. The task goes on.
+//! - anything else: retried soon; the task goes on.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::{Fuse, FusedFuture};
+use tokio::time::{Instant, sleep_until};
+
+use crate::aws::{ApiError, ApiErrorKind};
+use crate::completion::Reporter;
+use crate::heartbeat::HeartbeatSchedule;
+use crate::lease::Lease;
+use crate::metrics::BindingLabels;
+
+/// A failed renewal is tried again this soon (or at the interval, if shorter).
+const RENEW_RETRY: Duration = Duration::from_secs(2);
+/// The longest a heartbeat yields to waiting reports.
+const MAX_YIELD: Duration = Duration::from_secs(5);
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+pub(crate) struct KeepAlive<'a> {
+    reporter: &'a Reporter,
+    token: &'a str,
+    labels: &'a BindingLabels,
+    schedule: HeartbeatSchedule,
+    max_yield: Duration,
+    heartbeat: Fuse<BoxFuture<'a, Result<(), ApiError>>>,
+    /// A heartbeat of this task was accepted.
+    accepted: bool,
+    /// An ambiguous `InvalidToken` was logged already (once per task).
+    told_invalid: bool,
+    lease: Option<&'a dyn Lease>,
+    renew_every: Option<Duration>,
+    next_renew: Option<Instant>,
+    renewal: Fuse<BoxFuture<'a, bool>>,
+}
+
+impl<'a> KeepAlive<'a> {
+    pub fn new(
+        reporter: &'a Reporter,
+        token: &'a str,
+        labels: &'a BindingLabels,
+        interval: Option<Duration>,
+        lease: Option<&'a dyn Lease>,
+    ) -> Self {
+        let now = Instant::now();
+        let renew_every = lease.and_then(|l| l.renew_every());
+        Self {
+            reporter,
+            token,
+            labels,
+            schedule: HeartbeatSchedule::new(interval, now),
+            max_yield: interval.map_or(MAX_YIELD, |i| (i / 2).min(MAX_YIELD)),
+            heartbeat: Fuse::terminated(),
+            accepted: false,
+            told_invalid: false,
+            lease,
+            renew_every,
+            next_renew: renew_every.map(|every| now + every),
+            renewal: Fuse::terminated(),
+        }
+    }
+
+    /// The handler asked for a heartbeat now.
+    pub fn request_heartbeat(&mut self) {
+        self.schedule.request(Instant::now());
+    }
+
+    /// Keep the task alive until a heartbeat's answer says the task is
+    /// closed; returns that answer's code. Cancel-safe: calls in flight live
+    /// in `self`, so dropping this future loses nothing. After it returned,
+    /// no more heartbeats are sent and calling it again only renews the lease.
+    pub async fn until_closed(&mut self) -> String {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            // One timer: the earlier of the next heartbeat and the next
+            // renewal, each skipped while its previous call is in flight.
+            let heartbeat_due = self
+                .schedule
+                .due_at()
+                .filter(|_| self.heartbeat.is_terminated());
+            let renew_due = self.next_renew.filter(|_| self.renewal.is_terminated());
+            let due = match (heartbeat_due, renew_due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            tokio::select! {
+                result = &mut self.heartbeat, if !self.heartbeat.is_terminated() => {
+                    if let Some(code) = self.answered(result) {
+                        return code;
+                    }
+                }
+                kept = &mut self.renewal, if !self.renewal.is_terminated() => {
+                    if !kept && let Some(every) = self.renew_every {
+                        self.next_renew = Some(Instant::now() + every.min(RENEW_RETRY));
+                    }
+                }
+                _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {
+                    let now = Instant::now();
+                    if heartbeat_due.is_some_and(|at| at <= now) {
+                        self.schedule.sent(now);
+                        self.heartbeat = self.reporter.heartbeat(self.token, self.max_yield).boxed().fuse();
+                    }
+                    if let Some(lease) = self.lease
+                        && renew_due.is_some_and(|at| at <= now)
+                    {
+                        self.next_renew = self.renew_every.map(|every| now + every);
+                        self.renewal = lease.renew().fuse();
+                    }
+                }
+                else => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Stop: no more heartbeats (one in flight is dropped), and a renewal in
+    /// flight is finished first, because a visibility change racing the
+    /// delete fails with "receipt handle is invalid".
+    pub async fn finish(mut self) {
+        if !self.renewal.is_terminated() {
+            (&mut self.renewal).await;
+        }
+    }
+
+    /// Act on a heartbeat's answer; `Some(code)` when the task is closed.
+    fn answered(&mut self, result: Result<(), ApiError>) -> Option<String> {
+        let e = match result {
+            Ok(()) => {
+                self.accepted = true;
+                self.labels.heartbeat("ok");
+                return None;
+            }
+            Err(e) => e,
+        };
+        let closed = match e.kind {
+            ApiErrorKind::TaskClosed => true,
+            ApiErrorKind::InvalidToken => self.accepted,
+            _ => false,
+        };
+        if closed {
+            self.labels.heartbeat("task_gone");
+            tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler");
+            self.schedule.stop();
+            return Some(e.code);
+        }
+        match e.kind {
+            ApiErrorKind::InvalidToken => {
+                self.labels.heartbeat("invalid_token");
+                if !std::mem::replace(&mut self.told_invalid, true) {
+                    tracing::info!(
+                        "heartbeat answered InvalidToken before any was accepted; carrying on \
+                         (LocalStack's answer for a state without HeartbeatSeconds; on AWS a \
+                         malformed token, which the report will find)"
+                    );
+                }
+            }
+            ApiErrorKind::Throttled => {
+                self.labels.heartbeat("throttled");
+                self.schedule.failed(Instant::now());
+            }
+            _ if e.is_retryable() => {
+                self.labels.heartbeat("error");
+                tracing::warn!(code = %e.code, error = %e.message, "heartbeat failed; retrying soon");
+                self.schedule.failed(Instant::now());
+            }
+            _ => {
+                // Access denied and the like: retrying soon will not help;
+                // the timer tries again at the interval.
+                self.labels.heartbeat("error");
+                tracing::warn!(code = %e.code, error = %e.message, "heartbeat refused");
+            }
+        }
+        None
+    }
+}
