@@ -15,8 +15,17 @@
 //! (the SDK's signer) and sent over one keep-alive pool. Everything else
 //! (`DescribeActivity` at start-up, all of SQS) stays on the SDK. The SDK
 //! client is still available (`[aws] sfn_client = "sdk"`).
+//!
+//! It follows the SDK's configuration where the SDK's own client would:
+//! a service-specific endpoint (`AWS_ENDPOINT_URL_SFN`, or `endpoint_url`
+//! in the profile's `services` section) wins over the global one unless the
+//! endpoint was set in code (`[aws] endpoint_url`); an answer saying the
+//! credentials expired or are not recognized drops the cached ones; and an
+//! answer saying the request's time is off corrects the signing clock by the
+//! answer's `Date`, as the SDK's clock-skew interceptor does.
 
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -26,6 +35,7 @@ use aws_sdk_sfn::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use aws_types::service_config::ServiceConfigKey;
 use serde::{Deserialize, Serialize};
 
 use super::sdk::{CALL_TIMEOUT, CONNECT_TIMEOUT};
@@ -62,6 +72,9 @@ pub struct DirectSfn {
     credentials: Option<SharedCredentialsProvider>,
     identity: RwLock<Option<(Identity, Option<SystemTime>)>>,
     refresh: tokio::sync::Mutex<()>,
+    /// The service's clock minus ours, in milliseconds, learned from the
+    /// `Date` of an answer that said our request's time was off.
+    skew_ms: AtomicI64,
     calls_in_flight: tokio::sync::Semaphore,
     /// For the calls that are not per task.
     sdk: SdkSfn,
@@ -88,7 +101,7 @@ impl DirectSfn {
             .region(region.clone())
             .use_fips(sdk.use_fips().unwrap_or(false))
             .use_dual_stack(sdk.use_dual_stack().unwrap_or(false))
-            .set_endpoint(sdk.endpoint_url().map(str::to_owned))
+            .set_endpoint(endpoint_url(sdk))
             .build()
             .map_err(|e| DirectClientError(format!("Step Functions endpoint parameters: {e}")))?;
         let endpoint = DefaultResolver::new()
@@ -118,6 +131,7 @@ impl DirectSfn {
             credentials: sdk.credentials_provider(),
             identity: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
+            skew_ms: AtomicI64::new(0),
             calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             sdk: SdkSfn::new(sdk, poll_timeout),
         })
@@ -126,6 +140,36 @@ impl DirectSfn {
     /// The resolved Step Functions endpoint.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
+    }
+
+    /// Now, by the service's clock as far as we know it.
+    fn now(&self) -> SystemTime {
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        if skew >= 0 {
+            now + Duration::from_millis(skew.unsigned_abs())
+        } else {
+            now - Duration::from_millis(skew.unsigned_abs())
+        }
+    }
+
+    /// The service refused our credentials or our clock: drop the cached
+    /// credentials (the next call fetches them anew) and learn the skew from
+    /// the answer's `Date`, if it has one.
+    fn credentials_refused(&self, date: Option<&str>) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let Some(server) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else {
+            return;
+        };
+        let skew_ms = match server.duration_since(SystemTime::now()) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        tracing::warn!(
+            skew_ms,
+            "the service refused the request's credentials or time; credentials dropped, signing clock corrected"
+        );
+        self.skew_ms.store(skew_ms, Ordering::Relaxed);
     }
 
     fn cached_identity(&self) -> Option<Identity> {
@@ -188,7 +232,7 @@ impl DirectSfn {
             .identity(&identity)
             .region(&self.region)
             .name("states")
-            .time(SystemTime::now())
+            .time(self.now())
             .settings(SigningSettings::default())
             .build()
             .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?
@@ -216,17 +260,44 @@ impl DirectSfn {
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
-        let error_type = response
-            .headers()
-            .get("x-amzn-errortype")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response.bytes().await.map_err(transport_error)?;
         if status.is_success() {
-            return Ok(body);
+            return response.bytes().await.map_err(transport_error);
         }
-        Err(service_error(status.as_u16(), error_type.as_deref(), &body))
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (error_type, date) = (header("x-amzn-errortype"), header("date"));
+        let body = response.bytes().await.map_err(transport_error)?;
+        let err = service_error(status.as_u16(), error_type.as_deref(), &body);
+        if err.kind == ApiErrorKind::Credentials {
+            self.credentials_refused(date.as_deref());
+        }
+        Err(err)
     }
+}
+
+/// The endpoint URL the SDK's Step Functions client would use, in the same
+/// order as `aws_sdk_sfn::config::Builder::from(&SdkConfig)`: one set on the
+/// `SdkConfig` itself wins; then the service-specific one
+/// (`AWS_ENDPOINT_URL_SFN`, or `endpoint_url` under `sfn` in the profile's
+/// `services` section); then the loader's (`[aws] endpoint_url`,
+/// `AWS_ENDPOINT_URL`, the profile's `endpoint_url`).
+fn endpoint_url(sdk: &SdkConfig) -> Option<String> {
+    if sdk.get_origin("endpoint_url").is_client_config() {
+        return sdk.endpoint_url().map(str::to_owned);
+    }
+    let service_specific = ServiceConfigKey::builder()
+        .service_id("SFN")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()
+        .and_then(|key| sdk.service_config()?.load_config(key));
+    service_specific.or_else(|| sdk.endpoint_url().map(str::to_owned))
 }
 
 /// What kind of call, for its timeout and whether it counts against

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
-use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
@@ -25,6 +25,13 @@ struct Seen {
 /// Serves `reply` to every request, after recording it and checking its signature.
 async fn server(
     reply: impl Fn(&str) -> (StatusCode, HeaderMap, String) + Clone + Send + Sync + 'static,
+) -> (String, Arc<Mutex<Seen>>) {
+    server_with(move |target, _| reply(target)).await
+}
+
+/// [`server`], with the request's headers given to `reply` too.
+async fn server_with(
+    reply: impl Fn(&str, &HeaderMap) -> (StatusCode, HeaderMap, String) + Clone + Send + Sync + 'static,
 ) -> (String, Arc<Mutex<Seen>>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -46,7 +53,8 @@ async fn server(
                 s.signatures_ok.push(signature_ok(&url, &headers, &body));
                 s.session_tokens
                     .push(header(&headers, "x-amz-security-token"));
-                let (status, headers, body) = reply(&target);
+                drop(s);
+                let (status, headers, body) = reply(&target, &headers);
                 (status, headers, body).into_response()
             }
         }),
@@ -300,4 +308,165 @@ async fn a_garbled_poll_response_is_transient() {
         (err.code.as_str(), err.kind),
         ("ResponseError", ApiErrorKind::Transient)
     );
+}
+
+/// Credentials whose session token counts how often they were fetched.
+#[derive(Debug, Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl ProvideCredentials for Counting {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        aws_credential_types::provider::future::ProvideCredentials::ready(Ok(Credentials::new(
+            "AKIDEXAMPLE",
+            SECRET,
+            Some(format!("session-{n}")),
+            None,
+            "counting",
+        )))
+    }
+}
+
+async fn client_with(url: &str, credentials: impl ProvideCredentials + 'static) -> DirectSfn {
+    let sdk = SdkConfig::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(url)
+        .credentials_provider(SharedCredentialsProvider::new(credentials))
+        .build();
+    DirectSfn::new(&sdk, Duration::from_secs(70))
+        .await
+        .expect("client")
+}
+
+fn refused(code: &str, date: Option<String>) -> (StatusCode, HeaderMap, String) {
+    let mut headers = HeaderMap::new();
+    if let Some(d) = date {
+        headers.insert("date", d.parse().expect("date"));
+    }
+    (
+        StatusCode::BAD_REQUEST,
+        headers,
+        format!(r#"{{"__type":"{code}","message":"refused"}}"#),
+    )
+}
+
+#[tokio::test]
+async fn an_expired_token_answer_drops_the_cached_credentials() {
+    for code in [
+        "ExpiredTokenException",
+        "UnrecognizedClientException",
+        "InvalidSignatureException",
+    ] {
+        let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let c = calls.clone();
+        let (url, seen) = server(move |_| {
+            if c.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+                refused(code, None)
+            } else {
+                ok("{}")
+            }
+        })
+        .await;
+        let api = client_with(&url, Counting::default()).await;
+        let err = api.send_task_heartbeat("t").await.expect_err("refused");
+        assert_eq!(err.kind, ApiErrorKind::Credentials, "{code}");
+        api.send_task_heartbeat("t").await.expect("accepted");
+        api.send_task_heartbeat("t").await.expect("accepted");
+        let tokens = seen.lock().expect("lock").session_tokens.clone();
+        let tokens: Vec<_> = tokens.iter().map(|t| t.as_deref().unwrap_or("")).collect();
+        assert_eq!(
+            tokens,
+            ["session-1", "session-2", "session-2"],
+            "{code}: fetched anew once, then cached again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_request_expired_answer_corrects_the_signing_clock() {
+    // The service's clock is an hour ahead of ours; it refuses requests
+    // signed more than 5 minutes off, saying its time in `Date`.
+    let ahead = Duration::from_secs(3600);
+    let (url, seen) = server_with(move |_, headers| {
+        let server_now = SystemTime::now() + ahead;
+        let signed = header(headers, "x-amz-date").unwrap_or_default();
+        let server_stamp = aws_smithy_types::DateTime::from(server_now)
+            .fmt(aws_smithy_types::date_time::Format::DateTime)
+            .expect("format");
+        // Compare yyyy-mm-ddThh:mm at minute precision is enough here.
+        let signed_minute = format!(
+            "{}-{}-{}T{}:{}",
+            &signed[0..4],
+            &signed[4..6],
+            &signed[6..8],
+            &signed[9..11],
+            &signed[11..13]
+        );
+        if server_stamp.starts_with(&signed_minute) {
+            ok("{}")
+        } else {
+            refused("RequestExpired", Some(httpdate::fmt_http_date(server_now)))
+        }
+    })
+    .await;
+    let api = client(&url, None).await;
+    let err = api
+        .send_task_heartbeat("t")
+        .await
+        .expect_err("off by an hour");
+    assert_eq!(err.code, "RequestExpired");
+    api.send_task_heartbeat("t")
+        .await
+        .expect("signed with the corrected clock");
+    assert_eq!(seen.lock().expect("lock").signatures_ok, [true, true]);
+}
+
+/// A service-specific endpoint, as `AWS_ENDPOINT_URL_SFN` or a profile's
+/// `services` section gives it (without touching this process's environment).
+#[derive(Debug)]
+struct SfnOnly;
+
+impl aws_types::service_config::LoadServiceConfig for SfnOnly {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        (key.service_id() == "SFN" && key.profile() == "endpoint_url")
+            .then(|| "http://sfn-only.invalid:2".to_owned())
+    }
+}
+
+#[tokio::test]
+async fn a_service_specific_endpoint_wins_as_in_the_sdk() {
+    let base = || {
+        SdkConfig::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url("http://global.invalid:1")
+            .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+                "a", "b", None, None, "t",
+            )))
+    };
+    let endpoint = |sdk: SdkConfig| async move {
+        DirectSfn::new(&sdk, Duration::from_secs(70))
+            .await
+            .expect("client")
+            .endpoint()
+            .to_owned()
+    };
+    // AWS_ENDPOINT_URL_SFN (or the profile's services section) over
+    // AWS_ENDPOINT_URL.
+    assert_eq!(
+        endpoint(base().service_config(SfnOnly).build()).await,
+        "http://sfn-only.invalid:2"
+    );
+    // The control: nothing service-specific, the global one.
+    assert_eq!(endpoint(base().build()).await, "http://global.invalid:1");
+    // Set in code ([aws] endpoint_url): it wins, as in the SDK.
+    let mut in_code = base().service_config(SfnOnly);
+    in_code.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
+    assert_eq!(endpoint(in_code.build()).await, "http://global.invalid:1");
 }
