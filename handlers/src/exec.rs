@@ -9,12 +9,19 @@
 //! - Non-zero exit: if stdout is `{"error": "...", "cause": "..."}`, that is
 //!   the task failure (a state machine can `Catch` the name); otherwise
 //!   `Exec.NonZeroExit` with the exit code and the tail of stderr.
+//! - The task ends when the command exits. Whatever it left running in its
+//!   process group (a `cmd &` it did not wait for) is sent SIGTERM then,
+//!   and SIGKILL `kill_after_secs` later.
 //! - Cancellation (task closed, timeout, shutdown): SIGTERM to the command's
-//!   process group, SIGKILL `kill_after_secs` later.
+//!   process group, SIGKILL `kill_after_secs` later; if the worker drops the
+//!   handler first (its cancel grace ran out), SIGKILL at once.
+//! - Environment: only what `env_inherit` names (by default `PATH`, `HOME`,
+//!   locale and the like) plus `env`; never the rest of the worker's own.
 //! - stdout is captured up to `max_output_bytes` (beyond it the task fails
 //!   with `Worker.OutputTooLarge`), stderr's last 8 KiB are kept for the cause.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
@@ -39,6 +46,13 @@ pub const NON_ZERO_EXIT: &str = "Exec.NonZeroExit";
 pub const CANCELLED: &str = "Exec.Cancelled";
 
 const STDERR_TAIL_BYTES: usize = 8 * 1024;
+/// After the command exited, its pipes are read until nothing arrives for
+/// this long (something it left behind may keep them open forever).
+const DRAIN_QUIET: Duration = Duration::from_millis(50);
+/// What a command inherits from the worker's environment by default.
+const DEFAULT_INHERIT: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR",
+];
 
 /// The `exec` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -50,9 +64,16 @@ pub struct Exec;
 pub struct ExecParams {
     /// The program and its arguments, e.g. `["./resize.sh", "--fast"]`.
     pub command: Vec<String>,
-    /// Extra environment variables for the command.
+    /// Environment variables for the command, on top of the inherited ones.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The worker's environment variables the command inherits: names, or
+    /// prefixes ending in `*`. Default: `PATH`, `HOME`, `USER`, `LOGNAME`,
+    /// `LANG`, `LANGUAGE`, `LC_*`, `TZ`, `TMPDIR`. Nothing else (not the
+    /// worker's configuration, not the http handler's secret variables)
+    /// unless named here.
+    #[serde(default = "default_env_inherit")]
+    pub env_inherit: Vec<String>,
     /// Working directory; default: the worker's.
     pub cwd: Option<PathBuf>,
     /// Seconds between SIGTERM and SIGKILL on cancellation. Default 5.
@@ -63,6 +84,9 @@ pub struct ExecParams {
     pub max_output_bytes: usize,
 }
 
+fn default_env_inherit() -> Vec<String> {
+    DEFAULT_INHERIT.iter().map(|s| (*s).to_owned()).collect()
+}
 fn default_kill_after_secs() -> u64 {
     5
 }
@@ -81,7 +105,8 @@ impl HandlerFactory for Exec {
     }
     fn params_help(&self) -> &str {
         "command: [string] (required) - program and arguments, run without a shell\n\
-         env: table of strings (default {}) - extra environment variables\n\
+         env: table of strings (default {}) - environment variables for the command\n\
+         env_inherit: [string] (default PATH HOME USER LOGNAME LANG LANGUAGE LC_* TZ TMPDIR) - the worker's variables it inherits (NAME or PREFIX*)\n\
          cwd: string (default: the worker's) - working directory\n\
          kill_after_secs: integer (default 5) - SIGTERM to SIGKILL delay on cancellation\n\
          max_output_bytes: integer (default 1048576) - stdout kept"
@@ -96,6 +121,15 @@ impl HandlerFactory for Exec {
         }
         if params.max_output_bytes == 0 {
             return Err("max_output_bytes: expected a positive number".into());
+        }
+        if let Some(bad) = params
+            .env_inherit
+            .iter()
+            .find(|n| n.is_empty() || n.contains('=') || n[..n.len() - 1].contains('*'))
+        {
+            return Err(format!(
+                "env_inherit: expected variable names or prefixes ending in *, got {bad:?}"
+            ));
         }
         Ok(Arc::new(ExecHandler(Arc::new(params))))
     }
@@ -113,13 +147,15 @@ impl Handler for ExecHandler {
 async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, TaskError> {
     let mut cmd = Command::new(&p.command[0]);
     cmd.args(&p.command[1..])
-        .envs(&p.env)
+        // An explicit environment: the worker's own may hold secrets (its
+        // configuration, the http handler's header variables).
+        .env_clear()
+        .envs(child_env(std::env::vars_os(), &p.env_inherit, &p.env))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Its own process group, so cancellation reaches what it started too.
         .process_group(0)
-        // If the worker drops this future (abandoned at shutdown), kill it.
         .kill_on_drop(true);
     if let Some(cwd) = &p.cwd {
         cmd.current_dir(cwd);
@@ -130,41 +166,78 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
             format!("could not start {:?}: {e}", p.command[0]),
         )
     })?;
-    let pid = child.id();
+    // If this future is dropped (abandoned at the cancel grace), the whole
+    // group is killed, not just the command.
+    let mut group = GroupGuard(child.id());
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
 
-    let feed = async move {
-        if let Some(mut stdin) = stdin {
-            // A command that does not read its input closes the pipe: fine.
-            let _ = stdin.write_all(input.as_bytes()).await;
-        }
-    };
-    let finished = async {
-        let ((), out, err) = tokio::join!(
-            feed,
-            read_bounded(stdout, p.max_output_bytes),
-            read_tail(stderr, STDERR_TAIL_BYTES)
-        );
-        (child.wait().await, out, err)
-    };
-    let mut finished = std::pin::pin!(finished);
+    // The pipes are read into these while the command runs; they are read
+    // even if the readers never see end-of-file (something the command left
+    // behind may hold the pipes open).
+    let mut out = Captured::default();
+    let mut err = Captured::default();
+    let progress = std::sync::atomic::AtomicUsize::new(0);
+    let status = {
+        let io = async {
+            let feed = async move {
+                if let Some(mut stdin) = stdin {
+                    // A command that does not read its input closes the pipe: fine.
+                    let _ = stdin.write_all(input.as_bytes()).await;
+                }
+            };
+            tokio::join!(
+                feed,
+                read_bounded(stdout, p.max_output_bytes, &mut out, &progress),
+                read_tail(stderr, STDERR_TAIL_BYTES, &mut err, &progress)
+            );
+        };
+        let mut io = std::pin::pin!(io);
+        let mut io_done = false;
 
-    let (status, (stdout, stdout_overflow), stderr) = tokio::select! {
-        r = &mut finished => r,
-        _ = ctx.cancelled() => {
-            signal(pid, Signal::SIGTERM);
-            let kill_after = Duration::from_secs(p.kill_after_secs);
-            if tokio::time::timeout(kill_after, &mut finished).await.is_err() {
-                signal(pid, Signal::SIGKILL);
-                let _ = finished.await;
+        let status = loop {
+            tokio::select! {
+                () = &mut io, if !io_done => io_done = true,
+                status = child.wait() => break status,
+                _ = ctx.cancelled() => {
+                    group.signal(Signal::SIGTERM);
+                    let kill_after = Duration::from_secs(p.kill_after_secs);
+                    let exited = async {
+                        let _ = child.wait().await;
+                        if !io_done {
+                            (&mut io).await;
+                        }
+                    };
+                    if tokio::time::timeout(kill_after, exited).await.is_err() {
+                        group.signal(Signal::SIGKILL);
+                        let _ = child.wait().await;
+                    }
+                    group.disarm();
+                    return Err(TaskError::new(CANCELLED, "the command was stopped because the task was cancelled"));
+                }
             }
-            return Err(TaskError::new(CANCELLED, "the command was stopped because the task was cancelled"));
+        };
+        if !io_done {
+            // The command exited but something it started still holds its
+            // pipes. What the command wrote is in them: read until they go quiet,
+            // then stop waiting for end-of-file.
+            loop {
+                let before = progress.load(std::sync::atomic::Ordering::Relaxed);
+                if tokio::time::timeout(DRAIN_QUIET, &mut io).await.is_ok()
+                    || progress.load(std::sync::atomic::Ordering::Relaxed) == before
+                {
+                    break;
+                }
+            }
         }
+        status
     };
+    // The task ends when the command exits; what it left behind in its
+    // process group is terminated (SIGTERM now, SIGKILL after kill_after_secs).
+    group.leftovers(Duration::from_secs(p.kill_after_secs));
     let status = status.map_err(|e| {
         TaskError::new(SPAWN_FAILED, format!("waiting for the command failed: {e}"))
     })?;
-    if stdout_overflow {
+    if out.overflow {
         return Err(TaskError::new(
             OUTPUT_TOO_LARGE,
             format!(
@@ -173,6 +246,7 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
             ),
         ));
     }
+    let stdout = out.bytes;
     if status.success() {
         return match serde_json::from_slice::<Box<serde_json::value::RawValue>>(&stdout) {
             Ok(raw) => Ok(raw.get().to_owned()),
@@ -191,10 +265,73 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
             format!(
                 "{}; stderr: {}",
                 describe(status),
-                String::from_utf8_lossy(&stderr).trim_end()
+                String::from_utf8_lossy(&err.bytes).trim_end()
             ),
         )
     }))
+}
+
+/// The environment a command gets: the worker's variables named by
+/// `inherit` (exact names, or prefixes ending in `*`), then `env`.
+fn child_env(
+    parent: impl Iterator<Item = (OsString, OsString)>,
+    inherit: &[String],
+    env: &BTreeMap<String, String>,
+) -> Vec<(OsString, OsString)> {
+    let wanted = |name: &OsString| {
+        let Some(name) = name.to_str() else {
+            return false;
+        };
+        inherit
+            .iter()
+            .any(|pattern| match pattern.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => name == pattern,
+            })
+    };
+    let mut out: Vec<(OsString, OsString)> = parent.filter(|(k, _)| wanted(k)).collect();
+    out.extend(env.iter().map(|(k, v)| (k.into(), v.into())));
+    out
+}
+
+/// The command's process group, killed if the handler's future is dropped
+/// before the command was waited for.
+struct GroupGuard(Option<u32>);
+
+impl GroupGuard {
+    fn signal(&self, sig: Signal) {
+        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
+            // The group may already be gone; nothing to do then.
+            let _ = killpg(Pid::from_raw(pid), sig);
+        }
+    }
+
+    /// The command was waited for: nothing to kill on drop.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+
+    /// Terminate what the command left in its group: SIGTERM now, SIGKILL
+    /// after `kill_after`. (The group's id is the command's pid, which the
+    /// kernel does not hand out again while any member of the group lives.)
+    fn leftovers(&mut self, kill_after: Duration) {
+        let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) else {
+            return;
+        };
+        let group = Pid::from_raw(pid);
+        if killpg(group, Signal::SIGTERM).is_ok() {
+            tokio::spawn(async move {
+                tokio::time::sleep(kill_after).await;
+                let _ = killpg(group, Signal::SIGKILL);
+            });
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::SIGKILL);
+    }
 }
 
 /// The failure a command declared on stdout: `{"error": ..., "cause": ...}`.
@@ -218,52 +355,59 @@ fn describe(status: ExitStatus) -> String {
     }
 }
 
-fn signal(pid: Option<u32>, sig: Signal) {
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        // The group may already be gone; nothing to do then.
-        let _ = killpg(Pid::from_raw(pid), sig);
-    }
+/// What a reader kept of one pipe.
+#[derive(Default)]
+struct Captured {
+    bytes: Vec<u8>,
+    /// More was written than was kept.
+    overflow: bool,
 }
 
-/// Read all of `r`, keeping the first `max` bytes; the rest is drained so the
-/// writer never blocks. Returns (kept, whether anything was dropped).
-async fn read_bounded(r: Option<impl AsyncRead + Unpin>, max: usize) -> (Vec<u8>, bool) {
-    let Some(mut r) = r else {
-        return (Vec::new(), false);
-    };
-    let mut kept = Vec::new();
+/// Read all of `r` into `into`, keeping the first `max` bytes; the rest is
+/// drained so the writer never blocks. `progress` counts bytes read.
+async fn read_bounded(
+    r: Option<impl AsyncRead + Unpin>,
+    max: usize,
+    into: &mut Captured,
+    progress: &std::sync::atomic::AtomicUsize,
+) {
+    let Some(mut r) = r else { return };
     let mut buf = [0u8; 8192];
-    let mut overflow = false;
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                let room = max.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-                overflow |= n > room;
+                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                let room = max.saturating_sub(into.bytes.len());
+                into.bytes.extend_from_slice(&buf[..n.min(room)]);
+                into.overflow |= n > room;
             }
         }
     }
-    (kept, overflow)
 }
 
-/// Read all of `r`, keeping the last `max` bytes.
-async fn read_tail(r: Option<impl AsyncRead + Unpin>, max: usize) -> Vec<u8> {
-    let Some(mut r) = r else { return Vec::new() };
-    let mut tail = Vec::new();
+/// Read all of `r` into `into`, keeping the last `max` bytes.
+async fn read_tail(
+    r: Option<impl AsyncRead + Unpin>,
+    max: usize,
+    into: &mut Captured,
+    progress: &std::sync::atomic::AtomicUsize,
+) {
+    let Some(mut r) = r else { return };
     let mut buf = [0u8; 8192];
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                tail.extend_from_slice(&buf[..n]);
-                if tail.len() > max {
-                    tail.drain(..tail.len() - max);
+                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+                into.bytes.extend_from_slice(&buf[..n]);
+                if into.bytes.len() > max {
+                    let excess = into.bytes.len() - max;
+                    into.bytes.drain(..excess);
                 }
             }
         }
     }
-    tail
 }
 
 #[cfg(test)]

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use sfn_worker_core::Registry;
 
-use crate::commands;
 use crate::config_file::ConfigSource;
 use crate::telemetry::{self, LogFormat};
+use crate::{commands, init};
 
 /// Exit code for a configuration that cannot be used.
 pub(crate) const EXIT_CONFIG: u8 = 2;
@@ -71,6 +71,9 @@ enum Command {
 }
 
 pub(crate) fn main(registry: Registry) -> ExitCode {
+    if init::wanted() {
+        return init::run();
+    }
     let cli = Cli::parse();
     telemetry::init_logging(match cli.log_format {
         Format::Text => LogFormat::Text,

@@ -25,6 +25,7 @@ mod cli;
 mod commands;
 mod config_file;
 mod http;
+mod init;
 mod telemetry;
 
 use std::process::ExitCode;

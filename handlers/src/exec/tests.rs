@@ -182,3 +182,166 @@ async fn a_child_ignoring_sigterm_is_killed_after_kill_after_secs() {
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Whether `pid` is gone (or a zombie waiting for its parent to reap it).
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z')),
+    }
+}
+
+async fn wait_dead(pid: i32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if dead(pid) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    dead(pid)
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sfn-exec-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn read_pid(path: &std::path::Path) -> i32 {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_task_ends_when_the_command_exits_and_what_it_left_is_terminated() {
+    let dir = scratch("leftover");
+    let pidfile = dir.join("bg");
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "sleep 300 & echo $! > \"$PIDFILE\"; echo '{\"ok\":true}'"],
+        "env": {"PIDFILE": pidfile.to_str().unwrap()},
+    }));
+    let start = Instant::now();
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        h.call("{}".into(), TaskContext::local("t")),
+    )
+    .await
+    .expect("the task waited for the background sleep");
+    assert_eq!(out.unwrap(), r#"{"ok":true}"#);
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+    let bg = read_pid(&pidfile);
+    assert!(
+        wait_dead(bg, Duration::from_secs(2)).await,
+        "leftover {bg} still runs"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn cancellation_reaches_everything_in_the_group() {
+    let dir = scratch("cancel-group");
+    let pidfile = dir.join("bg");
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "sleep 300 & echo $! > \"$PIDFILE\"; wait"],
+        "env": {"PIDFILE": pidfile.to_str().unwrap()},
+    }));
+    let ctx = TaskContext::local("t");
+    let (c, p) = (ctx.clone(), pidfile.clone());
+    tokio::spawn(async move {
+        while !p.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        c.cancel(CancelReason::TaskClosed);
+    });
+    let err = h.call("{}".into(), ctx).await.unwrap_err();
+    assert_eq!(err.error(), "Exec.Cancelled");
+    let bg = read_pid(&pidfile);
+    assert!(
+        wait_dead(bg, Duration::from_secs(2)).await,
+        "{bg} still runs"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_handler_dropped_before_the_command_ended_kills_its_whole_group() {
+    // As when the worker abandons a handler at the cancel grace: the
+    // future is dropped, with kill_after_secs not yet over.
+    let dir = scratch("dropped");
+    let (sh_pid, bg_pid) = (dir.join("sh"), dir.join("bg"));
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "trap '' TERM; sleep 300 & echo $! > \"$BG\"; echo $$ > \"$SH\"; wait"],
+        "env": {"BG": bg_pid.to_str().unwrap(), "SH": sh_pid.to_str().unwrap()},
+        "kill_after_secs": 600,
+    }));
+    let ctx = TaskContext::local("t");
+    let run = tokio::spawn(h.call("{}".into(), ctx.clone()));
+    while !(sh_pid.exists() && bg_pid.exists()) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ctx.cancel(CancelReason::Shutdown);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    run.abort();
+    let _ = run.await;
+    for pid in [read_pid(&sh_pid), read_pid(&bg_pid)] {
+        assert!(
+            wait_dead(pid, Duration::from_secs(2)).await,
+            "{pid} survived the drop"
+        );
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn the_command_gets_only_the_environment_it_is_given() {
+    let parent = [
+        ("PATH", "/usr/bin"),
+        ("HOME", "/home/w"),
+        ("LC_ALL", "C.UTF-8"),
+        ("SFN_WORKER_CONFIG_TOML", "[aws] secrets"),
+        ("API_TOKEN", "s3cr3t"),
+        ("AWS_SECRET_ACCESS_KEY", "k"),
+    ]
+    .map(|(k, v)| (OsString::from(k), OsString::from(v)));
+    let names = |inherit: &[String], env: &BTreeMap<String, String>| -> Vec<String> {
+        child_env(parent.clone().into_iter(), inherit, env)
+            .into_iter()
+            .map(|(k, v)| format!("{}={}", k.to_string_lossy(), v.to_string_lossy()))
+            .collect()
+    };
+    assert_eq!(
+        names(&default_env_inherit(), &BTreeMap::new()),
+        ["PATH=/usr/bin", "HOME=/home/w", "LC_ALL=C.UTF-8"]
+    );
+    let env = BTreeMap::from([("MODE".to_owned(), "fast".to_owned())]);
+    assert_eq!(
+        names(&["API_*".to_owned()], &env),
+        ["API_TOKEN=s3cr3t", "MODE=fast"]
+    );
+}
+
+#[test]
+fn env_inherit_patterns_are_checked_at_build() {
+    for bad in ["", "A=B", "*X*"] {
+        let err = Exec
+            .build(
+                serde_json::from_value(
+                    serde_json::json!({ "command": ["true"], "env_inherit": [bad] }),
+                )
+                .unwrap(),
+            )
+            .err()
+            .unwrap();
+        assert!(err.contains("env_inherit"), "{bad}: {err}");
+    }
+}

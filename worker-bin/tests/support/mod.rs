@@ -250,8 +250,43 @@ impl Daemon {
         Self::start_named(dir, "sfn-worker", worker, bindings)
     }
 
+    /// The children of this daemon's process: (pid, state letter).
+    pub fn children_of(pid: u32) -> Vec<(u32, char)> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+                continue;
+            };
+            let Some((_, rest)) = stat.rsplit_once(") ") else {
+                continue;
+            };
+            let mut fields = rest.split_whitespace();
+            let state = fields.next().and_then(|s| s.chars().next()).unwrap_or('?');
+            if fields.next().and_then(|pp| pp.parse::<u32>().ok()) == Some(pid) {
+                out.push((p, state));
+            }
+        }
+        out
+    }
+
     /// As [`Daemon::start`], with its own config and log file names.
     pub fn start_named(dir: &Path, name: &str, worker: &str, bindings: &str) -> Daemon {
+        Self::start_with(dir, name, worker, bindings, &[], &[])
+    }
+
+    /// As [`Daemon::start_named`], run through `wrapper` (a command that
+    /// runs the rest of its argv, like `unshare ...`) with extra `env`.
+    pub fn start_with(
+        dir: &Path,
+        name: &str,
+        worker: &str,
+        bindings: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
         let body = format!(
@@ -260,12 +295,22 @@ impl Daemon {
         );
         std::fs::write(&config, body).unwrap();
         let log = dir.join(format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_sfn-worker"))
+        let exe = env!("CARGO_BIN_EXE_sfn-worker");
+        let mut command = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(exe);
+                c
+            }
+            None => Command::new(exe),
+        };
+        let child = command
             .args(["run", "--config"])
             .arg(&config)
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("RUST_LOG", "info,sfn_worker_core=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
