@@ -11,12 +11,21 @@
 //! - Header values can come from environment variables
 //!   (`headers.Authorization = { env = "API_TOKEN" }`), so secrets stay out of
 //!   the configuration file. They are read when the configuration is loaded.
+//! - Redirects are followed (at most 10) only where that changes nothing the
+//!   caller meant: 307/308 re-send the same method and body; 301/302/303 are
+//!   followed for GET and HEAD only, since following them would turn a POST
+//!   into a GET without its body (not followed: `Http.UnexpectedStatus`).
+//!   Secret headers (from `{ env = ... }`, and `Authorization`,
+//!   `Proxy-Authorization`, `Cookie`) are never sent to another origin.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderMap, HeaderName, HeaderValue, LOCATION,
+    PROXY_AUTHORIZATION,
+};
 use serde::Deserialize;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError};
@@ -42,6 +51,8 @@ pub const CANCELLED: &str = "Http.Cancelled";
 
 /// How much of an error answer's body goes into the cause.
 const CAUSE_BODY_BYTES: usize = 1024;
+/// The most redirects followed for one task.
+const MAX_REDIRECTS: usize = 10;
 
 /// The `http` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -123,6 +134,7 @@ impl HandlerFactory for Http {
                 )
             })?;
         let mut headers = HeaderMap::new();
+        let mut secret = Vec::new();
         for (name, source) in &p.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers.{name}: not a valid header name"))?;
@@ -134,7 +146,12 @@ impl HandlerFactory for Http {
             };
             let mut value = HeaderValue::from_str(&text)
                 .map_err(|_| format!("headers.{name}: not a valid header value"))?;
-            value.set_sensitive(matches!(source, HeaderSource::Env { .. }));
+            let sensitive = matches!(source, HeaderSource::Env { .. })
+                || [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].contains(&header);
+            value.set_sensitive(sensitive);
+            if sensitive {
+                secret.push(header.clone());
+            }
             headers.insert(header, value);
         }
         if p.timeout_secs == 0 || p.max_response_bytes == 0 {
@@ -144,6 +161,9 @@ impl HandlerFactory for Http {
         }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(p.timeout_secs.min(10)))
+            // Redirects are followed here, by `exchange`, which knows which
+            // headers are secret and which methods may change.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Arc::new(HttpHandler(Arc::new(Prepared {
@@ -151,6 +171,7 @@ impl HandlerFactory for Http {
             url,
             method,
             headers,
+            secret,
             timeout: Duration::from_secs(p.timeout_secs),
             max_response_bytes: p.max_response_bytes,
         }))))
@@ -162,6 +183,8 @@ struct Prepared {
     url: reqwest::Url,
     method: reqwest::Method,
     headers: HeaderMap,
+    /// Headers never sent to an origin other than `url`'s.
+    secret: Vec<HeaderName>,
     timeout: Duration,
     max_response_bytes: usize,
 }
@@ -182,16 +205,61 @@ impl Handler for HttpHandler {
 }
 
 async fn exchange(p: &Prepared, input: String) -> Result<String, TaskError> {
-    let mut response = p
-        .client
-        .request(p.method.clone(), p.url.clone())
-        .headers(p.headers.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .body(input)
-        .timeout(p.timeout)
-        .send()
-        .await
-        .map_err(transport)?;
+    let body = bytes::Bytes::from(input);
+    let deadline = tokio::time::Instant::now() + p.timeout;
+    let (method, mut url, mut send_body) = (&p.method, p.url.clone(), true);
+    let mut redirects = 0;
+    let mut response = loop {
+        let mut headers = p.headers.clone();
+        if url.origin() != p.url.origin() {
+            for name in &p.secret {
+                headers.remove(name);
+            }
+        }
+        let mut request = p
+            .client
+            .request(method.clone(), url.clone())
+            .headers(headers)
+            .timeout(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        if send_body {
+            request = request
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.clone());
+        }
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        if !status.is_redirection() {
+            break response;
+        }
+        let Some(next) = response
+            .headers()
+            .get(LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| url.join(l).ok())
+        else {
+            break response;
+        };
+        if !matches!(next.scheme(), "http" | "https") || redirects == MAX_REDIRECTS {
+            break response;
+        }
+        match status.as_u16() {
+            307 | 308 => {}
+            301..=303 if *method == reqwest::Method::GET || *method == reqwest::Method::HEAD => {
+                send_body = false;
+            }
+            _ => {
+                return Err(TaskError::new(
+                    UNEXPECTED_STATUS,
+                    format!(
+                        "HTTP {status}: redirected to {next}; not followed, because following it \
+                         would turn {method} into GET without the body (use 307/308 to redirect a {method})"
+                    ),
+                ));
+            }
+        }
+        redirects += 1;
+        url = next;
+    };
     let status = response.status();
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(transport)? {

@@ -178,3 +178,83 @@ fn environment_overrides_win_over_the_file_and_bad_ones_are_named() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_masks_secret_values() {
+    let dir = scratch_dir("secrets");
+    let path = dir.join("secrets.toml");
+    std::fs::write(
+        &path,
+        r#"
+[[activity]]
+arn = "arn:aws:states:us-east-1:000000000000:activity:price"
+handler = "http"
+[activity.params]
+url = "https://svc:pa55word@api.internal/price"
+headers = { Authorization = "Bearer abc123", X-Key = { env = "HOME" } }
+
+[[activity]]
+arn = "arn:aws:states:us-east-1:000000000000:activity:resize"
+handler = "exec"
+[activity.params]
+command = ["./resize.sh"]
+env = { DB_PASSWORD = "xyzzy" }
+"#,
+    )
+    .unwrap();
+    let (code, stdout, stderr) = sfn_worker(&["check", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    for secret in ["abc123", "pa55word", "xyzzy"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    // What is not secret is still shown, so the check stays useful.
+    for shown in [
+        "Authorization",
+        r#""env":"HOME""#,
+        "./resize.sh",
+        "DB_PASSWORD",
+        "***",
+    ] {
+        assert!(stdout.contains(shown), "{shown} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn exec_commands_do_not_inherit_the_workers_secrets() {
+    let dir = scratch_dir("exec-env");
+    let input = dir.join("in.json");
+    std::fs::write(&input, "{}").unwrap();
+    let script = r#"printf '{"config":"%s","token":"%s","has_path":%s}' "$SFN_WORKER_CONFIG_TOML" "$API_TOKEN" "$([ -n "$PATH" ] && echo true || echo false)""#;
+    let run = |extra: serde_json::Value| {
+        let mut params = serde_json::json!({ "command": ["sh", "-c", script] });
+        params
+            .as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (code, stdout, stderr) = sfn_worker_with_env(
+            &[
+                "invoke",
+                "exec",
+                "--params",
+                &params.to_string(),
+                "--input",
+                input.to_str().unwrap(),
+            ],
+            &[
+                ("SFN_WORKER_CONFIG_TOML", "[aws] secret"),
+                ("API_TOKEN", "t0ken"),
+            ],
+        );
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).unwrap()
+    };
+    assert_eq!(
+        run(serde_json::json!({})),
+        serde_json::json!({ "config": "", "token": "", "has_path": true })
+    );
+    // The control: named in env_inherit, a variable does arrive.
+    assert_eq!(
+        run(serde_json::json!({ "env_inherit": ["PATH", "API_*"] })),
+        serde_json::json!({ "config": "", "token": "t0ken", "has_path": true })
+    );
+}

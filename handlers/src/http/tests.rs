@@ -229,3 +229,106 @@ fn bad_params_are_refused_at_load() {
         "headers.A: environment variable SFN_WORKER_TEST_UNSET_VARIABLE is not set"
     );
 }
+
+/// What a server saw: (method, path, the X-Home and X-Team headers, body).
+type Seen = Arc<std::sync::Mutex<Vec<(String, String, Option<String>, Option<String>, String)>>>;
+
+/// A server that records requests; `/to?u=URL&s=STATUS` redirects there.
+async fn recording() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let s = seen.clone();
+    let app = Router::new().fallback(any(
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: Headers, body: Bytes| {
+            let s = s.clone();
+            async move {
+                let h = |n: &str| {
+                    headers
+                        .get(n)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                s.lock().unwrap().push((
+                    method.to_string(),
+                    uri.path().to_owned(),
+                    h("x-home"),
+                    h("x-team"),
+                    String::from_utf8_lossy(&body).into_owned(),
+                ));
+                let query = uri.query().unwrap_or_default().to_owned();
+                let param = |k: &str| {
+                    query
+                        .split('&')
+                        .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+                        .map(str::to_owned)
+                };
+                match (param("u"), param("s")) {
+                    (Some(u), Some(status)) => (
+                        StatusCode::from_u16(status.parse().unwrap()).unwrap(),
+                        [("location", u)],
+                        String::new(),
+                    )
+                        .into_response(),
+                    _ => r#"{"done":true}"#.into_response(),
+                }
+            }
+        },
+    ));
+    (serve(app).await, seen)
+}
+
+use axum::response::IntoResponse;
+
+#[tokio::test]
+async fn secret_headers_never_follow_a_redirect_to_another_origin() {
+    let (a, seen_a) = recording().await;
+    let (b, seen_b) = recording().await;
+    let headers = serde_json::json!({ "X-Home": { "env": "HOME" }, "X-Team": "orders" });
+    // Same origin: everything is sent again, with the body (307).
+    let h = http(serde_json::json!({
+        "url": format!("{a}/to?s=307&u={a}/final"), "headers": headers.clone()
+    }));
+    assert_eq!(call(&h, r#"{"n":1}"#).await.unwrap(), r#"{"done":true}"#);
+    let home = std::env::var("HOME").unwrap();
+    {
+        let a = seen_a.lock().unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[1].0, "POST");
+        assert_eq!(
+            a[1].2.as_deref(),
+            Some(home.as_str()),
+            "same origin keeps it"
+        );
+        assert_eq!(a[1].4, r#"{"n":1}"#);
+    }
+    // Another origin (another port): the secret stays behind, the rest goes.
+    let h = http(serde_json::json!({
+        "url": format!("{a}/to?s=308&u={b}/final"), "headers": headers
+    }));
+    assert_eq!(call(&h, r#"{"n":2}"#).await.unwrap(), r#"{"done":true}"#);
+    let b = seen_b.lock().unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!((b[0].0.as_str(), b[0].1.as_str()), ("POST", "/final"));
+    assert_eq!(b[0].2, None, "the secret header went to another origin");
+    assert_eq!(b[0].3.as_deref(), Some("orders"));
+    assert_eq!(b[0].4, r#"{"n":2}"#);
+}
+
+#[tokio::test]
+async fn a_redirect_that_would_turn_post_into_get_is_not_followed() {
+    let (a, seen) = recording().await;
+    for status in [301, 302, 303] {
+        let h = http(serde_json::json!({ "url": format!("{a}/to?s={status}&u={a}/final") }));
+        let err = call(&h, "{}").await.unwrap_err();
+        assert_eq!(err.error(), UNEXPECTED_STATUS, "{status}");
+        assert!(err.cause().contains("POST into GET"), "{}", err.cause());
+    }
+    assert!(
+        seen.lock().unwrap().iter().all(|r| r.1 != "/final"),
+        "followed a redirect it should not have"
+    );
+    // A GET is redirected as usual.
+    let h =
+        http(serde_json::json!({ "url": format!("{a}/to?s=302&u={a}/final"), "method": "GET" }));
+    assert_eq!(call(&h, "{}").await.unwrap(), r#"{"done":true}"#);
+    assert_eq!(seen.lock().unwrap().last().unwrap().1, "/final");
+}

@@ -62,7 +62,7 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
             None => println!("  timeout_secs   = (none)"),
         }
         if !binding.params.is_null() {
-            println!("  params         = {}", binding.params);
+            println!("  params         = {}", masked(&binding.params));
         }
     }
     for (q, binding) in plan.queues.iter().zip(&plan.config.queues) {
@@ -111,7 +111,7 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
             config_name(&q.on_shutdown)
         );
         if !binding.params.is_null() {
-            println!("  params                  = {}", binding.params);
+            println!("  params                  = {}", masked(&binding.params));
         }
     }
     println!(
@@ -128,4 +128,119 @@ fn config_name(value: &impl serde::Serialize) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
+}
+
+/// What stands in for a secret value.
+const MASK: &str = "***";
+
+/// `params` with secret values masked, for printing: every value of a
+/// `headers` or `env` table (a `{ env = "NAME" }` reference stays: it names
+/// a variable, it is not the secret), every string under a key that sounds
+/// secret, and passwords in URLs.
+fn masked(params: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    fn secret_key(key: &str) -> bool {
+        let k = key.to_ascii_lowercase();
+        [
+            "secret",
+            "token",
+            "password",
+            "passwd",
+            "authorization",
+            "credential",
+            "cookie",
+            "apikey",
+            "api_key",
+            "api-key",
+            "private",
+        ]
+        .iter()
+        .any(|word| k.contains(word))
+    }
+    fn walk(v: &Value, mask_strings: bool) -> Value {
+        match v {
+            Value::String(_) if mask_strings => Value::String(MASK.to_owned()),
+            Value::String(s) => Value::String(without_password(s)),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|i| walk(i, mask_strings)).collect())
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let child = match (k.as_str(), v) {
+                            // { env = "NAME" }: a reference, shown as is.
+                            ("env", Value::String(_)) if map.len() == 1 && !mask_strings => {
+                                v.clone()
+                            }
+                            ("headers" | "env", Value::Object(_)) => walk_table(v),
+                            _ => walk(v, mask_strings || secret_key(k)),
+                        };
+                        (k.clone(), child)
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    /// A table of secrets: each value masked unless it is a reference.
+    fn walk_table(v: &Value) -> Value {
+        let Value::Object(map) = v else {
+            return walk(v, true);
+        };
+        Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let child = match v {
+                        Value::Object(r)
+                            if r.len() == 1 && r.get("env").is_some_and(Value::is_string) =>
+                        {
+                            v.clone()
+                        }
+                        _ => walk(v, true),
+                    };
+                    (k.clone(), child)
+                })
+                .collect(),
+        )
+    }
+    fn without_password(s: &str) -> String {
+        // scheme://user:password@host...
+        if let Some((scheme, rest)) = s.split_once("://")
+            && let Some((userinfo, host)) = rest.split_once('@')
+            && !userinfo.contains('/')
+            && let Some((user, _)) = userinfo.split_once(':')
+        {
+            return format!("{scheme}://{user}:{MASK}@{host}");
+        }
+        s.to_owned()
+    }
+    walk(params, false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked_and_references_are_not() {
+        let params = serde_json::json!({
+            "url": "https://user:hunter2@api.internal/x",
+            "headers": { "Authorization": "Bearer abc", "X-Key": { "env": "API_KEY" }, "X-Team": "orders" },
+            "env": { "DB_PASSWORD": "pw", "MODE": "fast" },
+            "client_secret": "s",
+            "command": ["./run.sh", "--fast"],
+            "timeout_secs": 30
+        });
+        assert_eq!(
+            masked(&params),
+            serde_json::json!({
+                "url": "https://user:***@api.internal/x",
+                "headers": { "Authorization": "***", "X-Key": { "env": "API_KEY" }, "X-Team": "***" },
+                "env": { "DB_PASSWORD": "***", "MODE": "***" },
+                "client_secret": "***",
+                "command": ["./run.sh", "--fast"],
+                "timeout_secs": 30
+            })
+        );
+    }
 }
