@@ -30,6 +30,7 @@ use std::time::Duration;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::Deserialize;
+use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::error_names::OUTPUT_TOO_LARGE;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError};
@@ -121,6 +122,12 @@ impl HandlerFactory for Exec {
         }
         if params.max_output_bytes == 0 {
             return Err("max_output_bytes: expected a positive number".into());
+        }
+        if params.kill_after_secs > MAX_SECS {
+            return Err(format!(
+                "kill_after_secs: expected at most {MAX_SECS} (a year), got {}",
+                params.kill_after_secs
+            ));
         }
         if let Some(bad) = params
             .env_inherit

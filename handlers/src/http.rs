@@ -27,6 +27,7 @@ use reqwest::header::{
     PROXY_AUTHORIZATION,
 };
 use serde::Deserialize;
+use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError};
 
@@ -153,6 +154,12 @@ impl HandlerFactory for Http {
                 secret.push(header.clone());
             }
             headers.insert(header, value);
+        }
+        if p.timeout_secs > MAX_SECS {
+            return Err(format!(
+                "timeout_secs: expected at most {MAX_SECS} (a year), got {}",
+                p.timeout_secs
+            ));
         }
         if p.timeout_secs == 0 || p.max_response_bytes == 0 {
             return Err(

@@ -345,3 +345,20 @@ fn env_inherit_patterns_are_checked_at_build() {
         assert!(err.contains("env_inherit"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn a_kill_delay_that_would_overflow_the_clock_is_refused() {
+    let err = Exec
+        .build(
+            serde_json::from_value(
+                serde_json::json!({ "command": ["true"], "kill_after_secs": u64::MAX }),
+            )
+            .unwrap(),
+        )
+        .err()
+        .unwrap();
+    assert!(
+        err.starts_with("kill_after_secs: expected at most"),
+        "{err}"
+    );
+}

@@ -228,6 +228,10 @@ fn bad_params_are_refused_at_load() {
         err,
         "headers.A: environment variable SFN_WORKER_TEST_UNSET_VARIABLE is not set"
     );
+    assert!(
+        build(serde_json::json!({ "url": "http://x/", "timeout_secs": u64::MAX }))
+            .starts_with("timeout_secs: expected at most")
+    );
 }
 
 /// What a server saw: (method, path, the X-Home and X-Team headers, body).

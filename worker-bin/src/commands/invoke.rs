@@ -17,7 +17,11 @@ pub(crate) fn invoke(
 ) -> ExitCode {
     match prepare(registry, kind, params, input) {
         Ok((handler, input)) => match super::runtime(0) {
-            Ok(rt) => rt.block_on(call(handler, input)),
+            Ok(rt) => {
+                let code = rt.block_on(call(handler, input));
+                super::finish(rt);
+                code
+            }
             Err(msg) => {
                 eprintln!("error: {msg}");
                 ExitCode::FAILURE

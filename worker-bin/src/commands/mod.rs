@@ -18,3 +18,33 @@ pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, String>
         .build()
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
+
+/// How long blocking work may hold up the process's exit once the command is
+/// done (a handler still inside `spawn_blocking` after shutdown).
+pub(crate) const EXIT_BOUND: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Shut a command's runtime down without waiting more than [`EXIT_BOUND`]
+/// for blocking tasks: dropping a runtime waits for them forever.
+pub(crate) fn finish(runtime: tokio::runtime::Runtime) {
+    runtime.shutdown_timeout(EXIT_BOUND);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_process_does_not_wait_for_blocking_work_at_exit() {
+        let rt = runtime(1).unwrap();
+        rt.block_on(async {
+            tokio::task::spawn_blocking(|| std::thread::sleep(std::time::Duration::from_secs(60)));
+        });
+        let start = std::time::Instant::now();
+        finish(rt);
+        let took = start.elapsed();
+        assert!(
+            took < EXIT_BOUND + std::time::Duration::from_secs(1),
+            "{took:?}"
+        );
+    }
+}

@@ -29,7 +29,10 @@ pub(crate) fn run(source: &ConfigSource, registry: Registry) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(&source.name(), plan)) {
+    let result = runtime.block_on(serve(&source.name(), plan));
+    // A handler abandoned inside spawn_blocking must not keep the process up.
+    super::finish(runtime);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(msg) => {
             tracing::error!("{msg}");

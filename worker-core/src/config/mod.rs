@@ -16,7 +16,14 @@ use serde::{Deserialize, Serialize};
 
 pub use arn::ActivityArn;
 pub use plan::{ActivityPlan, Plan, QueuePlan, TokenSource};
-pub use queue::{MAX_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl};
+pub use queue::{
+    MAX_VISIBILITY_SECS, MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl,
+};
+
+/// The longest duration any `_secs` setting may hold: a year, the longest a
+/// Step Functions execution runs. Larger values are configuration errors
+/// (they would overflow the clock arithmetic of timers and deadlines).
+pub const MAX_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]

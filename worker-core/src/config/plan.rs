@@ -2,8 +2,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::queue::{MAX_VISIBILITY_SECS, check_pointer};
-use super::{ActivityArn, Config, ConfigError, OnMalformed, OnShutdown, QueueBinding, QueueUrl};
+use super::queue::{MAX_VISIBILITY_SECS, MIN_VISIBILITY_SECS, check_pointer};
+use super::{
+    ActivityArn, Config, ConfigError, MAX_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl,
+};
 use crate::handler::{Handler, ParamsError, Registry};
 
 /// A configuration checked against the registry: every binding has its handler
@@ -113,6 +115,13 @@ impl Plan {
     pub fn build(config: Config, registry: &Registry) -> Result<Plan, Vec<ConfigError>> {
         let mut errors = Vec::new();
         let w = &config.worker;
+        for (field, secs) in [
+            ("shutdown_grace_secs", w.shutdown_grace_secs),
+            ("cancel_grace_secs", w.cancel_grace_secs),
+            ("poll_timeout_secs", w.poll_timeout_secs),
+        ] {
+            check_secs(&format!("worker.{field}"), secs, &mut errors);
+        }
         if w.poll_timeout_secs < 65 {
             errors.push(ConfigError::new(
                 "worker.poll_timeout_secs",
@@ -160,6 +169,10 @@ impl Plan {
                         b.arn
                     ),
                 ));
+            }
+            check_secs(&at("heartbeat_secs"), b.heartbeat_secs, &mut errors);
+            if let Some(t) = b.timeout_secs {
+                check_secs(&at("timeout_secs"), t.get(), &mut errors);
             }
             if b.pollers > b.concurrency {
                 errors.push(ConfigError::new(
@@ -213,6 +226,16 @@ impl Plan {
     }
 }
 
+/// A duration setting must fit the clock arithmetic: at most [`MAX_SECS`].
+fn check_secs(field: &str, secs: u64, errors: &mut Vec<ConfigError>) {
+    if secs > MAX_SECS {
+        errors.push(ConfigError::new(
+            field,
+            format!("expected at most {MAX_SECS} (a year), got {secs}"),
+        ));
+    }
+}
+
 /// Build a binding's handler, recording what is wrong under `at(...)`.
 fn build_handler(
     registry: &Registry,
@@ -252,6 +275,23 @@ fn queue_plan(
             at("visibility_timeout_secs"),
             format!("expected at most {MAX_VISIBILITY_SECS} (SQS's 12 hours), got {visibility}"),
         ));
+    }
+    if visibility < MIN_VISIBILITY_SECS {
+        errors.push(ConfigError::new(
+            at("visibility_timeout_secs"),
+            format!(
+                "expected at least {MIN_VISIBILITY_SECS}, got {visibility}: the worker renews it every \
+                 third of the timeout, and a shorter one lapses after a single slow renewal"
+            ),
+        ));
+    }
+    for (field, secs) in [
+        ("heartbeat_secs", q.heartbeat_secs),
+        ("timeout_secs", q.timeout_secs),
+    ] {
+        if let Some(secs) = secs {
+            check_secs(&at(field), secs.get(), errors);
+        }
     }
     let token = match (&q.token_pointer, &q.token_attribute) {
         (Some(_), Some(_)) => {
@@ -396,6 +436,45 @@ mod tests {
         );
         assert_eq!(q.token, TokenSource::Attribute("TaskToken".into()));
         assert_eq!(q.heartbeat, None);
+    }
+
+    #[test]
+    fn durations_that_would_overflow_the_clock_are_errors() {
+        let url = "http://localhost:4566/000000000000/q";
+        let huge = u64::MAX;
+        let c: Config = serde_json::from_value(serde_json::json!({
+            "worker": { "shutdown_grace_secs": huge, "cancel_grace_secs": huge, "poll_timeout_secs": huge },
+            "activity": [{"arn": "arn:aws:states:us-east-1:000000000000:activity:a", "handler": "echo",
+                          "heartbeat_secs": huge, "timeout_secs": huge}],
+            "queue": [{"url": url, "handler": "echo", "heartbeat_secs": huge, "timeout_secs": huge,
+                       "visibility_timeout_secs": 3}],
+        }))
+        .unwrap();
+        let errs = Plan::build(c, &registry()).err().unwrap();
+        let fields: Vec<_> = errs.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "worker.shutdown_grace_secs",
+                "worker.cancel_grace_secs",
+                "worker.poll_timeout_secs",
+                "activity[0].heartbeat_secs",
+                "activity[0].timeout_secs",
+                "queue[0].visibility_timeout_secs",
+                "queue[0].heartbeat_secs",
+                "queue[0].timeout_secs",
+            ]
+        );
+        assert!(errs[0].message.contains("at most 31536000"), "{}", errs[0]);
+        assert!(errs[5].message.contains("at least 10"), "{}", errs[5]);
+        // At the bound, all is well.
+        let c: Config = serde_json::from_value(serde_json::json!({
+            "worker": { "shutdown_grace_secs": MAX_SECS },
+            "activity": [{"arn": "arn:aws:states:us-east-1:000000000000:activity:a", "handler": "echo",
+                          "timeout_secs": MAX_SECS}],
+        }))
+        .unwrap();
+        assert!(Plan::build(c, &registry()).is_ok());
     }
 
     #[test]

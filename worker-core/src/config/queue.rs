@@ -8,6 +8,11 @@ use serde::{Deserialize, Serialize};
 
 /// SQS keeps a message invisible at most this long after it was received.
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+/// The shortest visibility timeout the worker can keep renewed. It renews
+/// every third of the timeout and retries a failed renewal 2 s later; below
+/// this, one slow or failed renewal lets the message reappear while its
+/// handler runs.
+pub const MIN_VISIBILITY_SECS: u64 = 10;
 
 /// One SQS queue served by one handler.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -27,7 +32,7 @@ pub struct QueueBinding {
     /// `SendTaskHeartbeat` interval; omit when the state has no `HeartbeatSeconds`.
     pub heartbeat_secs: Option<NonZeroU64>,
     /// The visibility timeout the worker keeps renewing while a handler runs
-    /// (every third of it). Default 60; at most 43200.
+    /// (every third of it). Default 60; at least 10, at most 43200.
     #[serde(default = "default_visibility")]
     pub visibility_timeout_secs: NonZeroU64,
     /// Cancel the handler and fail with `Worker.HandlerTimeout` after this long.

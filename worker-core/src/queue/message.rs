@@ -1,5 +1,9 @@
 //! Finding the task token and input in a message.
 
+use std::collections::HashMap;
+
+use serde_json::value::RawValue;
+
 use crate::aws::Message;
 use crate::config::TokenSource;
 
@@ -24,22 +28,24 @@ impl Malformed {
     }
 }
 
-/// The (token, input JSON text) a message carries.
+/// The (token, input JSON text) a message carries. The input is the exact
+/// text at the input pointer (or the whole body): never parsed into numbers
+/// and written again, so big integers and decimals arrive as they were sent.
 pub(crate) fn extract(
     m: &Message,
     token: &TokenSource,
     input_pointer: Option<&str>,
 ) -> Result<(String, String), Malformed> {
-    let body: serde_json::Value =
-        serde_json::from_str(&m.body).map_err(|_| Malformed::BodyNotJson)?;
+    // Checks the whole body once; pointers below read slices of it.
+    let _: &RawValue = serde_json::from_str(&m.body).map_err(|_| Malformed::BodyNotJson)?;
     let token = match token {
-        TokenSource::Pointer(p) => match body.pointer(p) {
-            None | Some(serde_json::Value::Null) => return Err(Malformed::TokenMissing),
-            Some(serde_json::Value::String(s)) if s.is_empty() => {
-                return Err(Malformed::TokenMissing);
-            }
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(_) => return Err(Malformed::TokenNotString),
+        TokenSource::Pointer(p) => match pointer(&m.body, p).map(RawValue::get) {
+            None | Some("null") => return Err(Malformed::TokenMissing),
+            Some(raw) => match serde_json::from_str::<String>(raw) {
+                Ok(s) if s.is_empty() => return Err(Malformed::TokenMissing),
+                Ok(s) => s,
+                Err(_) => return Err(Malformed::TokenNotString),
+            },
         },
         TokenSource::Attribute(_) => match &m.attribute {
             Some(s) if !s.is_empty() => s.clone(),
@@ -48,9 +54,45 @@ pub(crate) fn extract(
     };
     let input = match input_pointer {
         None => m.body.clone(),
-        Some(p) => body.pointer(p).ok_or(Malformed::InputMissing)?.to_string(),
+        Some(p) => pointer(&m.body, p)
+            .ok_or(Malformed::InputMissing)?
+            .get()
+            .to_owned(),
     };
     Ok((token, input))
+}
+
+/// The JSON text at an RFC 6901 `pointer` in `json`, as written there.
+pub(crate) fn pointer<'a>(json: &'a str, pointer: &str) -> Option<&'a RawValue> {
+    let mut here: &'a RawValue = serde_json::from_str(json).ok()?;
+    if pointer.is_empty() {
+        return Some(here);
+    }
+    for part in pointer.strip_prefix('/')?.split('/') {
+        let key = part.replace("~1", "/").replace("~0", "~");
+        let text = here.get();
+        here = match text.as_bytes().first()? {
+            b'{' => {
+                // Duplicate keys: the last one wins, as in serde_json's Value.
+                let object: HashMap<String, &'a RawValue> = serde_json::from_str(text).ok()?;
+                object.get(&key).copied()?
+            }
+            b'[' => {
+                let array: Vec<&'a RawValue> = serde_json::from_str(text).ok()?;
+                array.get(array_index(&key)?).copied()?
+            }
+            _ => return None,
+        };
+    }
+    Some(here)
+}
+
+/// An array index as RFC 6901 spells it: digits, no leading zeros.
+fn array_index(s: &str) -> Option<usize> {
+    if s.starts_with('+') || (s.starts_with('0') && s.len() > 1) {
+        return None;
+    }
+    s.parse().ok()
 }
 
 #[cfg(test)]
@@ -67,7 +109,7 @@ mod tests {
         }
     }
 
-    fn pointer(p: &str) -> TokenSource {
+    fn pointer_source(p: &str) -> TokenSource {
         TokenSource::Pointer(p.into())
     }
 
@@ -75,15 +117,18 @@ mod tests {
     fn token_and_input_by_pointer() {
         let m = msg(r#"{"taskToken":"T1","input":{"n":3}}"#, None);
         assert_eq!(
-            extract(&m, &pointer("/taskToken"), Some("/input")),
+            extract(&m, &pointer_source("/taskToken"), Some("/input")),
             Ok(("T1".into(), r#"{"n":3}"#.into()))
         );
         // Without an input pointer the whole body is the input.
-        assert_eq!(extract(&m, &pointer("/taskToken"), None).unwrap().1, m.body);
+        assert_eq!(
+            extract(&m, &pointer_source("/taskToken"), None).unwrap().1,
+            m.body
+        );
         // Nested pointers and RFC 6901 escapes.
         let m = msg(r#"{"meta":{"a/b":"T2"},"x":[1,{"y":true}]}"#, None);
         assert_eq!(
-            extract(&m, &pointer("/meta/a~1b"), Some("/x/1")),
+            extract(&m, &pointer_source("/meta/a~1b"), Some("/x/1")),
             Ok(("T2".into(), r#"{"y":true}"#.into()))
         );
     }
@@ -103,8 +148,42 @@ mod tests {
     }
 
     #[test]
+    fn the_input_is_passed_on_exactly_as_it_was_written() {
+        let input = r#"{"big": 123456789012345678901234567890, "f": 1.10, "e": 1e400, "s": "\u00e9\n", "a": [1.0, -0]}"#;
+        let m = msg(&format!(r#"{{"taskToken":"T","input":{input}}}"#), None);
+        assert_eq!(
+            extract(&m, &pointer_source("/taskToken"), Some("/input")),
+            Ok(("T".into(), input.into()))
+        );
+        // Deeper, through arrays, with escapes in keys and in the token.
+        let m = msg(
+            r#"{"meta":{"a/b":"T\u0032"},"x":[7,{"y":{"n":0.30000000000000004}}]}"#,
+            None,
+        );
+        assert_eq!(
+            extract(&m, &pointer_source("/meta/a~1b"), Some("/x/1/y")),
+            Ok(("T2".into(), r#"{"n":0.30000000000000004}"#.into()))
+        );
+        // RFC 6901 indexes: no leading zeros or signs.
+        for bad in [
+            "/x/01",
+            "/x/+1",
+            "/x/2",
+            "/x/-1",
+            "/nope",
+            "/meta/a~1b/deeper",
+        ] {
+            assert_eq!(
+                extract(&m, &pointer_source("/meta/a~1b"), Some(bad)),
+                Err(Malformed::InputMissing),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn malformed_messages_say_why() {
-        let p = pointer("/taskToken");
+        let p = pointer_source("/taskToken");
         assert_eq!(
             extract(&msg("not json", None), &p, None),
             Err(Malformed::BodyNotJson)
