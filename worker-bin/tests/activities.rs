@@ -139,10 +139,43 @@ async fn heartbeats_keep_a_task_alive_past_heartbeat_seconds() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_long_task_in_a_state_without_heartbeat_seconds_succeeds_whatever_heartbeat_secs_is() {
+    // LocalStack answers InvalidToken to every heartbeat of such a state
+    // (AWS accepts and ignores them): that alone must not stop the task.
+    let sfn = sfn().await;
+    let arn = create_activity(&sfn, &unique("nohb")).await;
+    let machine = create_state_machine(&sfn, &unique("nohb"), task_machine(&arn, json!({}))).await;
+    let dir = scratch_dir("nohb");
+    let daemon = Daemon::start(&dir, "", &exec_binding("nohb", &arn, "heartbeat_secs = 1"));
+    let execution = start(&sfn, &machine, json!({ "n": 4, "sleep": 6 })).await;
+    let ended = wait_ended(&sfn, &execution, Duration::from_secs(60)).await;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}\n{}", daemon.logs());
+    assert_eq!(ended.output, Some(json!({ "square": 16 })));
+    let m = daemon.metrics();
+    assert!(
+        counter(
+            &m,
+            "sfn_worker_heartbeats_total",
+            &[("binding", "nohb"), ("result", "invalid_token")]
+        ) >= 3.0,
+        "LocalStack no longer answers InvalidToken here; this test proves nothing now:\n{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn stop_execution_cancels_the_handler_within_a_heartbeat_and_kills_the_child() {
+    // The state has HeartbeatSeconds, so LocalStack accepts heartbeats while
+    // the task is open. Two executions run the same long task; one is
+    // stopped. The other is the control: the same task, not stopped, must
+    // not be cancelled, or the test would pass without StopExecution.
     let sfn = sfn().await;
     let arn = create_activity(&sfn, &unique("stop")).await;
-    let machine = create_state_machine(&sfn, &unique("stop"), task_machine(&arn, json!({}))).await;
+    let machine = create_state_machine(
+        &sfn,
+        &unique("stop"),
+        task_machine(&arn, json!({ "HeartbeatSeconds": 30 })),
+    )
+    .await;
     let dir = scratch_dir("stop");
     let heartbeat_secs = 2;
     let daemon = Daemon::start(
@@ -150,50 +183,89 @@ async fn stop_execution_cancels_the_handler_within_a_heartbeat_and_kills_the_chi
         "",
         &exec_binding("stop", &arn, &format!("heartbeat_secs = {heartbeat_secs}")),
     );
-    let pidfile = dir.join("child.pid");
-
-    let execution = start(&sfn, &machine, json!({ "sleep": 120, "pidfile": pidfile })).await;
+    let (stopped_pid, kept_pid) = (dir.join("stopped.pid"), dir.join("kept.pid"));
+    let stopped = start(
+        &sfn,
+        &machine,
+        json!({ "sleep": 14, "pidfile": stopped_pid }),
+    )
+    .await;
+    let kept = start(
+        &sfn,
+        &machine,
+        json!({ "n": 3, "sleep": 14, "pidfile": kept_pid }),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !pidfile.exists() {
+    while !(stopped_pid.exists() && kept_pid.exists()) {
         assert!(
             Instant::now() < deadline,
-            "the handler never started:\n{}",
+            "the handlers never started:\n{}",
             daemon.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    // Let a heartbeat be accepted first, as it is for any running task.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter(
+        &daemon.metrics(),
+        "sfn_worker_heartbeats_total",
+        &[("binding", "stop"), ("result", "ok")],
+    ) < 2.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no heartbeat accepted:\n{}",
+            daemon.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = std::fs::read_to_string(&stopped_pid).unwrap();
     sfn.stop_execution()
-        .execution_arn(&execution)
+        .execution_arn(&stopped)
         .send()
         .await
         .unwrap();
-    let stopped = Instant::now();
+    let at_stop = Instant::now();
     let proc_dir = format!("/proc/{}", pid.trim());
-    let limit = Duration::from_secs(heartbeat_secs + 2);
+    // The next heartbeat (or the one after, as LocalStack may accept one
+    // right after StopExecution) finds the task closed.
+    let limit = Duration::from_secs(2 * heartbeat_secs + 2);
     while std::path::Path::new(&proc_dir).exists() {
         assert!(
-            stopped.elapsed() < limit,
+            at_stop.elapsed() < limit,
             "child {pid} still alive {:?} after StopExecution:\n{}",
-            stopped.elapsed(),
+            at_stop.elapsed(),
             daemon.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // LocalStack leaves a stopped execution RUNNING for a while, so its status
-    // says nothing here; the worker's outcome says nothing was reported.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // The control ran on through the same heartbeats and succeeded.
+    let kept = wait_ended(&sfn, &kept, Duration::from_secs(60)).await;
+    assert_eq!(kept.status, "SUCCEEDED", "{kept:?}\n{}", daemon.logs());
+    assert_eq!(kept.output, Some(json!({ "square": 9 })));
+    // The stopped task was reported once more (the handler's cancellation
+    // error): AWS refuses that report (TaskTimedOut: outcome `cancelled`);
+    // LocalStack accepts a SendTaskFailure for a stopped execution's task
+    // (outcome `failed`). Either way exactly one task ended that way.
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = daemon.metrics();
-        if counter(
-            &m,
-            "sfn_worker_tasks_completed_total",
-            &[("binding", "stop"), ("outcome", "cancelled")],
-        ) == 1.0
-        {
+        let ended = |outcome| {
+            counter(
+                &m,
+                "sfn_worker_tasks_completed_total",
+                &[("binding", "stop"), ("outcome", outcome)],
+            )
+        };
+        if ended("cancelled") + ended("failed") == 1.0 {
+            assert_eq!(ended("succeeded"), 1.0, "{m}");
             break;
         }
-        assert!(Instant::now() < deadline, "no cancelled outcome:\n{m}");
+        assert!(
+            Instant::now() < deadline,
+            "the stopped task did not end:\n{m}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

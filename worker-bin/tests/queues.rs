@@ -69,10 +69,10 @@ async fn a_handler_three_times_longer_than_the_visibility_timeout_completes_once
     let daemon = Daemon::start(
         &dir,
         "",
-        &queue_exec_binding("long", &url, "visibility_timeout_secs = 4"),
+        &queue_exec_binding("long", &url, "visibility_timeout_secs = 10"),
     );
-    let execution = start(&sfn, &machine, json!({ "n": 6, "sleep": 12 })).await;
-    let ended = wait_ended(&sfn, &execution, Duration::from_secs(60)).await;
+    let execution = start(&sfn, &machine, json!({ "n": 6, "sleep": 30 })).await;
+    let ended = wait_ended(&sfn, &execution, Duration::from_secs(90)).await;
     assert_eq!(ended.status, "SUCCEEDED", "{ended:?}\n{}", daemon.logs());
     assert_eq!(ended.output, Some(json!({ "square": 36 })));
     let m = daemon.metrics();
@@ -93,6 +93,37 @@ async fn a_handler_three_times_longer_than_the_visibility_timeout_completes_once
         ),
         0.0,
         "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_task_in_a_state_without_heartbeat_seconds_succeeds_whatever_heartbeat_secs_is() {
+    // LocalStack answers InvalidToken to every heartbeat of such a state
+    // (AWS accepts and ignores them); the task must still end with its
+    // handler's output.
+    let (sfn, sqs) = (sfn().await, sqs().await);
+    let url = create_queue(&sqs, &unique("nohb")).await;
+    let machine =
+        create_state_machine(&sfn, &unique("nohb"), callback_machine(&url, json!({}))).await;
+    let dir = scratch_dir("nohb");
+    let daemon = Daemon::start(
+        &dir,
+        "",
+        &queue_exec_binding("nohb", &url, "heartbeat_secs = 1"),
+    );
+    let execution = start(&sfn, &machine, json!({ "n": 5, "sleep": 6 })).await;
+    let ended = wait_ended(&sfn, &execution, Duration::from_secs(60)).await;
+    assert_eq!(ended.status, "SUCCEEDED", "{ended:?}\n{}", daemon.logs());
+    assert_eq!(ended.output, Some(json!({ "square": 25 })));
+    // The case is real: heartbeats were sent and answered InvalidToken.
+    let m = daemon.metrics();
+    assert!(
+        counter(
+            &m,
+            "sfn_worker_heartbeats_total",
+            &[("binding", "nohb"), ("result", "invalid_token")]
+        ) >= 3.0,
+        "LocalStack no longer answers InvalidToken here; this test proves nothing now:\n{m}"
     );
 }
 
