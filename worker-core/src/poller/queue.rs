@@ -120,7 +120,11 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
                 continue;
             }
         };
-        let deliveries = match p.queue.in_flight.claim(&token, &m.receipt_handle) {
+        let deliveries = match p
+            .queue
+            .in_flight
+            .claim(&token, &m.message_id, &m.receipt_handle)
+        {
             Claim::New(d) => d,
             Claim::Joined => {
                 p.binding.labels.duplicate_message();
@@ -131,7 +135,7 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
             Claim::Settled => {
                 p.binding.labels.duplicate_message();
                 tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
-                    "token already settled here; deleting this delivery without running the handler again");
+                    "message already settled here; deleting this delivery without running the handler again");
                 delete_quietly(p, &m);
                 continue;
             }
