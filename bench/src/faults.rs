@@ -1,4 +1,5 @@
-//! Fault injection: a switch per kind of fault, applied before any handling.
+//! Fault injection: a switch per kind of fault, drawn per call before any
+//! handling (or, for a lost answer, after it).
 
 use std::time::Duration;
 
@@ -7,33 +8,96 @@ use axum::response::Response;
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Faults {
+    /// Added to every answer.
     pub latency: Duration,
+    /// Fraction of `SendTask*` calls answered `ThrottlingException`, and of
+    /// SQS calls answered `RequestThrottled`.
     pub throttle_rate: f64,
+    /// Fraction of calls answered HTTP 500.
     pub error_rate: f64,
+    /// Fraction of calls answered `ExpiredTokenException`.
+    pub expired_rate: f64,
+    /// Fraction of `SendTask*` calls answered `KmsThrottlingException` (and
+    /// of SQS calls answered `KMS.ThrottlingException`).
+    pub kms_throttle_rate: f64,
+    /// Fraction of calls whose connection is reset before anything is done.
+    pub reset_rate: f64,
+    /// Fraction of calls that are carried out, and then their connection is
+    /// reset instead of answered: the work is done, the answer is lost.
+    pub lost_rate: f64,
+    /// Fraction of calls answered `slow` late.
+    pub slow_rate: f64,
+    pub slow: Duration,
+}
+
+/// What to do with a call instead of (or after) handling it.
+pub(crate) enum Fault {
+    /// Answer this instead.
+    Answer(Response),
+    /// Reset the connection without handling the call.
+    ResetBefore,
+    /// Handle the call, then reset the connection instead of answering.
+    LostAfter,
+}
+
+fn hit(rate: f64) -> bool {
+    rate > 0.0 && rand::random::<f64>() < rate
 }
 
 impl Faults {
-    /// A fault to answer with instead of handling the call, if one is due.
-    pub async fn inject(&self, operation: &str) -> Option<Response> {
+    pub fn any(&self) -> bool {
+        !self.latency.is_zero()
+            || [
+                self.throttle_rate,
+                self.error_rate,
+                self.expired_rate,
+                self.kms_throttle_rate,
+                self.reset_rate,
+                self.lost_rate,
+                self.slow_rate,
+            ]
+            .iter()
+            .any(|r| *r > 0.0)
+    }
+
+    /// A fault for this call, if one is drawn.
+    pub async fn inject(&self, service: &str, operation: &str) -> Option<Fault> {
         if !self.latency.is_zero() {
             tokio::time::sleep(self.latency).await;
         }
-        if self.error_rate > 0.0 && rand::random::<f64>() < self.error_rate {
-            return Some(crate::aws_error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalFailure",
-                "injected",
-            ));
+        if hit(self.slow_rate) {
+            tokio::time::sleep(self.slow).await;
         }
-        if self.throttle_rate > 0.0
-            && operation.starts_with("SendTask")
-            && rand::random::<f64>() < self.throttle_rate
-        {
-            return Some(crate::aws_error(
-                StatusCode::BAD_REQUEST,
-                "ThrottlingException",
-                "injected",
-            ));
+        if hit(self.reset_rate) {
+            return Some(Fault::ResetBefore);
+        }
+        let sqs = service == "AmazonSQS";
+        let send_task = operation.starts_with("SendTask");
+        let answer = |status, code| Some(Fault::Answer(crate::aws_error(status, code, "injected")));
+        if hit(self.error_rate) {
+            return answer(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure");
+        }
+        if hit(self.expired_rate) {
+            return answer(StatusCode::BAD_REQUEST, "ExpiredTokenException");
+        }
+        if (send_task || sqs) && hit(self.throttle_rate) {
+            let code = if sqs {
+                "RequestThrottled"
+            } else {
+                "ThrottlingException"
+            };
+            return answer(StatusCode::BAD_REQUEST, code);
+        }
+        if (send_task || sqs) && hit(self.kms_throttle_rate) {
+            let code = if sqs {
+                "KMS.ThrottlingException"
+            } else {
+                "KmsThrottlingException"
+            };
+            return answer(StatusCode::BAD_REQUEST, code);
+        }
+        if hit(self.lost_rate) {
+            return Some(Fault::LostAfter);
         }
         None
     }

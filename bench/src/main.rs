@@ -7,8 +7,13 @@
 //! use): ReceiveMessage, DeleteMessage(Batch), ChangeMessageVisibility(Batch),
 //! GetQueueAttributes. It is preloaded with N activity tasks and M messages
 //! with unique tokens, counts completions, duplicates and unknown tokens
-//! (`GET /stats`), and can inject faults (latency, throttling, 5xx) with
-//! flags. Signatures are accepted, not verified: it is a test fixture.
+//! (`GET /stats`), and can inject faults with flags: latency, slow answers,
+//! throttling (Step Functions, KMS, SQS codes), 5xx, expired credentials,
+//! connection resets, and answers lost after the call was carried out. In
+//! chaos mode (`--heartbeat-timeout-secs`) it times out tokens nobody keeps
+//! alive and schedules retries, and keeps every token's record
+//! (`GET /chaos`) for `bench/chaos.py`. Signatures are accepted, not
+//! verified: it is a test fixture.
 
 mod faults;
 mod sfn;
@@ -18,15 +23,20 @@ mod state;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
+use std::sync::atomic::Ordering;
+
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use clap::Parser;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Notify;
 
-use faults::Faults;
+use faults::{Fault, Faults};
 use state::Backend;
 
 #[derive(Parser, Debug)]
@@ -48,30 +58,71 @@ struct Args {
     /// Added to every response.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
-    /// Fraction of SendTask* calls answered ThrottlingException.
+    /// Fraction of SendTask* calls answered ThrottlingException (SQS calls:
+    /// RequestThrottled).
     #[arg(long, default_value_t = 0.0)]
     throttle_rate: f64,
     /// Fraction of calls answered HTTP 500.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Fraction of calls answered ExpiredTokenException.
+    #[arg(long, default_value_t = 0.0)]
+    expired_rate: f64,
+    /// Fraction of SendTask* calls answered KmsThrottlingException (SQS calls:
+    /// KMS.ThrottlingException).
+    #[arg(long, default_value_t = 0.0)]
+    kms_throttle_rate: f64,
+    /// Fraction of calls whose connection is reset before they are handled.
+    #[arg(long, default_value_t = 0.0)]
+    reset_rate: f64,
+    /// Fraction of calls carried out whose answer is then lost (connection reset).
+    #[arg(long, default_value_t = 0.0)]
+    lost_rate: f64,
+    /// Fraction of calls answered --slow-ms late.
+    #[arg(long, default_value_t = 0.0)]
+    slow_rate: f64,
+    #[arg(long, default_value_t = 500)]
+    slow_ms: u64,
+    /// Chaos mode: a token handed out and then neither heartbeated nor
+    /// reported for this long times out, and a new token for its task is
+    /// scheduled (as a state's HeartbeatSeconds and Retry would).
+    #[arg(long)]
+    heartbeat_timeout_secs: Option<u64>,
+    /// Chaos mode: tasks ask the chaos handler to sit in spawn_blocking.
+    #[arg(long)]
+    blocking: bool,
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    let ms = std::time::Duration::from_millis;
     let backend = Arc::new(Backend::new(
         args.activity_tasks,
         args.messages,
-        std::time::Duration::from_millis(args.poll_hold_ms),
+        ms(args.poll_hold_ms),
         Faults {
-            latency: std::time::Duration::from_millis(args.latency_ms),
+            latency: ms(args.latency_ms),
             throttle_rate: args.throttle_rate,
             error_rate: args.error_rate,
+            expired_rate: args.expired_rate,
+            kms_throttle_rate: args.kms_throttle_rate,
+            reset_rate: args.reset_rate,
+            lost_rate: args.lost_rate,
+            slow_rate: args.slow_rate,
+            slow: ms(args.slow_ms),
         },
+        args.heartbeat_timeout_secs.map(|secs| state::Chaos {
+            heartbeat_timeout: std::time::Duration::from_secs(secs),
+            blocking: args.blocking,
+        }),
     ));
+    let sweeper = backend.clone();
+    tokio::spawn(async move { sweeper.sweep().await });
     let app = Router::new()
         .route("/", post(dispatch))
         .route("/stats", get(stats))
+        .route("/chaos", get(chaos))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(backend);
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
@@ -82,9 +133,52 @@ async fn main() {
         }
     };
     eprintln!("fake-aws: listening on {}", args.listen);
-    if let Err(e) = axum::serve(listener, app).await {
-        eprintln!("fake-aws: {e}");
+    serve(listener, app).await;
+}
+
+/// Cuts one connection: the fault switches reset connections mid-call.
+#[derive(Clone)]
+struct Cut(Arc<Notify>);
+
+/// axum's serving, one connection at a time, so that a call can have its
+/// connection reset (RST) before or after it is handled.
+async fn serve(listener: tokio::net::TcpListener, app: Router) {
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                eprintln!("fake-aws: accept: {e}");
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let cut = Arc::new(Notify::new());
+            // A second handle on the socket, to make the close a reset.
+            let Ok(std) = stream.into_std() else { return };
+            let Ok(handle) = std.try_clone() else { return };
+            let Ok(stream) = tokio::net::TcpStream::from_std(std) else {
+                return;
+            };
+            let service = TowerToHyperService::new(app.layer(Extension(Cut(cut.clone()))));
+            let connection = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = connection => {}
+                _ = cut.notified() => {
+                    let _ = socket2::SockRef::from(&handle).set_linger(Some(std::time::Duration::ZERO));
+                }
+            }
+        });
     }
+}
+
+async fn chaos(State(b): State<Arc<Backend>>) -> impl IntoResponse {
+    (
+        [("content-type", "application/json")],
+        b.records().to_string(),
+    )
 }
 
 async fn stats(State(b): State<Arc<Backend>>) -> impl IntoResponse {
@@ -94,14 +188,20 @@ async fn stats(State(b): State<Arc<Backend>>) -> impl IntoResponse {
     )
 }
 
-/// An AWS JSON 1.0 error answer.
+/// An AWS JSON 1.0 error answer. `x-amzn-query-error` carries the code as
+/// SQS's query-compatible errors do (the SQS SDK reads the code from it).
 pub(crate) fn aws_error(status: StatusCode, code: &str, message: &str) -> Response {
     let body = serde_json::json!({ "__type": code, "message": message }).to_string();
+    let fault = if status.is_server_error() {
+        "Receiver"
+    } else {
+        "Sender"
+    };
     (
         status,
         [
-            ("content-type", "application/x-amz-json-1.0"),
-            ("x-amzn-query-error", "AWS.SimpleQueueService.Error;Sender"),
+            ("content-type", "application/x-amz-json-1.0".to_owned()),
+            ("x-amzn-query-error", format!("{code};{fault}")),
         ],
         body,
     )
@@ -116,7 +216,12 @@ pub(crate) fn aws_ok(body: serde_json::Value) -> Response {
         .into_response()
 }
 
-async fn dispatch(State(b): State<Arc<Backend>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(b): State<Arc<Backend>>,
+    Extension(cut): Extension<Cut>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let target = headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
@@ -131,10 +236,25 @@ async fn dispatch(State(b): State<Arc<Backend>>, headers: HeaderMap, body: Bytes
             "no X-Amz-Target",
         );
     };
-    if let Some(fault) = b.faults.inject(operation).await {
-        return fault;
-    }
-    match service {
+    let fault = if b.faults.any() {
+        b.faults.inject(service, operation).await
+    } else {
+        None
+    };
+    let lost = match fault {
+        Some(Fault::Answer(response)) => {
+            b.counters.faults.fetch_add(1, Ordering::Relaxed);
+            return response;
+        }
+        Some(Fault::ResetBefore) => {
+            b.counters.faults.fetch_add(1, Ordering::Relaxed);
+            cut.0.notify_one();
+            return std::future::pending().await;
+        }
+        Some(Fault::LostAfter) => true,
+        None => false,
+    };
+    let response = match service {
         "AWSStepFunctions" => sfn::handle(&b, operation, request).await,
         "AmazonSQS" => sqs::handle(&b, operation, request).await,
         _ => aws_error(
@@ -142,5 +262,12 @@ async fn dispatch(State(b): State<Arc<Backend>>, headers: HeaderMap, body: Bytes
             "UnknownOperationException",
             &target,
         ),
+    };
+    if lost {
+        // Carried out; the answer never arrives.
+        b.counters.faults.fetch_add(1, Ordering::Relaxed);
+        cut.0.notify_one();
+        return std::future::pending().await;
     }
+    response
 }

@@ -32,10 +32,18 @@ pub(crate) async fn handle(b: &Backend, operation: &str, request: Value) -> Resp
     match operation {
         "GetActivityTask" => get_activity_task(b).await,
         "SendTaskSuccess" => b
-            .complete(token(&request), true)
+            .complete(
+                token(&request),
+                true,
+                request["output"].as_str().unwrap_or_default(),
+            )
             .map_or_else(refused, |()| aws_ok(json!({}))),
         "SendTaskFailure" => b
-            .complete(token(&request), false)
+            .complete(
+                token(&request),
+                false,
+                request["error"].as_str().unwrap_or_default(),
+            )
             .map_or_else(refused, |()| aws_ok(json!({}))),
         "SendTaskHeartbeat" => b
             .heartbeat(token(&request))
@@ -68,6 +76,7 @@ async fn get_activity_task(b: &Backend) -> Response {
             .pop_front();
         if let Some((token, input)) = next {
             b.counters.handed_out.fetch_add(1, Ordering::Relaxed);
+            b.handed_out(&token);
             return aws_ok(json!({ "taskToken": token, "input": input }));
         }
         tokio::select! {

@@ -88,8 +88,27 @@ fn expire(q: &mut Queue, now: Instant) {
     }
 }
 
+/// `expire`, tracing what lapsed.
+fn expire_traced(b: &Backend, q: &mut Queue, now: Instant) {
+    if b.trace.is_some() {
+        for (h, (m, at)) in &q.in_flight {
+            if *at <= now {
+                b.trace(format_args!("lapse {h} {}", m.token));
+            }
+        }
+    }
+    expire(q, now);
+}
+
 fn delete(b: &Backend, handle: &str) -> bool {
-    let removed = lock(b).in_flight.remove(handle).is_some();
+    let removed = lock(b).in_flight.remove(handle);
+    b.trace(format_args!(
+        "delete {handle} {}",
+        removed
+            .as_ref()
+            .map_or("invalid", |(m, _)| m.token.as_str())
+    ));
+    let removed = removed.is_some();
     if removed {
         b.counters.deleted.fetch_add(1, Ordering::Relaxed);
     }
@@ -99,8 +118,10 @@ fn delete(b: &Backend, handle: &str) -> bool {
 fn change(b: &Backend, handle: &str, secs: u64) -> bool {
     let mut q = lock(b);
     let Some((m, _)) = q.in_flight.remove(handle) else {
+        b.trace(format_args!("change {handle} {secs} invalid"));
         return false;
     };
+    b.trace(format_args!("change {handle} {secs} {}", m.token));
     b.counters
         .visibility_changes
         .fetch_add(1, Ordering::Relaxed);
@@ -131,11 +152,12 @@ async fn receive(b: &Backend, request: &Value) -> Response {
         let notified = b.changed.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let messages = {
+        let (messages, tokens) = {
             let now = Instant::now();
             let mut q = lock(b);
-            expire(&mut q, now);
+            expire_traced(b, &mut q, now);
             let mut out = Vec::new();
+            let mut tokens = Vec::new();
             while out.len() < max {
                 let Some(m) = q.visible.pop_front() else {
                     break;
@@ -146,10 +168,15 @@ async fn receive(b: &Backend, request: &Value) -> Response {
                     "MessageId": m.id, "ReceiptHandle": handle, "MD5OfBody": m.md5, "Body": m.body,
                     "Attributes": { "ApproximateReceiveCount": "1" }
                 }));
+                tokens.push(m.token.clone());
+                b.trace(format_args!("receive {handle} {}", m.token));
                 q.in_flight.insert(handle, (m, now + visibility));
             }
-            out
+            (out, tokens)
         };
+        for token in &tokens {
+            b.handed_out(token);
+        }
         if !messages.is_empty() {
             b.counters
                 .handed_out

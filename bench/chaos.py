@@ -1,0 +1,421 @@
+#!/usr/bin/env python3
+"""The chaos suite: every task ends right through faults, SIGTERM and SIGKILL.
+
+    bench/chaos.py            long mode: 100,000 tasks per source, release build
+    bench/chaos.py --short    CI mode: 2,000 tasks per source, debug build
+    bench/chaos.py --n 20000  another size
+
+One run: fake-aws (bench's fake backend) holds N activity tasks and N SQS
+callback messages and injects faults on every call (5xx, throttling of Step
+Functions, KMS and SQS, expired credentials, connection resets, answers lost
+after the call was carried out, slow answers). It plays the state machine
+around each task: a token nobody keeps alive (no heartbeat or report for
+45 s after it was handed out) times out, and a new token for the same task
+is scheduled, as HeartbeatSeconds and a Retry would. Worker A (the
+chaos-worker binary: sfn-worker with a handler that records every run it
+starts) serves both sources. At 30% of the tasks A gets SIGTERM and worker B
+starts; at 60% B gets SIGKILL and worker C starts; C finishes. Then a
+separate check: a handler sitting in spawn_blocking, two SIGTERMs, and the
+worker must exit within a bound.
+
+What is checked, from the fake's record of every token and the handlers' own
+record of every run:
+- lost: a task with no accepted report;
+- exactly once: every task has exactly one accepted report;
+- second runs: a token whose handler ran again after a run that was not cut
+  short by SIGKILL of its worker (a report sent twice, or answered
+  TaskTimedOut after a lost answer, is one duplicate call, not a second run);
+- wrong outcomes: an accepted report that is not that token's handler's own
+  result (a success reported as a failure, another error name, another run);
+- heartbeat lapses: a token that timed out while a live worker ran it.
+Exit status 1 if any of these is not zero.
+"""
+import argparse
+import glob
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import ACCOUNT, REGION, ROOT, activity_arn, free_port, get, log, wait_until  # noqa: E402
+
+# The fault profile of the long and short modes (fractions of calls).
+FAULTS = {
+    "error-rate": 0.10,         # HTTP 500
+    "throttle-rate": 0.30,      # ThrottlingException / SQS RequestThrottled
+    "expired-rate": 0.02,       # ExpiredTokenException
+    "kms-throttle-rate": 0.02,  # KmsThrottlingException / KMS.ThrottlingException
+    "reset-rate": 0.02,         # connection reset before the call is handled
+    "lost-rate": 0.02,          # carried out, then the connection is reset
+    "slow-rate": 0.05,          # answered 500 ms late
+}
+# Longer than the visibility timeout: a message whose ReceiveMessage answer
+# was lost stays invisible that long before any worker can heartbeat it (as
+# on AWS, where HeartbeatSeconds must allow for it too).
+HEARTBEAT_TIMEOUT_SECS = 45
+VISIBILITY_SECS = 20
+HEARTBEAT_SECS = 2
+# A double SIGTERM must end the process within this, whatever its handlers do.
+FORCED_EXIT_BOUND_SECS = 25
+# --trace FILE: the fake writes every message's and token's events there.
+TRACE = None
+
+
+def build(profile):
+    args = ["cargo", "build", "--quiet", "--locked", "-p", "sfn-worker-bench"]
+    if profile == "release":
+        args.append("--release")
+    subprocess.run(args, cwd=ROOT, check=True)
+    meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
+                                     cwd=ROOT, check=True, capture_output=True).stdout)
+    target = os.path.join(meta["target_directory"], profile)
+    return {name: os.path.join(target, name) for name in ("fake-aws", "chaos-worker")}
+
+
+class Fake:
+    def __init__(self, binary, n, faults, extra=()):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        args = [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(n),
+                "--messages", str(n), "--poll-hold-ms", "1000",
+                "--heartbeat-timeout-secs", str(HEARTBEAT_TIMEOUT_SECS), *extra]
+        for k, v in faults.items():
+            args += [f"--{k}", str(v)]
+        env = dict(os.environ)
+        if TRACE:
+            env["FAKE_TRACE"] = TRACE
+        self.proc = subprocess.Popen(args, stderr=subprocess.DEVNULL, env=env)
+        wait_until(self.up, 10, "fake-aws")
+
+    def up(self):
+        try:
+            return get(self.url + "/healthz")[0] == 200
+        except OSError:
+            return False
+
+    def stats(self):
+        return json.loads(get(self.url + "/stats", timeout=10)[1])
+
+    def records(self):
+        return json.loads(get(self.url + "/chaos", timeout=120)[1])["tokens"]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+class Worker:
+    """A chaos-worker process; its CPU time is taken from wait4 when it ends."""
+
+    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency):
+        self.name = name
+        self.port = free_port()
+        config = os.path.join(workdir, f"{name}.toml")
+        with open(config, "w") as f:
+            f.write(f"""[aws]
+region = "{REGION}"
+endpoint_url = "{fake.url}"
+
+[worker]
+max_concurrency = {2 * concurrency + 16}
+metrics_addr = "127.0.0.1:{self.port}"
+shutdown_grace_secs = 30
+cancel_grace_secs = 5
+worker_name = "{name}"
+
+[[activity]]
+name = "chaos"
+arn = "{activity_arn('chaos')}"
+handler = "chaos"
+pollers = {min(32, concurrency)}
+concurrency = {concurrency}
+heartbeat_secs = {HEARTBEAT_SECS}
+
+[[queue]]
+name = "chaos-sqs"
+url = "{fake.url}/{ACCOUNT}/chaos"
+handler = "chaos"
+concurrency = {concurrency}
+receivers = {min(16, concurrency)}
+heartbeat_secs = {HEARTBEAT_SECS}
+visibility_timeout_secs = {VISIBILITY_SECS}
+input_pointer = "/input"
+""")
+        env = dict(os.environ, AWS_ACCESS_KEY_ID="chaos", AWS_SECRET_ACCESS_KEY="chaos",
+                   AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
+                   CHAOS_RUNS_DIR=runs_dir, RUST_LOG="warn")
+        env.pop("AWS_ENDPOINT_URL", None)
+        self.log_path = os.path.join(workdir, f"{name}.log")
+        self.proc = subprocess.Popen([binary, "run", "--config", config], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+        self.pid = self.proc.pid
+        self.status = None
+        self.cpu = None
+        try:
+            wait_until(self.ready, 60, f"worker {name} ready", step=0.05, proc=self.proc)
+        except SystemExit as e:
+            raise SystemExit(f"{e}\n{self.tail()}")
+
+    def ready(self):
+        try:
+            return get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200
+        except OSError:
+            return False
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def exited(self):
+        """Reap the process if it has ended; whether it has."""
+        if self.status is not None:
+            return True
+        pid, status, usage = os.wait4(self.pid, os.WNOHANG)
+        if pid != self.pid:
+            return False
+        self.status = os.waitstatus_to_exitcode(status)
+        self.cpu = usage.ru_utime + usage.ru_stime
+        self.proc.returncode = self.status
+        return True
+
+    def wait(self, timeout):
+        """Wait for the exit (polling, so a hang is reported); returns seconds taken."""
+        start = time.monotonic()
+        while time.monotonic() - start < timeout:
+            if self.exited():
+                return time.monotonic() - start
+            time.sleep(0.05)
+        raise SystemExit(f"worker {self.name} did not exit within {timeout} s; log: {self.log_path}")
+
+    def tail(self, lines=20):
+        try:
+            return "".join(open(self.log_path).readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+def read_runs(runs_dir):
+    """Every handler run: (pid, source, n, attempt, run id, started at ms)."""
+    runs = []
+    for path in glob.glob(os.path.join(runs_dir, "runs-*.log")):
+        pid = int(os.path.basename(path)[5:-4])
+        with open(path) as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 5:
+                    runs.append((pid, parts[0], int(parts[1]), int(parts[2]), parts[3], int(parts[4])))
+    return runs
+
+
+def analyse(records, runs, killed, n, names):
+    runs_by_token = {}
+    for pid, source, task, attempt, run, at_ms in runs:
+        runs_by_token.setdefault((source, task, attempt), []).append((pid, run, at_ms))
+    accepted = {}
+    lost, wrong, lapses, duplicates, timed_out = [], [], [], 0, 0
+    for r in records:
+        duplicates += r["refused"]
+        key = (r["source"], r["n"], r["attempt"])
+        token_runs = runs_by_token.get(key, [])
+        if r["state"] == "timed_out":
+            timed_out += 1
+            # Timed out while a live worker ran it: its keep-alive failed.
+            if any(pid not in killed and at_ms < r["timed_out_at_ms"] for pid, _, at_ms in token_runs):
+                lapses.append(r["token"])
+        if r["state"] != "done":
+            continue
+        accepted.setdefault((r["source"], r["n"]), []).append(r)
+        designed_failure = r["n"] % 10 == 3
+        if designed_failure:
+            ok = r["success"] is False and r["body"] == "Chaos.Expected"
+        else:
+            try:
+                out = json.loads(r["body"]) if r["success"] else None
+            except ValueError:
+                out = None
+            ok = (out is not None and out.get("source") == r["source"] and out.get("n") == r["n"]
+                  and out.get("attempt") == r["attempt"]
+                  and out.get("run") in {run for _, run, _ in token_runs})
+        if not ok:
+            wrong.append((r["token"], r["success"], (r["body"] or "")[:120]))
+    for source in ("activity", "sqs"):
+        for task in range(n):
+            if (source, task) not in accepted:
+                lost.append(f"{source} {task}")
+    more_than_once = [k for k, v in accepted.items() if len(v) > 1]
+    by_token = {(r["source"], r["n"], r["attempt"]): r for r in records}
+    first_ms = min((at for *_, at in runs), default=0)
+    second_runs, reruns_after_kill = [], 0
+    for key, token_runs in runs_by_token.items():
+        cut_short = sum(1 for pid, _, _ in token_runs if pid in killed)
+        extra = len(token_runs) - 1
+        reruns_after_kill += min(extra, cut_short)
+        if extra > cut_short:
+            r = by_token.get(key, {})
+            second_runs.append({
+                "token": r.get("token"), "state": r.get("state"), "refused": r.get("refused"),
+                "accepted_run": (json.loads(r["body"]).get("run") if r.get("success") else r.get("body")),
+                "runs": [{"worker": names.get(pid, pid), "run": run, "at_secs": round((at - first_ms) / 1000, 2)}
+                         for pid, run, at in sorted(token_runs, key=lambda x: x[2])],
+            })
+    return {
+        "tasks": 2 * n,
+        "lost": len(lost),
+        "reported_more_than_once": len(more_than_once),
+        "second_runs": len(second_runs),
+        "wrong_outcomes": len(wrong),
+        "heartbeat_lapses": len(lapses),
+        "handler_runs": len(runs),
+        "reruns_after_sigkill": reruns_after_kill,
+        "tokens_timed_out": timed_out,
+        "duplicate_report_calls": duplicates,
+        "examples": {"lost": lost[:5], "second_runs": second_runs[:10],
+                     "wrong_outcomes": wrong[:5], "heartbeat_lapses": lapses[:5]},
+    }
+
+
+def main_run(bins, n, concurrency, workdir, faults):
+    runs_dir = os.path.join(workdir, "runs")
+    os.makedirs(runs_dir)
+    fake = Fake(bins["fake-aws"], n, faults)
+    total = 2 * n
+    started = time.monotonic()
+    timeline = []
+    try:
+        def done():
+            return fake.stats()["completed"]
+
+        def progress(target, what, worker, timeout):
+            last = [time.monotonic(), 0]
+
+            def check():
+                c = done()
+                if time.monotonic() - last[0] > 10:
+                    log(f"  {what}: {c:,}/{total:,} tasks reported")
+                    last[0] = time.monotonic()
+                return c >= target
+            wait_until(check, timeout, what, step=0.2, proc=worker.proc)
+
+        log(f"chaos: {n:,} activity tasks and {n:,} SQS messages; faults {faults or 'none'}")
+        a = Worker(bins["chaos-worker"], fake, "A", workdir, runs_dir, concurrency)
+        progress(int(total * 0.3), "worker A to 30%", a, 3600)
+        timeline.append(("A: SIGTERM, B starts", done(), time.monotonic() - started))
+        a.signal(signal.SIGTERM)
+        a_term = time.monotonic()
+        b = Worker(bins["chaos-worker"], fake, "B", workdir, runs_dir, concurrency)
+        # A drains while B works.
+        progress(int(total * 0.6), "worker B to 60%", b, 3600)
+        if a.exited():
+            timeline.append((f"A: had exited {a.status}", done(), time.monotonic() - started))
+        timeline.append(("B: SIGKILL, C starts", done(), time.monotonic() - started))
+        b.signal(signal.SIGKILL)
+        b.wait(10)
+        a.wait(max(1, 30 + 5 + 65 + 30 - (time.monotonic() - a_term)))
+        if a.status != 0:
+            raise SystemExit(f"worker A exited {a.status} after SIGTERM:\n{a.tail()}")
+        c = Worker(bins["chaos-worker"], fake, "C", workdir, runs_dir, concurrency)
+        progress(total, "worker C to 100%", c, 3600)
+        timeline.append(("all reported; C: SIGTERM", done(), time.monotonic() - started))
+        c.signal(signal.SIGTERM)
+        c.wait(30 + 5 + 65 + 30)
+        if c.status != 0:
+            raise SystemExit(f"worker C exited {c.status} after SIGTERM:\n{c.tail()}")
+        elapsed = time.monotonic() - started
+        stats = fake.stats()
+        verdict = analyse(fake.records(), read_runs(runs_dir), {b.pid}, n,
+                          {w.pid: w.name for w in (a, b, c)})
+        runs = read_runs(runs_dir)
+        first_ms = min((r[5] for r in runs), default=0)
+        for w in (a, b, c):
+            mine = [r[5] for r in runs if r[0] == w.pid]
+            if mine:
+                timeline.append((f"{w.name}: first run at {(min(mine) - first_ms) / 1000:.1f} s, "
+                                 f"last at {(max(mine) - first_ms) / 1000:.1f} s, {len(mine):,} runs",
+                                 None, None))
+    finally:
+        fake.stop()
+    cpu = sum(w.cpu or 0 for w in (a, b, c))
+    verdict.update({
+        "seconds": round(elapsed, 1),
+        "faults_injected": stats["faults"],
+        "worker_cpu_seconds": round(cpu, 2),
+        "worker_cpu_us_per_task": round(cpu / total * 1e6, 1),
+        "timeline": [{"event": e, "reported": r, "at_secs": None if t is None else round(t, 1)}
+                     for e, r, t in timeline],
+    })
+    return verdict
+
+
+def forced_exit(bins, workdir):
+    """A handler sits in spawn_blocking; two SIGTERMs must end the process
+    within FORCED_EXIT_BOUND_SECS, and its task is reported."""
+    runs_dir = os.path.join(workdir, "runs-forced")
+    os.makedirs(runs_dir)
+    fake = Fake(bins["fake-aws"], 1, {}, extra=["--blocking"])
+    try:
+        w = Worker(bins["chaos-worker"], fake, "D", workdir, runs_dir, 8)
+        wait_until(lambda: read_runs(runs_dir), 30, "the blocking handler to start", proc=w.proc)
+        w.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        w.signal(signal.SIGTERM)
+        took = w.wait(FORCED_EXIT_BOUND_SECS + 30)
+        reported = [r for r in fake.records() if r["state"] == "done"]
+    finally:
+        fake.stop()
+    return {
+        "exit_secs": round(took, 1),
+        "bound_secs": FORCED_EXIT_BOUND_SECS,
+        "exit_status": w.status,
+        "reported_as": [r["body"] for r in reported],
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--short", action="store_true", help="CI mode: 2,000 tasks per source, debug build")
+    p.add_argument("--n", type=int, default=None, help="tasks per source (default 100,000; 2,000 with --short)")
+    p.add_argument("--concurrency", type=int, default=256, help="slots per binding")
+    p.add_argument("--json", help="also write the verdict here")
+    p.add_argument("--no-faults", action="store_true",
+                   help="the same run without injected faults (the fault-free figures to compare with)")
+    p.add_argument("--trace", help="the fake writes every message's and token's events to this file")
+    a = p.parse_args()
+    global TRACE
+    TRACE = a.trace
+    n = a.n or (2_000 if a.short else 100_000)
+    profile = "debug" if a.short else "release"
+    log(f"building ({profile}) ...")
+    bins = build(profile)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536)) if resource.getrlimit(
+        resource.RLIMIT_NOFILE)[1] >= 65536 else None
+    with tempfile.TemporaryDirectory(prefix="sfn-chaos-") as workdir:
+        verdict = main_run(bins, n, a.concurrency, workdir, {} if a.no_faults else FAULTS)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(verdict, f, indent=2)
+        verdict["forced_exit"] = forced_exit(bins, workdir)
+    verdict["mode"] = "short" if a.short else "long"
+    verdict["faults"] = {} if a.no_faults else FAULTS
+    print(json.dumps(verdict, indent=2))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(verdict, f, indent=2)
+    problems = [k for k in ("lost", "reported_more_than_once", "second_runs", "wrong_outcomes",
+                            "heartbeat_lapses") if verdict[k]]
+    forced = verdict["forced_exit"]
+    if forced["exit_secs"] > FORCED_EXIT_BOUND_SECS:
+        problems.append(f"forced exit took {forced['exit_secs']} s")
+    if forced["reported_as"] != ["Worker.ShuttingDown"]:
+        problems.append(f"the blocked task was reported as {forced['reported_as']}")
+    if problems:
+        raise SystemExit(f"chaos: FAILED: {', '.join(problems)}")
+    log(f"chaos: {verdict['tasks']:,} tasks through {verdict['faults_injected']:,} injected faults, "
+        f"a SIGTERM and a SIGKILL: 0 lost, 0 second runs, 0 wrong outcomes")
+
+
+if __name__ == "__main__":
+    main()
