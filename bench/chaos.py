@@ -78,7 +78,7 @@ def build(profile):
 
 
 class Fake:
-    def __init__(self, binary, n, faults, extra=()):
+    def __init__(self, binary, n, faults, extra=(), trace=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(n),
@@ -87,8 +87,8 @@ class Fake:
         for k, v in faults.items():
             args += [f"--{k}", str(v)]
         env = dict(os.environ)
-        if TRACE:
-            env["FAKE_TRACE"] = TRACE
+        if trace:
+            env["FAKE_TRACE"] = trace
         self.proc = subprocess.Popen(args, stderr=subprocess.DEVNULL, env=env)
         wait_until(self.up, 10, "fake-aws")
 
@@ -148,7 +148,7 @@ input_pointer = "/input"
 """)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="chaos", AWS_SECRET_ACCESS_KEY="chaos",
                    AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
-                   CHAOS_RUNS_DIR=runs_dir, RUST_LOG="warn")
+                   CHAOS_RUNS_DIR=runs_dir, RUST_LOG=os.environ.get("CHAOS_RUST_LOG", "warn"))
         env.pop("AWS_ENDPOINT_URL", None)
         self.log_path = os.path.join(workdir, f"{name}.log")
         self.proc = subprocess.Popen([binary, "run", "--config", config], env=env,
@@ -281,7 +281,7 @@ def analyse(records, runs, killed, n, names):
 def main_run(bins, n, concurrency, workdir, faults):
     runs_dir = os.path.join(workdir, "runs")
     os.makedirs(runs_dir)
-    fake = Fake(bins["fake-aws"], n, faults)
+    fake = Fake(bins["fake-aws"], n, faults, trace=TRACE)
     total = 2 * n
     started = time.monotonic()
     timeline = []
@@ -383,6 +383,7 @@ def main():
     p.add_argument("--no-faults", action="store_true",
                    help="the same run without injected faults (the fault-free figures to compare with)")
     p.add_argument("--trace", help="the fake writes every message's and token's events to this file")
+    p.add_argument("--keep", help="keep the workers' configs, logs and run records in this directory")
     a = p.parse_args()
     global TRACE
     TRACE = a.trace
@@ -392,7 +393,10 @@ def main():
     bins = build(profile)
     resource.setrlimit(resource.RLIMIT_NOFILE, (65536, 65536)) if resource.getrlimit(
         resource.RLIMIT_NOFILE)[1] >= 65536 else None
-    with tempfile.TemporaryDirectory(prefix="sfn-chaos-") as workdir:
+    if a.keep:
+        os.makedirs(a.keep, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="sfn-chaos-") as tmp:
+        workdir = a.keep or tmp
         verdict = main_run(bins, n, a.concurrency, workdir, {} if a.no_faults else FAULTS)
         if a.json:
             with open(a.json, "w") as f:

@@ -240,6 +240,7 @@ impl Backend {
         if self.chaos.is_none() {
             return;
         }
+        self.trace(format_args!("handed_out {token}"));
         // Like the state's clock, it starts once: receiving a message again
         // does not keep its task alive, only a heartbeat does.
         if let Some(rec) = lock(&self.tokens).get_mut(token)
@@ -287,6 +288,7 @@ impl Backend {
     }
 
     pub fn heartbeat(&self, token: &str) -> Result<(), Refusal> {
+        self.trace(format_args!("heartbeat {token}"));
         match lock(&self.tokens).get_mut(token) {
             Some(rec) if rec.state == TokenState::Open => {
                 if rec.last_seen.is_some() {
@@ -325,6 +327,12 @@ impl Backend {
                         .map(|d| d.as_millis());
                     retries.push((rec.source, rec.n, rec.attempt + 1));
                 }
+            }
+            for (source, n, attempt) in &retries {
+                self.trace(format_args!(
+                    "timed_out {source:?} {n} attempt {}",
+                    attempt - 1
+                ));
             }
             for (source, n, attempt) in retries {
                 self.counters.timed_out.fetch_add(1, Ordering::Relaxed);

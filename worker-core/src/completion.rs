@@ -54,10 +54,16 @@ pub(crate) struct Reporter {
     give_up: CancellationToken,
 }
 
+/// A report is retried for as long as the task can be kept alive, so what
+/// matters is how many attempts fit before shutdown gives up (a report that
+/// fails ten times in a row is likely to see its worker stop first): one
+/// report waits at most 2 s (4 s with jitter) between attempts. Keeping a
+/// process under the account's `SendTask*` quota is the job of
+/// `send_task_rate_per_sec`, not of one report's backoff.
 fn backoff() -> impl Iterator<Item = Duration> {
     ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(10))
+        .with_max_delay(Duration::from_secs(2))
         .with_jitter()
         .without_max_times()
         .build()
@@ -95,6 +101,11 @@ fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
 impl Reporter {
     pub fn new(api: Arc<dyn SfnApi>, gate: SendGate, give_up: CancellationToken) -> Self {
         Self { api, gate, give_up }
+    }
+
+    /// Whether shutdown told reports to stop retrying.
+    pub fn gave_up(&self) -> bool {
+        self.give_up.is_cancelled()
     }
 
     /// Deliver a report, retrying throttling, transient and credential errors
@@ -162,7 +173,7 @@ impl Reporter {
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(10));
+            let delay = delays.next().unwrap_or(Duration::from_secs(2));
             tracing::warn!(operation, code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "report failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}

@@ -217,7 +217,7 @@ impl Worker {
                     on_malformed: q.on_malformed,
                     on_shutdown: q.on_shutdown,
                     // A lapsed message is back within one visibility timeout.
-                    in_flight: InFlight::new(q.visibility * 2, SETTLED_CAPACITY),
+                    in_flight: InFlight::new(settled_memory(q.visibility), SETTLED_CAPACITY),
                     give_up: self.shutdown.giving_up().clone(),
                 });
                 let binding = Arc::new(Binding::new(
@@ -380,4 +380,12 @@ fn default_worker_name() -> String {
             .collect();
     }
     name
+}
+
+/// How long a queue remembers the messages it settled. A message whose
+/// delete could not be made comes back within one visibility timeout of its
+/// lapse, but a busy queue may hand it out much later than that, so at
+/// least 15 minutes (the capacity bounds the memory either way).
+fn settled_memory(visibility: std::time::Duration) -> std::time::Duration {
+    (visibility * 2).max(std::time::Duration::from_secs(15 * 60))
 }

@@ -91,12 +91,14 @@ impl MessageLease {
 
     /// Delete every delivery, retrying while the message can be kept
     /// invisible (renewing it between attempts), so that a delete failing
-    /// for a while does not let the message come back.
+    /// for a while does not let the message come back. Retries are close
+    /// together (at most about 2 s apart): the lease is the deadline, and
+    /// every attempt before it is a chance not to run the task twice.
     async fn delete(&self) {
         let mut pending = self.deliveries.handles();
         let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(200))
-            .with_max_delay(Duration::from_secs(5))
+            .with_min_delay(Duration::from_millis(100))
+            .with_max_delay(Duration::from_secs(1))
             .with_jitter()
             .without_max_times()
             .build();
@@ -136,7 +138,7 @@ impl MessageLease {
                 );
                 return;
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(5));
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = tokio::time::sleep(delay.min(kept_until - now)) => {}
                 _ = self.queue.give_up.cancelled() => {}

@@ -34,8 +34,13 @@ use crate::heartbeat::HeartbeatSchedule;
 use crate::lease::Lease;
 use crate::metrics::BindingLabels;
 
-/// A failed renewal is tried again this soon (or at the interval, if shorter).
-const RENEW_RETRY: Duration = Duration::from_secs(2);
+/// A failed renewal is tried again after this, doubled per failure in a
+/// row up to [`RENEW_RETRY_MAX`] (or at the interval, if shorter): the
+/// lease has two thirds of the visibility timeout left when renewal starts,
+/// and every attempt in that window is a chance to keep it (with 40% of
+/// calls failing, 15 attempts lose one renewal in a million).
+const RENEW_RETRY: Duration = Duration::from_millis(250);
+const RENEW_RETRY_MAX: Duration = Duration::from_secs(1);
 /// The longest a heartbeat yields to waiting reports.
 const MAX_YIELD: Duration = Duration::from_secs(5);
 
@@ -55,6 +60,8 @@ pub(crate) struct KeepAlive<'a> {
     lease: Option<&'a dyn Lease>,
     renew_every: Option<Duration>,
     next_renew: Option<Instant>,
+    /// Renewals failed in a row.
+    renew_failures: u32,
     renewal: Fuse<BoxFuture<'a, bool>>,
 }
 
@@ -80,6 +87,7 @@ impl<'a> KeepAlive<'a> {
             lease,
             renew_every,
             next_renew: renew_every.map(|every| now + every),
+            renew_failures: 0,
             renewal: Fuse::terminated(),
         }
     }
@@ -114,8 +122,14 @@ impl<'a> KeepAlive<'a> {
                     }
                 }
                 kept = &mut self.renewal, if !self.renewal.is_terminated() => {
-                    if !kept && let Some(every) = self.renew_every {
-                        self.next_renew = Some(Instant::now() + every.min(RENEW_RETRY));
+                    if kept {
+                        self.renew_failures = 0;
+                    } else if let Some(every) = self.renew_every {
+                        let retry = RENEW_RETRY
+                            .saturating_mul(1 << self.renew_failures.min(8))
+                            .min(RENEW_RETRY_MAX);
+                        self.renew_failures += 1;
+                        self.next_renew = Some(Instant::now() + every.min(retry));
                     }
                 }
                 _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {

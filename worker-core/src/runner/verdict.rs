@@ -141,7 +141,16 @@ pub(crate) async fn deliver(
         Delivery::Undelivered(e) => {
             tracing::error!(code = %e.code, error = %e.message,
                 "could not report the task; an SQS message comes back and is retried, an activity task times out in Step Functions (Retry on States.Timeout)");
-            (Outcome::ReportFailed, LeaseEnd::Keep)
+            // Shutdown stopped the retries: let another worker have the
+            // message now rather than after its visibility timeout. A
+            // refusal keeps it (coming back at once would only be refused
+            // again).
+            let end = if env.reporter.gave_up() {
+                LeaseEnd::Release
+            } else {
+                LeaseEnd::Keep
+            };
+            (Outcome::ReportFailed, end)
         }
     }
 }

@@ -297,9 +297,9 @@ async fn fifo_messages_of_one_group_run_in_order_one_at_a_time() {
 #[tokio::test(start_paused = true)]
 async fn heartbeats_and_visibility_go_on_while_a_report_is_retried() {
     let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
-    // About two minutes of throttled reports: far past the visibility
-    // timeout (30 s) and several heartbeat intervals (10 s).
-    for _ in 0..20 {
+    // About a minute of throttled reports: past the visibility timeout
+    // (30 s) and several heartbeat intervals (10 s).
+    for _ in 0..30 {
         sfn.fail_next(
             Op::Success,
             ApiError::service("ThrottlingException", 400, "slow down"),
@@ -318,7 +318,7 @@ async fn heartbeats_and_visibility_go_on_while_a_report_is_retried() {
     let reports = sfn.wait_for_reports(1).await;
     let took = t0.elapsed();
     sqs.wait_until(|q| q.deleted().len() == 1).await;
-    assert!(took > Duration::from_secs(60), "reporting took {took:?}");
+    assert!(took > Duration::from_secs(40), "reporting took {took:?}");
     assert!(matches!(&reports[..], [Report::Success { output, .. }] if output == "8"));
     assert_eq!(
         sqs.times_received(&id),
@@ -372,6 +372,101 @@ async fn a_delete_that_fails_for_a_while_is_retried_while_the_message_is_kept() 
     assert_eq!(sfn.reports().len(), 1);
     shutdown.shutdown();
     run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delete_is_retried_often_enough_to_land_before_a_lease_that_cannot_be_renewed_lapses() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    // The delete fails 15 times and no renewal gets through: only attempts
+    // within the first visibility timeout (30 s) count. Spaced up to 5 s
+    // apart, 16 attempts take about a minute; up to 1 s apart, under 30 s.
+    for _ in 0..15 {
+        sqs.fail_next(
+            SqsOp::Delete,
+            ApiError::service("RequestThrottled", 400, "injected"),
+        );
+    }
+    for _ in 0..1000 {
+        sqs.fail_next(
+            SqsOp::ChangeVisibility,
+            ApiError::service("RequestThrottled", 400, "injected"),
+        );
+    }
+    let w = worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"visibility_timeout_secs": 30}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert_eq!(sqs.times_received(&id), 1, "deleted before it came back");
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_renewal_is_retried_within_the_lease() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    // Ten renewals in a row fail while a 60 s handler runs with a 30 s
+    // visibility timeout. Renewal starts at 10 s; retried every 2 s the
+    // lease lapses at 30 s, retried after 0.25, 0.5 and then every 1 s it
+    // is renewed by about 19 s.
+    for _ in 0..10 {
+        sqs.fail_next(
+            SqsOp::ChangeVisibility,
+            ApiError::service("InternalError", 500, "injected"),
+        );
+    }
+    let mut r = Registry::new();
+    r.handler("h", |n: u64, _ctx| async move {
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok::<_, TaskError>(n)
+    });
+    let w = worker(
+        &sfn,
+        &sqs,
+        r,
+        serde_json::json!({"visibility_timeout_secs": 30, "heartbeat_secs": 10}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert_eq!(sqs.times_received(&id), 1, "the message never lapsed");
+    assert_eq!(sfn.reports().len(), 1);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_report_still_failing_when_shutdown_gives_up_releases_its_message() {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    for _ in 0..10_000 {
+        sfn.fail_next(
+            Op::Success,
+            ApiError::service("ThrottlingException", 400, "slow down"),
+        );
+    }
+    let w = worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"visibility_timeout_secs": 600}),
+        serde_json::json!({"shutdown_grace_secs": 10, "cancel_grace_secs": 2}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(1)));
+    sqs.wait_until(|q| q.in_flight(URL) == 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+    // Visible again at once, not after its 10 minutes of visibility.
+    assert_eq!(sqs.visible(URL), 1, "released");
+    assert_eq!(sqs.times_received(&id), 1);
+    assert!(sfn.reports().is_empty());
 }
 
 #[tokio::test(start_paused = true)]
