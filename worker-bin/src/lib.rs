@@ -37,6 +37,18 @@ pub use sfn_worker_core::{
 };
 pub use sfn_worker_handlers as handlers;
 
+/// Load and validate a configuration text as `run` loads
+/// `SFN_WORKER_CONFIG_TOML`, with the built-in handler kinds; for the fuzz
+/// target in `fuzz/` (built with `--cfg fuzzing`); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub fn fuzz_config(text: &str) -> Result<sfn_worker_core::Plan, String> {
+    config_file::load_plan(
+        &config_file::ConfigSource::Text(text.to_owned()),
+        &sfn_worker_handlers::builtins(),
+    )
+}
+
 /// Run the `sfn-worker` command line with the built-in handler kinds plus
 /// whatever `register` adds (a kind registered under a built-in's name
 /// replaces it). Parses `std::env::args`, so it is the whole `main`.

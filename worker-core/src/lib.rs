@@ -67,3 +67,26 @@ pub use tokio_util::sync::CancellationToken;
 
 #[cfg(test)]
 mod tests;
+
+/// Internals for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`,
+/// as cargo-fuzz does); not part of the API.
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    use crate::aws::Message;
+    use crate::config::TokenSource;
+
+    /// The (token, input) a message carries, or the malformed reason.
+    pub fn extract(
+        m: &Message,
+        token: &TokenSource,
+        input_pointer: Option<&str>,
+    ) -> Result<(String, String), &'static str> {
+        crate::queue::message::extract(m, token, input_pointer).map_err(|e| e.reason())
+    }
+
+    /// The JSON text at an RFC 6901 pointer, as written in `json`.
+    pub fn pointer<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
+        crate::queue::message::pointer(json, pointer).map(|r| r.get())
+    }
+}
