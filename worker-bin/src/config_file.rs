@@ -172,7 +172,7 @@ command = ["cat"]
     fn a_good_file_loads() {
         let plan = load_plan(&file("good.toml", GOOD), &registry()).unwrap();
         assert_eq!(plan.config.worker.max_concurrency.get(), 8);
-        assert_eq!(&*plan.activities[0].name, "resize");
+        assert_eq!(&*plan.activities[0].binding.name, "resize");
     }
 
     #[test]

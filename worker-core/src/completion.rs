@@ -18,10 +18,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{ApiError, ApiErrorKind, SfnApi};
+use crate::aws::{ApiError, ApiErrorKind, Operation, SfnApi, retry};
 use crate::error_names;
 use crate::handler::TaskError;
 use crate::metrics;
@@ -52,21 +51,6 @@ pub(crate) struct Reporter {
     gate: SendGate,
     /// Stop retrying (shutdown's last phase): one attempt, then give up.
     give_up: CancellationToken,
-}
-
-/// A report is retried for as long as the task can be kept alive, so what
-/// matters is how many attempts fit before shutdown gives up (a report that
-/// fails ten times in a row is likely to see its worker stop first): one
-/// report waits at most 2 s (4 s with jitter) between attempts. Keeping a
-/// process under the account's `SendTask*` quota is the job of
-/// `send_task_rate_per_sec`, not of one report's backoff.
-fn backoff() -> impl Iterator<Item = Duration> {
-    ExponentialBuilder::default()
-        .with_min_delay(Duration::from_millis(100))
-        .with_max_delay(Duration::from_secs(2))
-        .with_jitter()
-        .without_max_times()
-        .build()
 }
 
 /// What to send instead when the service refuses `report` with `err`, if
@@ -147,10 +131,10 @@ impl Reporter {
     }
 
     async fn send(&self, token: &str, report: &Report) -> Result<(), ApiError> {
-        let mut delays = backoff();
+        let mut delays = retry::report();
         let operation = match report {
-            Report::Success(_) => "SendTaskSuccess",
-            Report::Failure(_) => "SendTaskFailure",
+            Report::Success(_) => Operation::SendTaskSuccess,
+            Report::Failure(_) => Operation::SendTaskFailure,
         };
         loop {
             self.gate.report().await;
@@ -174,7 +158,7 @@ impl Reporter {
                 self.gate.throttled_by_service();
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(2));
-            tracing::warn!(operation, code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "report failed; retrying");
+            tracing::warn!(operation = operation.name(), code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "report failed; retrying");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.give_up.cancelled() => return Err(err),
@@ -189,7 +173,7 @@ impl Reporter {
         self.gate.heartbeat(max_yield).await;
         let result = self.api.send_task_heartbeat(token).await;
         if let Err(err) = &result {
-            metrics::api_error("SendTaskHeartbeat", &err.code);
+            metrics::api_error(Operation::SendTaskHeartbeat, &err.code);
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
@@ -201,7 +185,8 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::fake::{FakeSfn, Op, Report as Seen};
+    use crate::aws::Operation;
+    use crate::aws::fake::{FakeSfn, Report as Seen};
 
     fn reporter(fake: &FakeSfn) -> Reporter {
         Reporter::new(
@@ -226,14 +211,14 @@ mod tests {
             "RequestExpired",
             "UnrecognizedClientException",
         ] {
-            fake.fail_next(Op::Success, refuse(code));
+            fake.fail_next(Operation::SendTaskSuccess, refuse(code));
         }
         fake.fail_next(
-            Op::Success,
+            Operation::SendTaskSuccess,
             ApiError::service("InternalFailure", 500, "injected"),
         );
         fake.fail_next(
-            Op::Success,
+            Operation::SendTaskSuccess,
             ApiError::new(ApiErrorKind::Transient, "DispatchFailure", ""),
         );
         let d = reporter(&fake)
@@ -264,7 +249,7 @@ mod tests {
     async fn a_refused_output_becomes_output_rejected() {
         for code in ["InvalidOutput", "ValidationException"] {
             let fake = FakeSfn::new();
-            fake.fail_next(Op::Success, refuse(code));
+            fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
                 .deliver("t", Report::Success("1".into()))
                 .await;
@@ -286,8 +271,8 @@ mod tests {
         ] {
             let fake = FakeSfn::new();
             let op = match report {
-                Report::Success(_) => Op::Success,
-                Report::Failure(_) => Op::Failure,
+                Report::Success(_) => Operation::SendTaskSuccess,
+                Report::Failure(_) => Operation::SendTaskFailure,
             };
             fake.fail_next(op, refuse("KmsAccessDeniedException"));
             let d = reporter(&fake).deliver("t", report).await;
@@ -304,7 +289,7 @@ mod tests {
     async fn access_denied_and_unknown_refusals_leave_the_task_undelivered() {
         for code in ["AccessDeniedException", "SomethingNew"] {
             let fake = FakeSfn::new();
-            fake.fail_next(Op::Success, refuse(code));
+            fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
                 .deliver("t", Report::Success("1".into()))
                 .await;
@@ -325,7 +310,7 @@ mod tests {
         let fake = FakeSfn::new();
         for _ in 0..100 {
             fake.fail_next(
-                Op::Success,
+                Operation::SendTaskSuccess,
                 ApiError::new(ApiErrorKind::Transient, "Timeout", ""),
             );
         }
@@ -344,7 +329,7 @@ mod tests {
         let fake = FakeSfn::new();
         for _ in 0..20 {
             fake.fail_next(
-                Op::Success,
+                Operation::SendTaskSuccess,
                 ApiError::service("InternalFailure", 500, "injected"),
             );
         }

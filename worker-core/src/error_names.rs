@@ -40,5 +40,6 @@ pub const ALL: &[&str] = &[
     TASK_CLOSED,
 ];
 
-/// The largest `output` that `SendTaskSuccess` accepts, in bytes of UTF-8.
-pub const MAX_OUTPUT_BYTES: usize = 262_144;
+/// Kept here for code written against earlier versions; the limit lives in
+/// [`crate::limits`] with the others.
+pub use crate::limits::MAX_OUTPUT_BYTES;

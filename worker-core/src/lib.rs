@@ -9,11 +9,17 @@
 //! - [`handler`]: what a handler is ([`Handler`], [`handler_fn`]), its
 //!   [`TaskContext`] and [`TaskError`], and the [`Registry`] of handler kinds.
 //! - [`config`]: the typed, validated configuration and the resolved [`Plan`].
-//! - [`aws`]: the narrow seam to Step Functions ([`aws::SfnApi`]), with the SDK
-//!   implementation and (feature `test-util`) an in-process fake.
-//! - `slots`, `poller`, `heartbeat`, `completion`, `runner`, `shutdown`: the
-//!   machinery, in the order a task meets it.
-//! - [`metrics`]: every metric name the worker emits.
+//! - [`aws`]: the narrow seam to AWS, one folder per service
+//!   ([`aws::sfn`], [`aws::sqs`]), each with its SDK client and (feature
+//!   `test-util`) an in-process fake; one error classification, one retry
+//!   policy, one [`aws::Operation`] enum.
+//! - `source`: where tasks come from, one folder per source (`activity`,
+//!   `sqs`), each with its configuration, pollers and what only it needs.
+//! - `slots`, `runner` (with `heartbeat` and the source's lease),
+//!   `completion`, `shutdown`: the machinery every task meets, whatever its
+//!   source.
+//! - [`limits`] and [`error_names`]: the service's limits and the worker's
+//!   error names, each written once. [`metrics`]: every metric name.
 //!
 //! ```no_run
 //! use sfn_worker_core::{Registry, TaskContext, TaskError};
@@ -44,14 +50,13 @@ pub mod error_names;
 mod fingerprint;
 pub mod handler;
 mod heartbeat;
-mod lease;
+pub mod limits;
 pub mod metrics;
-mod poller;
-mod queue;
 mod runner;
 mod send_gate;
 pub mod shutdown;
 mod slots;
+mod source;
 mod worker;
 
 pub use config::{Config, ConfigError, Plan};
@@ -82,11 +87,11 @@ pub mod fuzzing {
         token: &TokenSource,
         input_pointer: Option<&str>,
     ) -> Result<(String, String), &'static str> {
-        crate::queue::message::extract(m, token, input_pointer).map_err(|e| e.reason())
+        crate::source::sqs::message::extract(m, token, input_pointer).map_err(|e| e.reason())
     }
 
     /// The JSON text at an RFC 6901 pointer, as written in `json`.
     pub fn pointer<'a>(json: &'a str, pointer: &str) -> Option<&'a str> {
-        crate::queue::message::pointer(json, pointer).map(|r| r.get())
+        crate::source::sqs::message::pointer(json, pointer).map(|r| r.get())
     }
 }

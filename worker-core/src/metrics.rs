@@ -176,8 +176,8 @@ pub(crate) fn global_slots_available(n: usize) {
     gauge!(GLOBAL_SLOTS_AVAILABLE).set(n as f64);
 }
 
-pub(crate) fn api_error(operation: &'static str, code: &str) {
-    counter!(API_ERRORS, "operation" => operation, "code" => code.to_owned()).increment(1);
+pub(crate) fn api_error(operation: crate::aws::Operation, code: &str) {
+    counter!(API_ERRORS, "operation" => operation.name(), "code" => code.to_owned()).increment(1);
 }
 
 pub(crate) fn ready(is_ready: bool) {

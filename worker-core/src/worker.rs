@@ -9,16 +9,13 @@ use tokio_util::task::TaskTracker;
 use crate::aws::{ApiError, ApiErrorKind, SfnApi, SqsApi};
 use crate::completion::Reporter;
 use crate::config::Plan;
-use crate::handler::TaskSource;
+use crate::limits::MAX_WORKER_NAME_CHARS;
 use crate::metrics;
-use crate::poller::{ActivityPoller, QueuePoller, poll_activity, poll_queue};
-use crate::queue::QueueShared;
-use crate::queue::batcher::Batcher;
-use crate::queue::in_flight::{InFlight, SETTLED_CAPACITY};
-use crate::runner::{Binding, Env};
+use crate::runner::Env;
 use crate::send_gate::SendGate;
 use crate::shutdown::ShutdownHandle;
-use crate::slots::{BindingSlots, GlobalSlots};
+use crate::slots::GlobalSlots;
+use crate::source::{Runtime, Source, activity, sqs};
 
 /// After shutdown gives up on retrying reports, how long their last attempts get.
 const REPORT_GRACE: Duration = Duration::from_secs(10);
@@ -176,71 +173,27 @@ impl Worker {
             shutdown: self.shutdown.clone(),
             cancel_grace: Duration::from_secs(wc.cancel_grace_secs),
         });
-        let global = GlobalSlots::new(wc.max_concurrency.get());
         let pollers = TaskTracker::new();
         let tasks = TaskTracker::new();
-        let worker_name: Arc<str> = self.worker_name.as_str().into();
 
+        let rt = Runtime {
+            env,
+            global: GlobalSlots::new(wc.max_concurrency.get()),
+            tasks: tasks.clone(),
+            worker_name: self.worker_name.as_str().into(),
+        };
+        let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         for a in &self.plan.activities {
-            let binding = Arc::new(Binding::new(
-                a.name.clone(),
-                a.kind.clone(),
-                TaskSource::Activity {
-                    arn: a.arn.as_str().into(),
-                },
-                a.handler.clone(),
-                a.heartbeat,
-                a.timeout,
-            ));
-            let poller = Arc::new(ActivityPoller {
-                arn: a.arn.as_str().into(),
-                worker_name: worker_name.clone(),
-                api: self.api.clone(),
-                slots: BindingSlots::new(a.concurrency, &global, binding.labels.clone()),
-                binding,
-                env: env.clone(),
-                tasks: tasks.clone(),
-            });
-            for _ in 0..a.pollers {
-                pollers.spawn(poll_activity(poller.clone()));
-            }
+            sources.push(activity::source(a, self.api.clone(), &rt));
         }
         if let Some(sqs) = &self.sqs {
             for q in &self.plan.queues {
-                let url: Arc<str> = q.url.as_str().into();
-                let shared = Arc::new(QueueShared {
-                    url: url.clone(),
-                    batcher: Batcher::spawn(sqs.clone(), url.clone()),
-                    visibility: q.visibility,
-                    token: q.token.clone(),
-                    input_pointer: q.input_pointer.clone(),
-                    on_malformed: q.on_malformed,
-                    on_shutdown: q.on_shutdown,
-                    // A lapsed message is back within one visibility timeout.
-                    in_flight: InFlight::new(settled_memory(q.visibility), SETTLED_CAPACITY),
-                    give_up: self.shutdown.giving_up().clone(),
-                });
-                let binding = Arc::new(Binding::new(
-                    q.name.clone(),
-                    q.kind.clone(),
-                    TaskSource::Queue { url },
-                    q.handler.clone(),
-                    q.heartbeat,
-                    q.timeout,
-                ));
-                let poller = Arc::new(QueuePoller {
-                    queue: shared,
-                    api: sqs.clone(),
-                    slots: BindingSlots::new(q.concurrency, &global, binding.labels.clone()),
-                    binding,
-                    env: env.clone(),
-                    tasks: tasks.clone(),
-                    fifo: q.url.is_fifo(),
-                });
-                for _ in 0..q.receivers {
-                    pollers.spawn(poll_queue(poller.clone()));
-                }
+                let give_up = self.shutdown.giving_up().clone();
+                sources.push(sqs::source(q, sqs.clone(), &rt, give_up));
             }
+        }
+        for source in sources {
+            source.start(&pollers);
         }
         pollers.close();
         self.health.set(HealthState::Ready);
@@ -302,7 +255,7 @@ impl Worker {
             if !found {
                 return Err(WorkerError::ActivityDoesNotExist {
                     index,
-                    binding: a.name.to_string(),
+                    binding: a.binding.name.to_string(),
                     arn: a.arn.to_string(),
                 });
             }
@@ -318,7 +271,7 @@ impl Worker {
             if !found {
                 return Err(WorkerError::QueueDoesNotExist {
                     index,
-                    binding: q.name.to_string(),
+                    binding: q.binding.name.to_string(),
                     url: q.url.to_string(),
                 });
             }
@@ -368,24 +321,16 @@ impl Worker {
 fn default_worker_name() -> String {
     let host = gethostname::gethostname().to_string_lossy().into_owned();
     let mut name = format!("{host}-{}", std::process::id());
-    // workerName is limited to 80 characters.
-    if name.chars().count() > 80 {
+    if name.chars().count() > MAX_WORKER_NAME_CHARS {
+        // Keep the end: the pid tells workers on one host apart.
         name = name
             .chars()
             .rev()
-            .take(80)
+            .take(MAX_WORKER_NAME_CHARS)
             .collect::<Vec<_>>()
             .into_iter()
             .rev()
             .collect();
     }
     name
-}
-
-/// How long a queue remembers the messages it settled. A message whose
-/// delete could not be made comes back within one visibility timeout of its
-/// lapse, but a busy queue may hand it out much later than that, so at
-/// least 15 minutes (the capacity bounds the memory either way).
-fn settled_memory(visibility: std::time::Duration) -> std::time::Duration {
-    (visibility * 2).max(std::time::Duration::from_secs(15 * 60))
 }

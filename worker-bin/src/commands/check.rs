@@ -48,16 +48,16 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
         w.worker_name.as_deref().unwrap_or("(host name + pid)")
     );
     for (a, binding) in plan.activities.iter().zip(&plan.config.activities) {
-        println!("[[activity]] {}", a.name);
+        println!("[[activity]] {}", a.binding.name);
         println!("  arn            = {}", a.arn);
-        println!("  handler        = {}", a.kind);
+        println!("  handler        = {}", a.binding.kind);
         println!("  pollers        = {}", a.pollers);
-        println!("  concurrency    = {}", a.concurrency);
-        match a.heartbeat {
+        println!("  concurrency    = {}", a.binding.concurrency);
+        match a.binding.heartbeat {
             Some(h) => println!("  heartbeat_secs = {}", h.as_secs()),
             None => println!("  heartbeat_secs = 0 (no timer heartbeats)"),
         }
-        match a.timeout {
+        match a.binding.timeout {
             Some(t) => println!("  timeout_secs   = {}", t.as_secs()),
             None => println!("  timeout_secs   = (none)"),
         }
@@ -66,16 +66,16 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
         }
     }
     for (q, binding) in plan.queues.iter().zip(&plan.config.queues) {
-        println!("[[queue]] {}", q.name);
+        println!("[[queue]] {}", q.binding.name);
         println!(
             "  url                     = {}{}",
             q.url,
             if q.url.is_fifo() { " (FIFO)" } else { "" }
         );
-        println!("  handler                 = {}", q.kind);
-        println!("  concurrency             = {}", q.concurrency);
+        println!("  handler                 = {}", q.binding.kind);
+        println!("  concurrency             = {}", q.binding.concurrency);
         println!("  receivers               = {}", q.receivers);
-        match q.heartbeat {
+        match q.binding.heartbeat {
             Some(h) => println!("  heartbeat_secs          = {}", h.as_secs()),
             None => println!("  heartbeat_secs          = (no SendTaskHeartbeat)"),
         }
@@ -84,7 +84,7 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
             q.visibility.as_secs(),
             (q.visibility.as_secs() / 3).max(1)
         );
-        match q.timeout {
+        match q.binding.timeout {
             Some(t) => println!("  timeout_secs            = {}", t.as_secs()),
             None => println!(
                 "  timeout_secs            = (none; SQS's 12-hour visibility ceiling applies)"

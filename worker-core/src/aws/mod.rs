@@ -1,85 +1,31 @@
-//! The narrow seam between the worker and Step Functions.
+//! The narrow seam between the worker and AWS, one folder per service.
 //!
-//! Everything the worker asks of AWS goes through [`SfnApi`]: the real SDK in
-//! production ([`SdkSfn`]), an in-process fake in unit tests (feature
-//! `test-util`: `fake::FakeSfn`). Errors arrive already classified, so retry
-//! decisions live in one place ([`ApiErrorKind`]).
+//! - [`sfn`]: Step Functions ([`SfnApi`]): the SDK client, the direct client
+//!   and (feature `test-util`) an in-process fake.
+//! - [`sqs`]: SQS ([`SqsApi`]): the SDK client and (feature `test-util`) an
+//!   in-process fake.
+//!
+//! Errors arrive already classified ([`ApiErrorKind`], one classification for
+//! every service), so retry decisions live in one place. [`Operation`] names
+//! every call, for metrics, the clients and the fakes alike.
 
 mod classify;
-mod direct;
 mod error;
-mod sdk;
-mod sqs;
-mod sqs_sdk;
+mod operation;
+pub(crate) mod retry;
+mod sdk_config;
+pub mod sfn;
+pub mod sqs;
 
-#[cfg(any(test, feature = "test-util"))]
-pub mod fake;
-#[cfg(any(test, feature = "test-util"))]
-pub mod fake_sqs;
-
-use async_trait::async_trait;
-
-pub use direct::{DirectClientError, DirectSfn};
 pub use error::{ApiError, ApiErrorKind};
-pub use sdk::{SdkSfn, load_sdk_config};
-pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
-pub use sqs_sdk::SdkSqs;
+pub use operation::Operation;
+pub use sdk_config::load_sdk_config;
+pub use sfn::{ActivityTask, DirectClientError, DirectSfn, SdkSfn, SfnApi};
+pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
 
-/// A task handed out by `GetActivityTask`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ActivityTask {
-    /// The task token (a credential: never log it, log its fingerprint).
-    pub token: String,
-    /// The task's input, JSON text.
-    pub input: String,
-}
-
-impl ActivityTask {
-    /// What a `GetActivityTask` answer means: no token (or an empty one)
-    /// is a poll that ended without a task.
-    pub(crate) fn from_poll(token: Option<String>, input: Option<String>) -> Option<Self> {
-        match token {
-            Some(token) if !token.is_empty() => Some(Self {
-                token,
-                // The service always sends JSON input; an emulator may not.
-                input: input.unwrap_or_else(|| "{}".to_owned()),
-            }),
-            _ => None,
-        }
-    }
-}
-
-impl std::fmt::Debug for ActivityTask {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityTask")
-            .field("token", &crate::fingerprint(&self.token))
-            .field("input_bytes", &self.input.len())
-            .finish()
-    }
-}
-
-/// The Step Functions calls a worker makes.
-#[async_trait]
-pub trait SfnApi: Send + Sync + 'static {
-    /// One long poll. `Ok(None)` when the service had no task (after up to 60 s).
-    /// Implementations must not retry this call after it was sent: a retried
-    /// poll can lose the task the first one was assigned.
-    async fn get_activity_task(
-        &self,
-        activity_arn: &str,
-        worker_name: &str,
-    ) -> Result<Option<ActivityTask>, ApiError>;
-    /// `SendTaskSuccess`.
-    async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError>;
-    /// `SendTaskFailure`.
-    async fn send_task_failure(
-        &self,
-        token: &str,
-        error: &str,
-        cause: &str,
-    ) -> Result<(), ApiError>;
-    /// `SendTaskHeartbeat`.
-    async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError>;
-    /// `DescribeActivity`: does the activity exist? Used once at start-up.
-    async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError>;
+/// The in-process fakes of the seam, for tests of code built on this crate.
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake {
+    pub use super::sfn::fake::*;
+    pub use super::sqs::fake::*;
 }

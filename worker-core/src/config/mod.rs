@@ -6,19 +6,21 @@
 //! `NonZero*` so that a zero is refused by the parser with the field's name.
 
 mod arn;
-mod plan;
-mod queue;
+pub mod defaults;
+pub(crate) mod plan;
 
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 
 use serde::{Deserialize, Serialize};
 
-pub use arn::ActivityArn;
-pub use plan::{ActivityPlan, Plan, QueuePlan, TokenSource};
-pub use queue::{
-    MAX_VISIBILITY_SECS, MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl,
+pub use crate::limits::MAX_VISIBILITY_SECS;
+pub use crate::source::activity::config::{ActivityBinding, ActivityPlan};
+pub use crate::source::sqs::config::{
+    MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueuePlan, QueueUrl, TokenSource,
 };
+pub use arn::ActivityArn;
+pub use plan::{BindingPlan, Plan};
 
 /// The longest duration any `_secs` setting may hold: a year, the longest a
 /// Step Functions execution runs. Larger values are configuration errors
@@ -122,73 +124,6 @@ impl Default for WorkerConfig {
             poll_timeout_secs: defaults::poll_timeout_secs(),
             threads: defaults::threads(),
         }
-    }
-}
-
-/// `[[activity]]`: one activity served by one handler.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ActivityBinding {
-    /// Name in logs and metrics. Default: the last part of the ARN.
-    pub name: Option<String>,
-    /// The activity's ARN.
-    pub arn: ActivityArn,
-    /// The handler kind (`sfn-worker handlers` lists them).
-    pub handler: String,
-    /// Long polls kept open at once. Default 2; at most `concurrency`.
-    #[serde(default = "defaults::pollers")]
-    pub pollers: NonZeroUsize,
-    /// Tasks of this activity running at once. Default 16.
-    #[serde(default = "defaults::concurrency")]
-    pub concurrency: NonZeroUsize,
-    /// Heartbeat interval; keep it well under the state's `HeartbeatSeconds`.
-    /// 0 sends no timer heartbeats. Default 20.
-    #[serde(default = "defaults::heartbeat_secs")]
-    pub heartbeat_secs: u64,
-    /// Cancel the handler and fail with `Worker.HandlerTimeout` after this
-    /// long. Default: no limit (the state's `TimeoutSeconds` still applies).
-    pub timeout_secs: Option<std::num::NonZeroU64>,
-    /// The handler kind's parameters (`[activity.params]`).
-    #[serde(default)]
-    pub params: serde_json::Value,
-}
-
-impl ActivityBinding {
-    /// The binding's name: `name`, or the ARN's last part.
-    pub fn resolved_name(&self) -> &str {
-        self.name.as_deref().unwrap_or_else(|| self.arn.name())
-    }
-}
-
-mod defaults {
-    use super::*;
-    pub fn max_concurrency() -> NonZeroUsize {
-        NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)
-    }
-    pub fn shutdown_grace_secs() -> u64 {
-        30
-    }
-    pub fn cancel_grace_secs() -> u64 {
-        5
-    }
-    pub fn threads() -> usize {
-        1
-    }
-
-    pub fn metrics_addr() -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], 9464))
-    }
-    pub fn poll_timeout_secs() -> u64 {
-        70
-    }
-    pub fn pollers() -> NonZeroUsize {
-        NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN)
-    }
-    pub fn concurrency() -> NonZeroUsize {
-        NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
-    }
-    pub fn heartbeat_secs() -> u64 {
-        20
     }
 }
 

@@ -1,12 +1,17 @@
+//! The resolved plan: a configuration checked against the handler registry.
+//!
+//! What every binding has, whatever its source, is one [`BindingPlan`]; each
+//! source resolves its own fields (`source::activity::config`,
+//! `source::sqs::config`) with the shared [`Checks`].
+
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::queue::{MAX_VISIBILITY_SECS, MIN_VISIBILITY_SECS, check_pointer};
-use super::{
-    ActivityArn, Config, ConfigError, MAX_SECS, OnMalformed, OnShutdown, QueueBinding, QueueUrl,
-};
+use super::{ActivityPlan, Config, ConfigError, MAX_SECS, QueuePlan};
 use crate::handler::{Handler, ParamsError, Registry};
+use crate::limits::{MAX_WORKER_NAME_CHARS, MIN_POLL_TIMEOUT_SECS};
+use crate::source::{activity, sqs};
 
 /// A configuration checked against the registry: every binding has its handler
 /// built. This is what a [`crate::Worker`] runs and what `sfn-worker check` prints.
@@ -20,74 +25,16 @@ pub struct Plan {
     pub queues: Vec<QueuePlan>,
 }
 
-/// Where an SQS message carries its task token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenSource {
-    /// A JSON pointer into the body.
-    Pointer(String),
-    /// A message attribute (string).
-    Attribute(String),
-}
-
-/// One queue binding, resolved.
+/// What every binding has, whatever its source.
 #[derive(Clone)]
-pub struct QueuePlan {
-    /// The binding's name (logs, metrics).
+pub struct BindingPlan {
+    /// The binding's name (logs, metrics); unique across all bindings.
     pub name: Arc<str>,
-    /// The queue.
-    pub url: QueueUrl,
     /// The handler kind's name.
     pub kind: Arc<str>,
     /// The handler built from the binding's params.
     pub handler: Arc<dyn Handler>,
-    /// Messages handled at once.
-    pub concurrency: usize,
-    /// Concurrent receives.
-    pub receivers: usize,
-    /// `SendTaskHeartbeat` interval, if any.
-    pub heartbeat: Option<Duration>,
-    /// Handler time limit.
-    pub timeout: Option<Duration>,
-    /// Visibility timeout kept while a handler runs.
-    pub visibility: Duration,
-    /// Where the token is.
-    pub token: TokenSource,
-    /// Where the input is; `None`: the whole body.
-    pub input_pointer: Option<String>,
-    /// What to do with malformed messages.
-    pub on_malformed: OnMalformed,
-    /// What to do at shutdown.
-    pub on_shutdown: OnShutdown,
-}
-
-impl std::fmt::Debug for QueuePlan {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueuePlan")
-            .field("name", &self.name)
-            .field("url", &self.url.as_str())
-            .field("kind", &self.kind)
-            .field("concurrency", &self.concurrency)
-            .field("receivers", &self.receivers)
-            .field("visibility", &self.visibility)
-            .field("token", &self.token)
-            .finish()
-    }
-}
-
-/// One activity binding, resolved.
-#[derive(Clone)]
-pub struct ActivityPlan {
-    /// The binding's name (logs, metrics).
-    pub name: Arc<str>,
-    /// The activity.
-    pub arn: ActivityArn,
-    /// The handler kind's name.
-    pub kind: Arc<str>,
-    /// The handler built from the binding's params.
-    pub handler: Arc<dyn Handler>,
-    /// Long polls kept open.
-    pub pollers: usize,
-    /// Tasks running at once.
+    /// Tasks of this binding running at once.
     pub concurrency: usize,
     /// Timer heartbeat interval; `None` sends none.
     pub heartbeat: Option<Duration>,
@@ -95,13 +42,11 @@ pub struct ActivityPlan {
     pub timeout: Option<Duration>,
 }
 
-impl std::fmt::Debug for ActivityPlan {
+impl std::fmt::Debug for BindingPlan {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityPlan")
+        f.debug_struct("BindingPlan")
             .field("name", &self.name)
-            .field("arn", &self.arn.as_str())
             .field("kind", &self.kind)
-            .field("pollers", &self.pollers)
             .field("concurrency", &self.concurrency)
             .field("heartbeat", &self.heartbeat)
             .field("timeout", &self.timeout)
@@ -113,250 +58,125 @@ impl Plan {
     /// Check `config` beyond what parsing checks, and build every handler.
     /// Returns every problem found, not just the first.
     pub fn build(config: Config, registry: &Registry) -> Result<Plan, Vec<ConfigError>> {
-        let mut errors = Vec::new();
+        let mut checks = Checks {
+            registry,
+            errors: Vec::new(),
+            names: HashSet::new(),
+        };
         let w = &config.worker;
         for (field, secs) in [
             ("shutdown_grace_secs", w.shutdown_grace_secs),
             ("cancel_grace_secs", w.cancel_grace_secs),
             ("poll_timeout_secs", w.poll_timeout_secs),
         ] {
-            check_secs(&format!("worker.{field}"), secs, &mut errors);
+            checks.secs(&format!("worker.{field}"), secs);
         }
-        if w.poll_timeout_secs < 65 {
-            errors.push(ConfigError::new(
+        if w.poll_timeout_secs < MIN_POLL_TIMEOUT_SECS {
+            checks.error(
                 "worker.poll_timeout_secs",
                 format!(
-                    "expected at least 65 (Step Functions holds a poll up to 60 s), got {}",
+                    "expected at least {MIN_POLL_TIMEOUT_SECS} (Step Functions holds a poll up to 60 s), got {}",
                     w.poll_timeout_secs
                 ),
-            ));
+            );
         }
         if let Some(name) = &w.worker_name
-            && (name.is_empty() || name.chars().count() > 80)
+            && (name.is_empty() || name.chars().count() > MAX_WORKER_NAME_CHARS)
         {
-            errors.push(ConfigError::new(
+            checks.error(
                 "worker.worker_name",
-                "expected 1 to 80 characters",
-            ));
+                format!("expected 1 to {MAX_WORKER_NAME_CHARS} characters"),
+            );
         }
         if config.activities.is_empty() && config.queues.is_empty() {
-            errors.push(ConfigError::new(
+            checks.error(
                 "activity",
                 "expected at least one [[activity]] or [[queue]] binding; nothing to serve",
-            ));
+            );
         }
-
-        let mut names = HashSet::new();
-        let mut arns = HashSet::new();
-        let mut activities = Vec::new();
-        for (i, b) in config.activities.iter().enumerate() {
-            let at = |f: &str| format!("activity[{i}].{f}");
-            let name = b.resolved_name();
-            if name.is_empty() {
-                errors.push(ConfigError::new(at("name"), "expected a non-empty name"));
-            }
-            if !names.insert(name.to_owned()) {
-                errors.push(ConfigError::new(
-                    at("name"),
-                    format!("binding name {name:?} is used twice; names must be unique"),
-                ));
-            }
-            if !arns.insert(b.arn.as_str().to_owned()) {
-                errors.push(ConfigError::new(
-                    at("arn"),
-                    format!(
-                        "{} is bound twice; use one binding with more pollers",
-                        b.arn
-                    ),
-                ));
-            }
-            check_secs(&at("heartbeat_secs"), b.heartbeat_secs, &mut errors);
-            if let Some(t) = b.timeout_secs {
-                check_secs(&at("timeout_secs"), t.get(), &mut errors);
-            }
-            if b.pollers > b.concurrency {
-                errors.push(ConfigError::new(
-                    at("pollers"),
-                    format!(
-                        "expected at most concurrency ({}), got {}: every open poll holds a slot",
-                        b.concurrency, b.pollers
-                    ),
-                ));
-            }
-            if let Some(handler) = build_handler(registry, &b.handler, &b.params, &at, &mut errors)
-            {
-                activities.push(ActivityPlan {
-                    name: name.into(),
-                    arn: b.arn.clone(),
-                    kind: b.handler.as_str().into(),
-                    handler,
-                    pollers: b.pollers.get(),
-                    concurrency: b.concurrency.get(),
-                    heartbeat: (b.heartbeat_secs > 0)
-                        .then(|| Duration::from_secs(b.heartbeat_secs)),
-                    timeout: b.timeout_secs.map(|t| Duration::from_secs(t.get())),
-                });
-            }
-        }
-        let mut queues = Vec::new();
-        for (i, q) in config.queues.iter().enumerate() {
-            let at = |f: &str| format!("queue[{i}].{f}");
-            if let Some(plan) = queue_plan(q, registry, &at, &mut errors) {
-                if !names.insert(plan.name.to_string()) {
-                    errors.push(ConfigError::new(
-                        at("name"),
-                        format!(
-                            "binding name {:?} is used twice; names must be unique",
-                            plan.name
-                        ),
-                    ));
-                }
-                queues.push(plan);
-            }
-        }
-        if errors.is_empty() {
+        let activities = activity::config::plans(&config.activities, &mut checks);
+        let queues = sqs::config::plans(&config.queues, &mut checks);
+        if checks.errors.is_empty() {
             Ok(Plan {
                 config,
                 activities,
                 queues,
             })
         } else {
-            Err(errors)
+            Err(checks.errors)
         }
     }
 }
 
-/// A duration setting must fit the clock arithmetic: at most [`MAX_SECS`].
-fn check_secs(field: &str, secs: u64, errors: &mut Vec<ConfigError>) {
-    if secs > MAX_SECS {
-        errors.push(ConfigError::new(
-            field,
-            format!("expected at most {MAX_SECS} (a year), got {secs}"),
-        ));
-    }
+/// What building a plan has found so far, shared by every source's checks.
+pub(crate) struct Checks<'r> {
+    registry: &'r Registry,
+    errors: Vec<ConfigError>,
+    names: HashSet<String>,
 }
 
-/// Build a binding's handler, recording what is wrong under `at(...)`.
-fn build_handler(
-    registry: &Registry,
-    kind: &str,
-    params: &serde_json::Value,
-    at: &dyn Fn(&str) -> String,
-    errors: &mut Vec<ConfigError>,
-) -> Option<Arc<dyn Handler>> {
-    match registry.build(kind, params) {
-        Ok(handler) => return Some(handler),
-        Err(e @ ParamsError::UnknownKind { .. }) => {
-            errors.push(ConfigError::new(at("handler"), e.to_string()))
-        }
-        Err(ParamsError::Invalid { path, message }) => {
-            let field = if path == "." {
-                at("params")
-            } else {
-                at(&format!("params.{path}"))
-            };
-            errors.push(ConfigError::new(field, message))
-        }
-        Err(e) => errors.push(ConfigError::new(at("params"), e.to_string())),
+impl Checks<'_> {
+    /// Record a problem with `field`.
+    pub fn error(&mut self, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(ConfigError::new(field, message));
     }
-    None
-}
 
-fn queue_plan(
-    q: &QueueBinding,
-    registry: &Registry,
-    at: &dyn Fn(&str) -> String,
-    errors: &mut Vec<ConfigError>,
-) -> Option<QueuePlan> {
-    let before = errors.len();
-    let visibility = q.visibility_timeout_secs.get();
-    if visibility > MAX_VISIBILITY_SECS {
-        errors.push(ConfigError::new(
-            at("visibility_timeout_secs"),
-            format!("expected at most {MAX_VISIBILITY_SECS} (SQS's 12 hours), got {visibility}"),
-        ));
+    /// How many problems have been found: a source compares before and after.
+    pub fn count(&self) -> usize {
+        self.errors.len()
     }
-    if visibility < MIN_VISIBILITY_SECS {
-        errors.push(ConfigError::new(
-            at("visibility_timeout_secs"),
-            format!(
-                "expected at least {MIN_VISIBILITY_SECS}, got {visibility}: the worker renews it every \
-                 third of the timeout, and a shorter one lapses after a single slow renewal"
-            ),
-        ));
-    }
-    for (field, secs) in [
-        ("heartbeat_secs", q.heartbeat_secs),
-        ("timeout_secs", q.timeout_secs),
-    ] {
-        if let Some(secs) = secs {
-            check_secs(&at(field), secs.get(), errors);
+
+    /// A duration setting must fit the clock arithmetic: at most [`MAX_SECS`].
+    pub fn secs(&mut self, field: &str, secs: u64) {
+        if secs > MAX_SECS {
+            self.error(
+                field,
+                format!("expected at most {MAX_SECS} (a year), got {secs}"),
+            );
         }
     }
-    let token = match (&q.token_pointer, &q.token_attribute) {
-        (Some(_), Some(_)) => {
-            errors.push(ConfigError::new(
-                at("token_attribute"),
-                "set token_pointer or token_attribute, not both",
-            ));
-            TokenSource::Pointer(String::new())
+
+    /// A binding name must be non-empty and unique across all bindings.
+    pub fn name(&mut self, field: String, name: &str) {
+        if name.is_empty() {
+            self.error(field, "expected a non-empty name");
+        } else if !self.names.insert(name.to_owned()) {
+            self.error(
+                field,
+                format!("binding name {name:?} is used twice; names must be unique"),
+            );
         }
-        (_, Some(attr)) if attr.is_empty() => {
-            errors.push(ConfigError::new(
-                at("token_attribute"),
-                "expected an attribute name",
-            ));
-            TokenSource::Pointer(String::new())
-        }
-        (_, Some(attr)) => TokenSource::Attribute(attr.clone()),
-        (pointer, None) => {
-            let pointer = pointer.clone().unwrap_or_else(|| "/taskToken".to_owned());
-            if let Err(e) = check_pointer(&pointer) {
-                errors.push(ConfigError::new(at("token_pointer"), e));
+    }
+
+    /// Build a binding's handler, recording what is wrong under `at(...)`.
+    pub fn handler(
+        &mut self,
+        kind: &str,
+        params: &serde_json::Value,
+        at: &dyn Fn(&str) -> String,
+    ) -> Option<Arc<dyn Handler>> {
+        match self.registry.build(kind, params) {
+            Ok(handler) => return Some(handler),
+            Err(e @ ParamsError::UnknownKind { .. }) => self.error(at("handler"), e.to_string()),
+            Err(ParamsError::Invalid { path, message }) => {
+                let field = if path == "." {
+                    at("params")
+                } else {
+                    at(&format!("params.{path}"))
+                };
+                self.error(field, message)
             }
-            TokenSource::Pointer(pointer)
+            Err(e) => self.error(at("params"), e.to_string()),
         }
-    };
-    if let Some(p) = &q.input_pointer
-        && let Err(e) = check_pointer(p)
-    {
-        errors.push(ConfigError::new(at("input_pointer"), e));
+        None
     }
-    let concurrency = q.concurrency.get();
-    let receivers = q
-        .receivers
-        .map_or_else(|| concurrency.div_ceil(10).clamp(1, 4), |r| r.get());
-    if receivers > concurrency {
-        errors.push(ConfigError::new(
-            at("receivers"),
-            format!("expected at most concurrency ({concurrency}), got {receivers}: every receive holds a slot"),
-        ));
-    }
-    let handler = build_handler(registry, &q.handler, &q.params, at, errors)?;
-    if errors.len() > before {
-        return None;
-    }
-    Some(QueuePlan {
-        name: q.resolved_name().into(),
-        url: q.url.clone(),
-        kind: q.handler.as_str().into(),
-        handler,
-        concurrency,
-        receivers,
-        heartbeat: q.heartbeat_secs.map(|h| Duration::from_secs(h.get())),
-        timeout: q.timeout_secs.map(|t| Duration::from_secs(t.get())),
-        visibility: Duration::from_secs(visibility),
-        token,
-        input_pointer: q.input_pointer.clone(),
-        on_malformed: q.on_malformed,
-        on_shutdown: q.on_shutdown,
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::TaskError;
+    use crate::config::TokenSource;
 
     fn registry() -> Registry {
         let mut r = Registry::new();
@@ -377,9 +197,9 @@ mod tests {
         ]));
         let plan = Plan::build(c, &registry()).unwrap();
         let a = &plan.activities[0];
-        assert_eq!(&*a.name, "resize");
-        assert_eq!((a.pollers, a.concurrency), (2, 16));
-        assert_eq!(a.heartbeat, Some(Duration::from_secs(20)));
+        assert_eq!(&*a.binding.name, "resize");
+        assert_eq!((a.pollers, a.binding.concurrency), (2, 16));
+        assert_eq!(a.binding.heartbeat, Some(Duration::from_secs(20)));
     }
 
     #[test]
@@ -431,11 +251,11 @@ mod tests {
         let plan = Plan::build(c, &registry()).unwrap();
         let q = &plan.queues[0];
         assert_eq!(
-            (&*q.name, q.receivers, q.visibility.as_secs()),
+            (&*q.binding.name, q.receivers, q.visibility.as_secs()),
             ("callbacks", 4, 60)
         );
         assert_eq!(q.token, TokenSource::Attribute("TaskToken".into()));
-        assert_eq!(q.heartbeat, None);
+        assert_eq!(q.binding.heartbeat, None);
     }
 
     #[test]

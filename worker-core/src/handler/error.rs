@@ -1,9 +1,6 @@
 use std::fmt;
 
-/// The longest `error` Step Functions accepts, in characters.
-pub const MAX_ERROR_CHARS: usize = 256;
-/// The longest `cause` Step Functions accepts, in characters.
-pub const MAX_CAUSE_CHARS: usize = 32_768;
+pub use crate::limits::{MAX_CAUSE_CHARS, MAX_ERROR_CHARS};
 
 /// A task failure, reported with `SendTaskFailure`.
 ///

@@ -28,10 +28,10 @@ use futures::FutureExt;
 use futures::future::{Fuse, FusedFuture};
 use tokio::time::{Instant, sleep_until};
 
+use super::lease::Lease;
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::completion::Reporter;
 use crate::heartbeat::HeartbeatSchedule;
-use crate::lease::Lease;
 use crate::metrics::BindingLabels;
 
 /// A failed renewal is tried again after this, doubled per failure in a

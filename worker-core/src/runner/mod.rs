@@ -3,6 +3,7 @@
 //! it is settled, enforce its timeout and shutdown, then report and settle it.
 
 mod keepalive;
+pub(crate) mod lease;
 mod verdict;
 
 use std::sync::Arc;
@@ -12,13 +13,14 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use crate::completion::Reporter;
+use crate::config::BindingPlan;
 use crate::error_names;
 use crate::handler::{CancelReason, Handler, TaskContext, TaskError, TaskSource};
-use crate::lease::{Lease, LeaseEnd};
 use crate::metrics::{BindingLabels, Outcome};
 use crate::shutdown::ShutdownHandle;
 use crate::slots::Slot;
 use keepalive::KeepAlive;
+use lease::{Lease, LeaseEnd};
 use verdict::{Ending, deliver, verdict};
 
 /// What a binding's tasks share.
@@ -34,25 +36,18 @@ pub(crate) struct Binding {
 
 impl Binding {
     /// A binding; its metric labels come from its name and source.
-    pub fn new(
-        name: Arc<str>,
-        kind: Arc<str>,
-        source: TaskSource,
-        handler: Arc<dyn Handler>,
-        heartbeat: Option<Duration>,
-        timeout: Option<Duration>,
-    ) -> Self {
+    pub fn new(plan: &BindingPlan, source: TaskSource) -> Self {
         let labels = BindingLabels {
             source: source.kind(),
-            binding: name.clone(),
+            binding: plan.name.clone(),
         };
         Self {
-            name,
-            kind,
+            name: plan.name.clone(),
+            kind: plan.kind.clone(),
             source,
-            handler,
-            heartbeat,
-            timeout,
+            handler: plan.handler.clone(),
+            heartbeat: plan.heartbeat,
+            timeout: plan.timeout,
             labels,
         }
     }

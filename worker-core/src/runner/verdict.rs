@@ -8,8 +8,9 @@ use crate::completion::Delivery;
 pub(crate) use crate::completion::Report;
 use crate::error_names;
 use crate::handler::{CancelReason, TaskError};
-use crate::lease::LeaseEnd;
+use crate::limits;
 use crate::metrics::Outcome;
+use crate::runner::lease::LeaseEnd;
 
 /// How the handler's run ended.
 pub(crate) enum Ending {
@@ -160,14 +161,14 @@ fn shutting_down(cause: &str) -> Report {
 }
 
 fn success_or_too_large(output: String) -> Report {
-    if output.len() > error_names::MAX_OUTPUT_BYTES {
+    if output.len() > limits::MAX_OUTPUT_BYTES {
         Report::Failure(TaskError::new(
             error_names::OUTPUT_TOO_LARGE,
             format!(
                 "the handler's output is {} bytes; Step Functions accepts at most {}. \
                  Return a reference (an S3 key, say) instead of the data",
                 output.len(),
-                error_names::MAX_OUTPUT_BYTES
+                limits::MAX_OUTPUT_BYTES
             ),
         ))
     } else {

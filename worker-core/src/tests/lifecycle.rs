@@ -6,7 +6,8 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::*;
-use crate::aws::fake::{FakeSfn, Op, Report};
+use crate::aws::Operation;
+use crate::aws::fake::{FakeSfn, Report};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::{CancelReason, Registry, TaskContext, TaskError};
 
@@ -164,7 +165,7 @@ async fn task_timed_out_and_task_does_not_exist_cancel_at_the_next_heartbeat() {
         // The heartbeat, then the handler's report, both refused: nothing
         // was delivered because the service refused it, not because the
         // worker gave up.
-        let refused: Vec<(Op, String)> = fake
+        let refused: Vec<(Operation, String)> = fake
             .refused()
             .into_iter()
             .map(|(op, _, c)| (op, c))
@@ -172,8 +173,8 @@ async fn task_timed_out_and_task_does_not_exist_cancel_at_the_next_heartbeat() {
         assert_eq!(
             refused,
             [
-                (Op::Heartbeat, code.to_owned()),
-                (Op::Failure, code.to_owned())
+                (Operation::SendTaskHeartbeat, code.to_owned()),
+                (Operation::SendTaskFailure, code.to_owned())
             ]
         );
         tokio::time::sleep(Duration::from_secs(60)).await;
@@ -191,7 +192,7 @@ async fn invalid_token_before_any_heartbeat_was_accepted_does_not_stop_the_task(
     let fake = FakeSfn::new();
     for _ in 0..100 {
         fake.fail_next(
-            Op::Heartbeat,
+            Operation::SendTaskHeartbeat,
             ApiError::service("InvalidToken", 400, "Invalid token"),
         );
     }
@@ -217,7 +218,7 @@ async fn invalid_token_before_any_heartbeat_was_accepted_does_not_stop_the_task(
     let heartbeats = fake
         .refused()
         .iter()
-        .filter(|(op, _, c)| *op == Op::Heartbeat && c == "InvalidToken")
+        .filter(|(op, _, c)| *op == Operation::SendTaskHeartbeat && c == "InvalidToken")
         .count();
     assert_eq!(heartbeats, 11, "heartbeats went on at their interval");
     shutdown.shutdown();
@@ -258,7 +259,7 @@ async fn a_heartbeat_wrongly_saying_closed_still_ends_in_a_report() {
     for returns in [true, false] {
         let fake = FakeSfn::new();
         fake.fail_next(
-            Op::Heartbeat,
+            Operation::SendTaskHeartbeat,
             ApiError::service("TaskTimedOut", 400, "wrong"),
         );
         let mut r = Registry::new();
@@ -413,7 +414,10 @@ async fn poll_errors_are_retried_and_the_poller_survives() {
         } else {
             ApiErrorKind::Transient
         };
-        fake.fail_next(Op::Poll, ApiError::new(kind, code, "injected"));
+        fake.fail_next(
+            Operation::GetActivityTask,
+            ApiError::new(kind, code, "injected"),
+        );
     }
     let mut r = Registry::new();
     r.handler("h", |_: serde_json::Value, _ctx| async {

@@ -7,8 +7,9 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{failure, start};
-use crate::aws::fake::{FakeSfn, Op, Report};
-use crate::aws::fake_sqs::{FakeSqs, SqsOp};
+use crate::aws::Operation;
+use crate::aws::fake::FakeSqs;
+use crate::aws::fake::{FakeSfn, Report};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::{Config, Plan, Registry, TaskContext, TaskError, Worker};
 
@@ -232,8 +233,8 @@ async fn at_shutdown_running_messages_are_released_or_failed_as_configured() {
 async fn a_report_that_cannot_be_delivered_leaves_the_message_to_come_back() {
     let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
     let refused = || ApiError::new(ApiErrorKind::Rejected, "AccessDeniedException", "no");
-    sfn.fail_next(Op::Success, refused());
-    sfn.fail_next(Op::Failure, refused());
+    sfn.fail_next(Operation::SendTaskSuccess, refused());
+    sfn.fail_next(Operation::SendTaskFailure, refused());
     let w = worker(
         &sfn,
         &sqs,
@@ -301,7 +302,7 @@ async fn heartbeats_and_visibility_go_on_while_a_report_is_retried() {
     // (30 s) and several heartbeat intervals (10 s).
     for _ in 0..30 {
         sfn.fail_next(
-            Op::Success,
+            Operation::SendTaskSuccess,
             ApiError::service("ThrottlingException", 400, "slow down"),
         );
     }
@@ -339,7 +340,7 @@ async fn a_delete_that_fails_for_a_while_is_retried_while_the_message_is_kept() 
     let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
     for _ in 0..15 {
         sqs.fail_next(
-            SqsOp::Delete,
+            Operation::DeleteMessageBatch,
             ApiError::service("InternalError", 500, "injected"),
         );
     }
@@ -382,13 +383,13 @@ async fn a_delete_is_retried_often_enough_to_land_before_a_lease_that_cannot_be_
     // apart, 16 attempts take about a minute; up to 1 s apart, under 30 s.
     for _ in 0..15 {
         sqs.fail_next(
-            SqsOp::Delete,
+            Operation::DeleteMessageBatch,
             ApiError::service("RequestThrottled", 400, "injected"),
         );
     }
     for _ in 0..1000 {
         sqs.fail_next(
-            SqsOp::ChangeVisibility,
+            Operation::ChangeMessageVisibilityBatch,
             ApiError::service("RequestThrottled", 400, "injected"),
         );
     }
@@ -416,7 +417,7 @@ async fn a_failed_renewal_is_retried_within_the_lease() {
     // is renewed by about 19 s.
     for _ in 0..10 {
         sqs.fail_next(
-            SqsOp::ChangeVisibility,
+            Operation::ChangeMessageVisibilityBatch,
             ApiError::service("InternalError", 500, "injected"),
         );
     }
@@ -446,7 +447,7 @@ async fn a_report_still_failing_when_shutdown_gives_up_releases_its_message() {
     let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
     for _ in 0..10_000 {
         sfn.fail_next(
-            Op::Success,
+            Operation::SendTaskSuccess,
             ApiError::service("ThrottlingException", 400, "slow down"),
         );
     }
@@ -475,7 +476,7 @@ async fn a_message_settled_here_that_comes_back_is_dropped_but_a_new_message_wit
     // The delete is refused: the message comes back after its visibility
     // timeout, though its task was reported.
     sqs.fail_next(
-        SqsOp::Delete,
+        Operation::DeleteMessageBatch,
         ApiError::service("AccessDenied", 403, "injected"),
     );
     let calls = Arc::new(AtomicUsize::new(0));

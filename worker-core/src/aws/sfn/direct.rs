@@ -38,8 +38,9 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use aws_types::service_config::ServiceConfigKey;
 use serde::{Deserialize, Serialize};
 
-use super::sdk::{CALL_TIMEOUT, CONNECT_TIMEOUT};
-use super::{ActivityTask, ApiError, ApiErrorKind, SdkSfn, SfnApi};
+use super::{ActivityTask, SdkSfn, SfnApi};
+use crate::aws::sdk_config::{CALL_TIMEOUT, CONNECT_TIMEOUT};
+use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// Credentials are refreshed this long before they expire.
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
@@ -218,7 +219,7 @@ impl DirectSfn {
     /// Sign and send one call; the response body of a 2xx, or the classified error.
     async fn call(
         &self,
-        target: &'static str,
+        operation: Operation,
         body: Vec<u8>,
         call: Call,
     ) -> Result<bytes::Bytes, ApiError> {
@@ -239,7 +240,7 @@ impl DirectSfn {
             .into();
         let headers = [
             ("content-type", "application/x-amz-json-1.0"),
-            ("x-amz-target", target),
+            ("x-amz-target", operation.target()),
         ];
         let signable = SignableRequest::new(
             "POST",
@@ -383,7 +384,7 @@ impl SfnApi for DirectSfn {
             worker_name,
         });
         let bytes = self
-            .call("AWSStepFunctions.GetActivityTask", body, Call::Poll)
+            .call(Operation::GetActivityTask, body, Call::Poll)
             .await?;
         let response: Response = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
@@ -403,7 +404,7 @@ impl SfnApi for DirectSfn {
             output: &'a str,
         }
         self.call(
-            "AWSStepFunctions.SendTaskSuccess",
+            Operation::SendTaskSuccess,
             json(&Request { token, output }),
             Call::Report,
         )
@@ -425,7 +426,7 @@ impl SfnApi for DirectSfn {
             cause: &'a str,
         }
         self.call(
-            "AWSStepFunctions.SendTaskFailure",
+            Operation::SendTaskFailure,
             json(&Request {
                 token,
                 error,
@@ -444,7 +445,7 @@ impl SfnApi for DirectSfn {
             token: &'a str,
         }
         self.call(
-            "AWSStepFunctions.SendTaskHeartbeat",
+            Operation::SendTaskHeartbeat,
             json(&Request { token }),
             Call::Report,
         )

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
+use super::config::TokenSource;
 use crate::aws::Message;
-use crate::config::TokenSource;
 
 /// Why a message cannot become a task: the `reason` label of
 /// `sfn_worker_malformed_messages_total`.

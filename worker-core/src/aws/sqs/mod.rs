@@ -1,8 +1,17 @@
-//! The SQS calls a worker makes, behind a seam like [`super::SfnApi`].
+//! The SQS side of the seam: [`SqsApi`], the calls a worker makes for
+//! `[[queue]]` bindings, with the SDK client [`SdkSqs`] and (feature
+//! `test-util`) the in-process [`fake::FakeSqs`].
+
+mod sdk;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod fake;
 
 use async_trait::async_trait;
 
 use super::ApiError;
+
+pub use sdk::SdkSqs;
 
 /// One `ReceiveMessage` long poll.
 #[derive(Debug, Clone)]

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use super::backoff;
-use crate::aws::{ApiErrorKind, SfnApi};
+use crate::aws::{ApiErrorKind, Operation, SfnApi, retry};
 use crate::metrics;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::BindingSlots;
@@ -20,6 +19,8 @@ pub(crate) struct ActivityPoller {
     pub binding: Arc<Binding>,
     pub env: Arc<Env>,
     pub tasks: TaskTracker,
+    /// Long polls kept open.
+    pub pollers: usize,
 }
 
 /// Poll until shutdown begins. Never returns early on errors: a poller that
@@ -27,7 +28,7 @@ pub(crate) struct ActivityPoller {
 pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
     let labels = &p.binding.labels;
     let draining = p.env.shutdown.draining();
-    let mut delays = backoff();
+    let mut delays = retry::poll();
     loop {
         // Capacity first: never fetch a task that could not start at once.
         let slot = tokio::select! {
@@ -43,7 +44,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
         match p.api.get_activity_task(&p.arn, &p.worker_name).await {
             Ok(Some(task)) => {
                 labels.poll("task");
-                delays = backoff();
+                delays = retry::poll();
                 let task = Task {
                     token: task.token,
                     input: task.input,
@@ -54,12 +55,12 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
             }
             Ok(None) => {
                 labels.poll("empty");
-                delays = backoff();
+                delays = retry::poll();
             }
             Err(err) => {
                 drop(slot);
                 labels.poll("error");
-                metrics::api_error("GetActivityTask", &err.code);
+                metrics::api_error(Operation::GetActivityTask, &err.code);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
                 if err.kind == ApiErrorKind::ActivityDoesNotExist {
                     tracing::error!(binding = %p.binding.name, arn = %p.arn, "activity does not exist (deleted?); retrying");

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ApiError, ApiErrorKind, BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+use super::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 #[derive(Debug, Clone)]
 struct Stored {
@@ -27,21 +28,10 @@ struct Queue {
     in_flight: HashMap<String, (Stored, Instant)>,
 }
 
-/// The calls of the fake, for scripting whole-call errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SqsOp {
-    /// `ReceiveMessage`
-    Receive,
-    /// `ChangeMessageVisibilityBatch`
-    ChangeVisibility,
-    /// `DeleteMessageBatch`
-    Delete,
-}
-
 #[derive(Default)]
 struct State {
     queues: HashMap<String, Queue>,
-    scripted: HashMap<SqsOp, VecDeque<ApiError>>,
+    scripted: HashMap<Operation, VecDeque<ApiError>>,
     /// message id -> how many times it was received
     received: HashMap<String, usize>,
     next_id: u64,
@@ -108,7 +98,7 @@ impl FakeSqs {
     }
 
     /// Answer the next call of `op` with `err` (queued; one per call).
-    pub fn fail_next(&self, op: SqsOp, err: ApiError) {
+    pub fn fail_next(&self, op: Operation, err: ApiError) {
         self.state().scripted.entry(op).or_default().push_back(err);
     }
 
@@ -117,7 +107,7 @@ impl FakeSqs {
         self.state().received.get(id).copied().unwrap_or(0)
     }
 
-    fn scripted(&self, op: SqsOp) -> Result<(), ApiError> {
+    fn scripted(&self, op: Operation) -> Result<(), ApiError> {
         match self
             .state()
             .scripted
@@ -198,9 +188,9 @@ impl FakeSqs {
             }
         }
         self.scripted(if delete {
-            SqsOp::Delete
+            Operation::DeleteMessageBatch
         } else {
-            SqsOp::ChangeVisibility
+            Operation::ChangeMessageVisibilityBatch
         })?;
         let mut s = self.state();
         let mut results = Vec::new();
@@ -263,7 +253,7 @@ fn expire(q: &mut Queue, now: Instant) {
 impl SqsApi for FakeSqs {
     async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Message>, ApiError> {
         self.state().receives += 1;
-        self.scripted(SqsOp::Receive)?;
+        self.scripted(Operation::ReceiveMessage)?;
         let deadline = Instant::now() + Duration::from_secs(r.wait_secs.max(0) as u64);
         loop {
             let notified = self.changed.notified();

@@ -7,22 +7,18 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
-use super::backoff;
-use crate::aws::{Message, ReceiveRequest, SqsApi};
-use crate::config::{OnMalformed, TokenSource};
-use crate::lease::LeaseEnd;
+use super::QueueShared;
+use super::config::{OnMalformed, TokenSource};
+use super::in_flight::Claim;
+use super::lease::MessageLease;
+use super::message::{Malformed, extract};
+use crate::aws::{Message, Operation, ReceiveRequest, SqsApi, retry};
+use crate::limits::{MAX_BATCH_ENTRIES, MAX_RECEIVE_WAIT_SECS};
 use crate::metrics;
-use crate::queue::QueueShared;
-use crate::queue::in_flight::Claim;
-use crate::queue::lease::MessageLease;
-use crate::queue::message::{Malformed, extract};
+use crate::runner::lease::LeaseEnd;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::{BindingSlots, Slot};
 
-/// The most messages one `ReceiveMessage` returns.
-const RECEIVE_MAX: usize = 10;
-/// The longest SQS holds a receive open.
-const WAIT_SECS: i32 = 20;
 /// A failed renewal of a waiting FIFO message is tried again this soon.
 const RENEW_RETRY: Duration = Duration::from_secs(2);
 
@@ -34,6 +30,8 @@ pub(crate) struct QueuePoller {
     pub env: Arc<Env>,
     pub tasks: TaskTracker,
     pub fifo: bool,
+    /// Concurrent receives.
+    pub receivers: usize,
 }
 
 /// Receive until shutdown begins; errors are retried, never fatal.
@@ -45,7 +43,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         TokenSource::Pointer(_) => None,
     };
     let visibility_secs = i32::try_from(p.queue.visibility.as_secs()).unwrap_or(i32::MAX);
-    let mut delays = backoff();
+    let mut delays = retry::poll();
     loop {
         // Capacity first: ask for at most as many messages as can start now.
         let first = tokio::select! {
@@ -57,7 +55,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             break;
         }
         let mut slots = vec![first];
-        while slots.len() < RECEIVE_MAX {
+        while slots.len() < MAX_BATCH_ENTRIES {
             match p.slots.try_acquire() {
                 Some(slot) => slots.push(slot),
                 None => break,
@@ -68,13 +66,13 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         let request = ReceiveRequest {
             queue_url: &p.queue.url,
             max_messages: slots.len() as i32,
-            wait_secs: WAIT_SECS,
+            wait_secs: MAX_RECEIVE_WAIT_SECS,
             visibility_secs,
             attribute,
         };
         match p.api.receive(request).await {
             Ok(messages) => {
-                delays = backoff();
+                delays = retry::poll();
                 labels.poll(if messages.is_empty() { "empty" } else { "task" });
                 if draining.is_cancelled() {
                     // Received but not started: give them back at once.
@@ -92,7 +90,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             Err(err) => {
                 drop(slots);
                 labels.poll("error");
-                metrics::api_error("ReceiveMessage", &err.code);
+                metrics::api_error(Operation::ReceiveMessage, &err.code);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
                 tracing::warn!(binding = %p.binding.name, code = %err.code, error = %err.message,
                     retry_in_ms = delay.as_millis() as u64, "receive failed; retrying");

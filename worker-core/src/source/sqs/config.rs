@@ -3,11 +3,13 @@
 use std::fmt;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// SQS keeps a message invisible at most this long after it was received.
-pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+use crate::config::plan::Checks;
+use crate::config::{BindingPlan, defaults};
+use crate::limits::MAX_VISIBILITY_SECS;
 /// The shortest visibility timeout the worker can keep renewed. It renews
 /// every third of the timeout and retries a failed renewal 2 s later; below
 /// this, one slow or failed renewal lets the message reappear while its
@@ -25,7 +27,7 @@ pub struct QueueBinding {
     /// The handler kind.
     pub handler: String,
     /// Messages handled at once. Default 16.
-    #[serde(default = "default_concurrency")]
+    #[serde(default = "defaults::concurrency")]
     pub concurrency: NonZeroUsize,
     /// Concurrent `ReceiveMessage` long polls. Default: one per 10 slots, at most 4.
     pub receivers: Option<NonZeroUsize>,
@@ -33,7 +35,7 @@ pub struct QueueBinding {
     pub heartbeat_secs: Option<NonZeroU64>,
     /// The visibility timeout the worker keeps renewing while a handler runs
     /// (every third of it). Default 60; at least 10, at most 43200.
-    #[serde(default = "default_visibility")]
+    #[serde(default = "defaults::visibility_timeout_secs")]
     pub visibility_timeout_secs: NonZeroU64,
     /// Cancel the handler and fail with `Worker.HandlerTimeout` after this long.
     pub timeout_secs: Option<NonZeroU64>,
@@ -52,13 +54,6 @@ pub struct QueueBinding {
     /// The handler kind's parameters (`[queue.params]`).
     #[serde(default)]
     pub params: serde_json::Value,
-}
-
-fn default_concurrency() -> NonZeroUsize {
-    NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)
-}
-fn default_visibility() -> NonZeroU64 {
-    NonZeroU64::new(60).unwrap_or(NonZeroU64::MIN)
 }
 
 impl QueueBinding {
@@ -180,6 +175,150 @@ impl From<QueueUrl> for String {
     fn from(u: QueueUrl) -> String {
         u.url
     }
+}
+
+/// Where an SQS message carries its task token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSource {
+    /// A JSON pointer into the body.
+    Pointer(String),
+    /// A message attribute (string).
+    Attribute(String),
+}
+
+/// One queue binding, resolved.
+#[derive(Clone)]
+pub struct QueuePlan {
+    /// What every binding has.
+    pub binding: BindingPlan,
+    /// The queue.
+    pub url: QueueUrl,
+    /// Concurrent receives.
+    pub receivers: usize,
+    /// Visibility timeout kept while a handler runs.
+    pub visibility: Duration,
+    /// Where the token is.
+    pub token: TokenSource,
+    /// Where the input is; `None`: the whole body.
+    pub input_pointer: Option<String>,
+    /// What to do with malformed messages.
+    pub on_malformed: OnMalformed,
+    /// What to do at shutdown.
+    pub on_shutdown: OnShutdown,
+}
+
+impl std::fmt::Debug for QueuePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueuePlan")
+            .field("binding", &self.binding)
+            .field("url", &self.url.as_str())
+            .field("receivers", &self.receivers)
+            .field("visibility", &self.visibility)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+/// Resolve every `[[queue]]`, recording problems in `checks`.
+pub(crate) fn plans(bindings: &[QueueBinding], checks: &mut Checks<'_>) -> Vec<QueuePlan> {
+    let mut plans = Vec::new();
+    for (i, q) in bindings.iter().enumerate() {
+        let at = |f: &str| format!("queue[{i}].{f}");
+        plans.extend(plan(q, checks, &at));
+    }
+    plans
+}
+
+fn plan(
+    q: &QueueBinding,
+    checks: &mut Checks<'_>,
+    at: &dyn Fn(&str) -> String,
+) -> Option<QueuePlan> {
+    let before = checks.count();
+    checks.name(at("name"), q.resolved_name());
+    let visibility = q.visibility_timeout_secs.get();
+    if visibility > MAX_VISIBILITY_SECS {
+        checks.error(
+            at("visibility_timeout_secs"),
+            format!("expected at most {MAX_VISIBILITY_SECS} (SQS's 12 hours), got {visibility}"),
+        );
+    }
+    if visibility < MIN_VISIBILITY_SECS {
+        checks.error(
+            at("visibility_timeout_secs"),
+            format!(
+                "expected at least {MIN_VISIBILITY_SECS}, got {visibility}: the worker renews it every \
+                 third of the timeout, and a shorter one lapses after a single slow renewal"
+            ),
+        );
+    }
+    for (field, secs) in [
+        ("heartbeat_secs", q.heartbeat_secs),
+        ("timeout_secs", q.timeout_secs),
+    ] {
+        if let Some(secs) = secs {
+            checks.secs(&at(field), secs.get());
+        }
+    }
+    let token = match (&q.token_pointer, &q.token_attribute) {
+        (Some(_), Some(_)) => {
+            checks.error(
+                at("token_attribute"),
+                "set token_pointer or token_attribute, not both",
+            );
+            TokenSource::Pointer(String::new())
+        }
+        (_, Some(attr)) if attr.is_empty() => {
+            checks.error(at("token_attribute"), "expected an attribute name");
+            TokenSource::Pointer(String::new())
+        }
+        (_, Some(attr)) => TokenSource::Attribute(attr.clone()),
+        (pointer, None) => {
+            let pointer = pointer
+                .clone()
+                .unwrap_or_else(|| defaults::TOKEN_POINTER.to_owned());
+            if let Err(e) = check_pointer(&pointer) {
+                checks.error(at("token_pointer"), e);
+            }
+            TokenSource::Pointer(pointer)
+        }
+    };
+    if let Some(p) = &q.input_pointer
+        && let Err(e) = check_pointer(p)
+    {
+        checks.error(at("input_pointer"), e);
+    }
+    let concurrency = q.concurrency.get();
+    let receivers = q
+        .receivers
+        .map_or_else(|| defaults::receivers(concurrency), |r| r.get());
+    if receivers > concurrency {
+        checks.error(
+            at("receivers"),
+            format!("expected at most concurrency ({concurrency}), got {receivers}: every receive holds a slot"),
+        );
+    }
+    let handler = checks.handler(&q.handler, &q.params, at)?;
+    if checks.count() > before {
+        return None;
+    }
+    Some(QueuePlan {
+        binding: BindingPlan {
+            name: q.resolved_name().into(),
+            kind: q.handler.as_str().into(),
+            handler,
+            concurrency,
+            heartbeat: q.heartbeat_secs.map(|h| Duration::from_secs(h.get())),
+            timeout: q.timeout_secs.map(|t| Duration::from_secs(t.get())),
+        },
+        url: q.url.clone(),
+        receivers,
+        visibility: Duration::from_secs(visibility),
+        token,
+        input_pointer: q.input_pointer.clone(),
+        on_malformed: q.on_malformed,
+        on_shutdown: q.on_shutdown,
+    })
 }
 
 /// Check a JSON pointer's syntax (RFC 6901): empty, or `/`-separated parts

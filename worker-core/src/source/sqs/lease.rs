@@ -4,14 +4,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use backon::{BackoffBuilder, ExponentialBuilder};
 use tokio::time::Instant;
 
 use super::QueueShared;
+use super::config::OnShutdown;
 use super::in_flight::Deliveries;
-use crate::aws::ApiError;
-use crate::config::{MAX_VISIBILITY_SECS, OnShutdown};
-use crate::lease::{Lease, LeaseEnd};
+use crate::aws::{ApiError, retry};
+use crate::limits::MAX_VISIBILITY_SECS;
+use crate::runner::lease::{Lease, LeaseEnd};
 
 /// Time kept back from SQS's 12-hour ceiling to report and delete.
 const CEILING_MARGIN: Duration = Duration::from_secs(120);
@@ -96,12 +96,7 @@ impl MessageLease {
     /// every attempt before it is a chance not to run the task twice.
     async fn delete(&self) {
         let mut pending = self.deliveries.handles();
-        let mut delays = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(Duration::from_secs(1))
-            .with_jitter()
-            .without_max_times()
-            .build();
+        let mut delays = retry::delete();
         loop {
             let attempts = pending.into_iter().map(|h| async move {
                 let result = self.queue.batcher.delete(h.clone()).await;

@@ -13,20 +13,8 @@ use async_trait::async_trait;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::{ActivityTask, ApiError, ApiErrorKind, SfnApi};
-
-/// The operations of the fake, for scripting errors.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `GetActivityTask`
-    Poll,
-    /// `SendTaskSuccess`
-    Success,
-    /// `SendTaskFailure`
-    Failure,
-    /// `SendTaskHeartbeat`
-    Heartbeat,
-}
+use super::{ActivityTask, SfnApi};
+use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// A completion the fake received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +51,10 @@ struct State {
     queues: HashMap<String, VecDeque<ActivityTask>>,
     unknown_activities: HashSet<String>,
     reports: Vec<Report>,
-    refused: Vec<(Op, String, String)>,
+    refused: Vec<(Operation, String, String)>,
     heartbeats: Vec<(String, Instant)>,
     closed: HashMap<String, &'static str>,
-    scripted: HashMap<Op, VecDeque<ApiError>>,
+    scripted: HashMap<Operation, VecDeque<ApiError>>,
     polls_started: usize,
     polls_in_flight: usize,
     max_polls_in_flight: usize,
@@ -137,7 +125,7 @@ impl FakeSfn {
     }
 
     /// Answer the next call of `op` with `err` (queued; one per call).
-    pub fn fail_next(&self, op: Op, err: ApiError) {
+    pub fn fail_next(&self, op: Operation, err: ApiError) {
         self.state().scripted.entry(op).or_default().push_back(err);
     }
 
@@ -148,7 +136,7 @@ impl FakeSfn {
 
     /// Every `SendTask*` call answered with an error, in order:
     /// (operation, token, error code).
-    pub fn refused(&self) -> Vec<(Op, String, String)> {
+    pub fn refused(&self) -> Vec<(Operation, String, String)> {
         self.state().refused.clone()
     }
 
@@ -196,7 +184,7 @@ impl FakeSfn {
         self.reports()
     }
 
-    fn scripted(&self, op: Op) -> Option<ApiError> {
+    fn scripted(&self, op: Operation) -> Option<ApiError> {
         self.state()
             .scripted
             .get_mut(&op)
@@ -206,7 +194,7 @@ impl FakeSfn {
     /// A `SendTask*` call's answer: scripted error, closed task, or `ok`.
     fn answer(
         &self,
-        op: Op,
+        op: Operation,
         token: &str,
         ok: impl FnOnce() -> Result<(), ApiError>,
     ) -> Result<(), ApiError> {
@@ -265,7 +253,7 @@ impl SfnApi for FakeSfn {
         }
         let _in_flight = InFlight(self);
         self.touch();
-        if let Some(err) = self.scripted(Op::Poll) {
+        if let Some(err) = self.scripted(Operation::GetActivityTask) {
             return Err(err);
         }
         if self.state().unknown_activities.contains(activity_arn) {
@@ -296,7 +284,7 @@ impl SfnApi for FakeSfn {
     }
 
     async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
-        self.answer(Op::Success, token, || {
+        self.answer(Operation::SendTaskSuccess, token, || {
             self.complete(Report::Success {
                 token: token.to_owned(),
                 output: output.to_owned(),
@@ -310,7 +298,7 @@ impl SfnApi for FakeSfn {
         error: &str,
         cause: &str,
     ) -> Result<(), ApiError> {
-        self.answer(Op::Failure, token, || {
+        self.answer(Operation::SendTaskFailure, token, || {
             self.complete(Report::Failure {
                 token: token.to_owned(),
                 error: error.to_owned(),
@@ -320,7 +308,7 @@ impl SfnApi for FakeSfn {
     }
 
     async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError> {
-        self.answer(Op::Heartbeat, token, || {
+        self.answer(Operation::SendTaskHeartbeat, token, || {
             self.state()
                 .heartbeats
                 .push((token.to_owned(), Instant::now()));

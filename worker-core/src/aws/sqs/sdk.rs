@@ -7,9 +7,10 @@ use aws_sdk_sqs::types::{
     DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName,
 };
 
-use super::classify::classify;
-use super::sdk::{CALL_TIMEOUT, client_policy};
-use super::{ApiError, BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+use super::{BatchEntry, EntryResult, Message, ReceiveRequest, SqsApi};
+use crate::aws::ApiError;
+use crate::aws::classify::classify;
+use crate::aws::sdk_config::{CALL_TIMEOUT, client_policy};
 
 /// A receive waits up to 20 s on the server; allow for the network on top.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -63,7 +64,7 @@ fn entry_results(successful: Vec<String>, failed: Vec<BatchResultErrorEntry>) ->
 
 fn construction(e: impl std::fmt::Display) -> ApiError {
     ApiError::new(
-        super::ApiErrorKind::Rejected,
+        crate::aws::ApiErrorKind::Rejected,
         "ConstructionFailure",
         e.to_string(),
     )

@@ -12,11 +12,9 @@
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::aws::{ApiError, ApiErrorKind, BatchEntry, SqsApi};
+use crate::aws::{ApiError, ApiErrorKind, BatchEntry, Operation, SqsApi};
+use crate::limits::MAX_BATCH_ENTRIES;
 use crate::metrics;
-
-/// SQS takes at most 10 entries per batch call.
-const BATCH_MAX: usize = 10;
 
 #[derive(Debug)]
 struct Request {
@@ -91,11 +89,15 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Request>, api: Arc<dyn SqsApi>, url
         let (mut deletes, mut changes): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|r| r.delete);
         while !changes.is_empty() {
-            let chunk: Vec<_> = changes.drain(..changes.len().min(BATCH_MAX)).collect();
+            let chunk: Vec<_> = changes
+                .drain(..changes.len().min(MAX_BATCH_ENTRIES))
+                .collect();
             tokio::spawn(send(api.clone(), url.clone(), chunk, false));
         }
         while !deletes.is_empty() {
-            let chunk: Vec<_> = deletes.drain(..deletes.len().min(BATCH_MAX)).collect();
+            let chunk: Vec<_> = deletes
+                .drain(..deletes.len().min(MAX_BATCH_ENTRIES))
+                .collect();
             tokio::spawn(send(api.clone(), url.clone(), chunk, true));
         }
     }
@@ -112,9 +114,9 @@ async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: 
         })
         .collect();
     let operation = if delete {
-        "DeleteMessageBatch"
+        Operation::DeleteMessageBatch
     } else {
-        "ChangeMessageVisibilityBatch"
+        Operation::ChangeMessageVisibilityBatch
     };
     let results = if delete {
         api.delete_batch(&url, &entries).await
@@ -155,7 +157,7 @@ async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::fake_sqs::FakeSqs;
+    use crate::aws::fake::FakeSqs;
     use crate::aws::{ReceiveRequest, SqsApi};
 
     const URL: &str = "http://localhost:4566/000000000000/q";

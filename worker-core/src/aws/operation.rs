@@ -1,0 +1,86 @@
+//! Every AWS call the worker makes, named once: metric labels, the direct
+//! client's `X-Amz-Target`, and the fakes' error scripting all use this.
+
+/// One AWS API operation the worker calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Step Functions `GetActivityTask` (the long poll).
+    GetActivityTask,
+    /// Step Functions `SendTaskSuccess`.
+    SendTaskSuccess,
+    /// Step Functions `SendTaskFailure`.
+    SendTaskFailure,
+    /// Step Functions `SendTaskHeartbeat`.
+    SendTaskHeartbeat,
+    /// Step Functions `DescribeActivity` (start-up check).
+    DescribeActivity,
+    /// SQS `ReceiveMessage` (the long poll).
+    ReceiveMessage,
+    /// SQS `ChangeMessageVisibilityBatch`.
+    ChangeMessageVisibilityBatch,
+    /// SQS `DeleteMessageBatch`.
+    DeleteMessageBatch,
+    /// SQS `GetQueueAttributes` (start-up check).
+    GetQueueAttributes,
+}
+
+impl Operation {
+    /// The operation's name in the API reference (and the metric label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::GetActivityTask => "GetActivityTask",
+            Self::SendTaskSuccess => "SendTaskSuccess",
+            Self::SendTaskFailure => "SendTaskFailure",
+            Self::SendTaskHeartbeat => "SendTaskHeartbeat",
+            Self::DescribeActivity => "DescribeActivity",
+            Self::ReceiveMessage => "ReceiveMessage",
+            Self::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
+            Self::DeleteMessageBatch => "DeleteMessageBatch",
+            Self::GetQueueAttributes => "GetQueueAttributes",
+        }
+    }
+
+    /// The `X-Amz-Target` header of the operation's AWS JSON request.
+    pub const fn target(self) -> &'static str {
+        match self {
+            Self::GetActivityTask => "AWSStepFunctions.GetActivityTask",
+            Self::SendTaskSuccess => "AWSStepFunctions.SendTaskSuccess",
+            Self::SendTaskFailure => "AWSStepFunctions.SendTaskFailure",
+            Self::SendTaskHeartbeat => "AWSStepFunctions.SendTaskHeartbeat",
+            Self::DescribeActivity => "AWSStepFunctions.DescribeActivity",
+            Self::ReceiveMessage => "AmazonSQS.ReceiveMessage",
+            Self::ChangeMessageVisibilityBatch => "AmazonSQS.ChangeMessageVisibilityBatch",
+            Self::DeleteMessageBatch => "AmazonSQS.DeleteMessageBatch",
+            Self::GetQueueAttributes => "AmazonSQS.GetQueueAttributes",
+        }
+    }
+}
+
+impl std::fmt::Display for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Operation;
+
+    #[test]
+    fn the_target_ends_with_the_name() {
+        for op in [
+            Operation::GetActivityTask,
+            Operation::SendTaskSuccess,
+            Operation::SendTaskFailure,
+            Operation::SendTaskHeartbeat,
+            Operation::DescribeActivity,
+            Operation::ReceiveMessage,
+            Operation::ChangeMessageVisibilityBatch,
+            Operation::DeleteMessageBatch,
+            Operation::GetQueueAttributes,
+        ] {
+            assert!(op.target().ends_with(&format!(".{}", op.name())), "{op}");
+        }
+    }
+}
