@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use serde::Deserialize;
-use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError, handler_fn};
+use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError, handler_fn};
 
 /// The `echo` kind.
 #[derive(Debug, Clone, Copy, Default)]
@@ -36,7 +36,7 @@ impl HandlerFactory for Echo {
         "add: table (default {}) - fields merged into the output object\n\
          delay_ms: integer (default 0) - wait this long first (load tests)"
     }
-    fn build(&self, params: EchoParams) -> Result<Arc<dyn Handler>, String> {
+    fn build(&self, params: EchoParams) -> Result<Arc<dyn Handler>, BuildError> {
         let add = Arc::new(params.add);
         let delay = std::time::Duration::from_millis(params.delay_ms);
         Ok(Arc::new(handler_fn(
@@ -92,8 +92,8 @@ mod tests {
             "1"
         );
         assert_eq!(start.elapsed().as_millis(), 5000);
-        let ctx = TaskContext::local("t");
-        ctx.cancel(sfn_worker_core::CancelReason::Shutdown);
+        let (ctx, cancel) = TaskContext::local_cancellable("t");
+        cancel.cancel(sfn_worker_core::CancelReason::Shutdown);
         let err = h.call("1".into(), ctx).await.unwrap_err();
         assert_eq!(err.error(), "Echo.Cancelled");
     }

@@ -33,7 +33,7 @@ use serde::Deserialize;
 use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::error_names::OUTPUT_TOO_LARGE;
 use sfn_worker_core::handler::HandlerFuture;
-use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError};
+use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 
@@ -112,21 +112,35 @@ impl HandlerFactory for Exec {
          kill_after_secs: integer (default 5) - SIGTERM to SIGKILL delay on cancellation\n\
          max_output_bytes: integer (default 1048576) - stdout kept"
     }
-    fn build(&self, params: ExecParams) -> Result<Arc<dyn Handler>, String> {
+    fn build(&self, params: ExecParams) -> Result<Arc<dyn Handler>, BuildError> {
         match params.command.first() {
-            None => return Err("command: expected a non-empty list like [\"./run.sh\"]".into()),
+            None => {
+                return Err(BuildError::new(
+                    "command",
+                    "expected a non-empty list like [\"./run.sh\"]",
+                ));
+            }
             Some(p) if p.is_empty() => {
-                return Err("command[0]: expected a program, got \"\"".into());
+                return Err(BuildError::new(
+                    "command[0]",
+                    "expected a program, got \"\"",
+                ));
             }
             Some(_) => {}
         }
         if params.max_output_bytes == 0 {
-            return Err("max_output_bytes: expected a positive number".into());
+            return Err(BuildError::new(
+                "max_output_bytes",
+                "expected a positive number",
+            ));
         }
         if params.kill_after_secs > MAX_SECS {
-            return Err(format!(
-                "kill_after_secs: expected at most {MAX_SECS} (a year), got {}",
-                params.kill_after_secs
+            return Err(BuildError::new(
+                "kill_after_secs",
+                format!(
+                    "expected at most {MAX_SECS} (a year), got {}",
+                    params.kill_after_secs
+                ),
             ));
         }
         if let Some(bad) = params
@@ -134,8 +148,9 @@ impl HandlerFactory for Exec {
             .iter()
             .find(|n| n.is_empty() || n.contains('=') || n[..n.len() - 1].contains('*'))
         {
-            return Err(format!(
-                "env_inherit: expected variable names or prefixes ending in *, got {bad:?}"
+            return Err(BuildError::new(
+                "env_inherit",
+                format!("expected variable names or prefixes ending in *, got {bad:?}"),
             ));
         }
         Ok(Arc::new(ExecHandler(Arc::new(params))))

@@ -29,7 +29,7 @@ use reqwest::header::{
 use serde::Deserialize;
 use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::handler::HandlerFuture;
-use sfn_worker_core::{Handler, HandlerFactory, TaskContext, TaskError};
+use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError};
 
 /// 4xx answer.
 pub const CLIENT_ERROR: &str = "Http.ClientError";
@@ -118,35 +118,44 @@ impl HandlerFactory for Http {
          timeout_secs: integer (default 30) - time for the whole exchange\n\
          max_response_bytes: integer (default 1048576) - the largest body accepted"
     }
-    fn build(&self, p: HttpParams) -> Result<Arc<dyn Handler>, String> {
-        let url = reqwest::Url::parse(&p.url)
-            .map_err(|e| format!("url: expected an http(s) URL, got {:?}: {e}", p.url))?;
+    fn build(&self, p: HttpParams) -> Result<Arc<dyn Handler>, BuildError> {
+        let url = reqwest::Url::parse(&p.url).map_err(|e| {
+            BuildError::new(
+                "url",
+                format!("expected an http(s) URL, got {:?}: {e}", p.url),
+            )
+        })?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: expected an http or https URL, got {:?}",
-                p.url
+            return Err(BuildError::new(
+                "url",
+                format!("expected an http or https URL, got {:?}", p.url),
             ));
         }
         let method = reqwest::Method::from_bytes(p.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| {
-                format!(
-                    "method: expected an HTTP method like POST, got {:?}",
-                    p.method
+                BuildError::new(
+                    "method",
+                    format!("expected an HTTP method like POST, got {:?}", p.method),
                 )
             })?;
         let mut headers = HeaderMap::new();
         let mut secret = Vec::new();
         for (name, source) in &p.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers.{name}: not a valid header name"))?;
+            let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
+                BuildError::new(format!("headers.{name}"), "not a valid header name")
+            })?;
             let text = match source {
                 HeaderSource::Value(v) => v.clone(),
                 HeaderSource::Env { env } => std::env::var(env).map_err(|_| {
-                    format!("headers.{name}: environment variable {env} is not set")
+                    BuildError::new(
+                        format!("headers.{name}"),
+                        format!("environment variable {env} is not set"),
+                    )
                 })?,
             };
-            let mut value = HeaderValue::from_str(&text)
-                .map_err(|_| format!("headers.{name}: not a valid header value"))?;
+            let mut value = HeaderValue::from_str(&text).map_err(|_| {
+                BuildError::new(format!("headers.{name}"), "not a valid header value")
+            })?;
             let sensitive = matches!(source, HeaderSource::Env { .. })
                 || [AUTHORIZATION, PROXY_AUTHORIZATION, COOKIE].contains(&header);
             value.set_sensitive(sensitive);
@@ -156,15 +165,21 @@ impl HandlerFactory for Http {
             headers.insert(header, value);
         }
         if p.timeout_secs > MAX_SECS {
-            return Err(format!(
-                "timeout_secs: expected at most {MAX_SECS} (a year), got {}",
-                p.timeout_secs
+            return Err(BuildError::new(
+                "timeout_secs",
+                format!(
+                    "expected at most {MAX_SECS} (a year), got {}",
+                    p.timeout_secs
+                ),
             ));
         }
         if p.timeout_secs == 0 || p.max_response_bytes == 0 {
-            return Err(
-                "timeout_secs and max_response_bytes: expected positive numbers".to_owned(),
-            );
+            let field = if p.timeout_secs == 0 {
+                "timeout_secs"
+            } else {
+                "max_response_bytes"
+            };
+            return Err(BuildError::new(field, "expected a positive number"));
         }
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(p.timeout_secs.min(10)))
@@ -172,7 +187,7 @@ impl HandlerFactory for Http {
             // headers are secret and which methods may change.
             .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+            .map_err(|e| BuildError::new(".", format!("cannot build the HTTP client: {e}")))?;
         Ok(Arc::new(HttpHandler(Arc::new(Prepared {
             client,
             url,

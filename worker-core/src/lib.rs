@@ -62,7 +62,8 @@ mod worker;
 pub use config::{Config, ConfigError, Plan};
 pub use fingerprint::fingerprint;
 pub use handler::{
-    CancelReason, Handler, HandlerFactory, Registry, TaskContext, TaskError, TaskSource, handler_fn,
+    BuildError, CancelReason, Handler, HandlerFactory, LocalCancel, Registry, ResultExt,
+    TaskContext, TaskError, TaskSource, handler_fn,
 };
 pub use shutdown::ShutdownHandle;
 pub use worker::{Health, HealthState, Worker, WorkerError};

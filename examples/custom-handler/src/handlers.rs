@@ -1,6 +1,8 @@
 //! Two handlers: plain async functions from typed input and a context to
-//! `Result<Output, TaskError>`. serde does the JSON; input that does not
-//! match `Order` fails with `Worker.InvalidInput` before the function runs.
+//! `Result<Output, E>`, where `E` is your own error type that converts into a
+//! `TaskError` (a stable error name and a cause). serde does the JSON; input
+//! that does not match `Order` fails with `Worker.InvalidInput` before the
+//! function runs.
 
 use std::time::Duration;
 
@@ -30,26 +32,43 @@ pub const EMPTY_ORDER: &str = "Orders.EmptyOrder";
 pub const UNKNOWN_SKU: &str = "Orders.UnknownSku";
 pub const CANCELLED: &str = "Images.Cancelled";
 
-fn unit_price_cents(sku: &str) -> Option<u64> {
-    match sku {
-        "apple" => Some(50),
-        "pear" => Some(75),
-        _ => None,
+/// What can go wrong pricing an order, as the code sees it.
+#[derive(Debug)]
+pub enum OrderError {
+    Empty { id: String },
+    UnknownSku(String),
+}
+
+/// ... and as a state machine sees it: mapped to error names once, here,
+/// so every `?` in the handler reports a name a `Catch` can match.
+impl From<OrderError> for TaskError {
+    fn from(e: OrderError) -> Self {
+        match e {
+            OrderError::Empty { id } => {
+                TaskError::new(EMPTY_ORDER, format!("order {id} has no lines"))
+            }
+            OrderError::UnknownSku(sku) => {
+                TaskError::new(UNKNOWN_SKU, format!("no price for {sku:?}"))
+            }
+        }
     }
 }
 
-pub async fn price_order(order: Order, _ctx: TaskContext) -> Result<Priced, TaskError> {
+fn unit_price_cents(sku: &str) -> Result<u64, OrderError> {
+    match sku {
+        "apple" => Ok(50),
+        "pear" => Ok(75),
+        _ => Err(OrderError::UnknownSku(sku.to_owned())),
+    }
+}
+
+pub async fn price_order(order: Order, _ctx: TaskContext) -> Result<Priced, OrderError> {
     if order.lines.is_empty() {
-        return Err(TaskError::new(
-            EMPTY_ORDER,
-            format!("order {} has no lines", order.id),
-        ));
+        return Err(OrderError::Empty { id: order.id });
     }
     let mut total_cents = 0;
     for line in &order.lines {
-        let price = unit_price_cents(&line.sku)
-            .ok_or_else(|| TaskError::new(UNKNOWN_SKU, format!("no price for {:?}", line.sku)))?;
-        total_cents += price * u64::from(line.quantity);
+        total_cents += unit_price_cents(&line.sku)? * u64::from(line.quantity);
     }
     Ok(Priced {
         id: order.id,
@@ -120,14 +139,19 @@ mod tests {
 
     #[tokio::test]
     async fn fails_with_names_a_state_machine_can_catch() {
-        let err = price_order(order(&[]), TaskContext::local("test"))
+        let err: TaskError = price_order(order(&[]), TaskContext::local("test"))
             .await
-            .unwrap_err();
+            .unwrap_err()
+            .into();
         assert_eq!(err.error(), EMPTY_ORDER);
-        let err = price_order(order(&[("kiwi", 1)]), TaskContext::local("test"))
+        let err: TaskError = price_order(order(&[("kiwi", 1)]), TaskContext::local("test"))
             .await
-            .unwrap_err();
-        assert_eq!(err.error(), UNKNOWN_SKU);
+            .unwrap_err()
+            .into();
+        assert_eq!(
+            (err.error(), err.cause()),
+            (UNKNOWN_SKU, "no price for \"kiwi\"")
+        );
     }
 
     #[tokio::test]
@@ -151,8 +175,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn resizing_stops_when_the_task_is_cancelled() {
-        let ctx = TaskContext::local("test");
-        let canceller = ctx.clone();
+        let (ctx, canceller) = TaskContext::local_cancellable("test");
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(5)).await;
             canceller.cancel(CancelReason::TaskClosed);

@@ -122,14 +122,14 @@ fn empty_command_is_refused_at_build() {
         .build(serde_json::from_value(serde_json::json!({ "command": [] })).unwrap())
         .err()
         .unwrap();
-    assert!(err.contains("non-empty"), "{err}");
+    assert_eq!(err.param, "command");
+    assert!(err.message.contains("non-empty"), "{err}");
 }
 
 #[tokio::test]
 async fn cancellation_terminates_the_child() {
-    let ctx = TaskContext::local("t");
+    let (ctx, c) = TaskContext::local_cancellable("t");
     let h = sh("sleep 30");
-    let c = ctx.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         c.cancel(CancelReason::TaskClosed);
@@ -154,8 +154,7 @@ async fn a_child_ignoring_sigterm_is_killed_after_kill_after_secs() {
         "env": {"PIDFILE": pidfile.to_str().unwrap()},
         "kill_after_secs": 1
     }));
-    let ctx = TaskContext::local("t");
-    let c = ctx.clone();
+    let (ctx, c) = TaskContext::local_cancellable("t");
     let p = pidfile.clone();
     tokio::spawn(async move {
         while !p.exists() {
@@ -255,8 +254,8 @@ async fn cancellation_reaches_everything_in_the_group() {
         "command": ["sh", "-c", "sleep 300 & echo $! > \"$PIDFILE\"; wait"],
         "env": {"PIDFILE": pidfile.to_str().unwrap()},
     }));
-    let ctx = TaskContext::local("t");
-    let (c, p) = (ctx.clone(), pidfile.clone());
+    let (ctx, c) = TaskContext::local_cancellable("t");
+    let p = pidfile.clone();
     tokio::spawn(async move {
         while !p.exists() {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -284,12 +283,12 @@ async fn a_handler_dropped_before_the_command_ended_kills_its_whole_group() {
         "env": {"BG": bg_pid.to_str().unwrap(), "SH": sh_pid.to_str().unwrap()},
         "kill_after_secs": 600,
     }));
-    let ctx = TaskContext::local("t");
-    let run = tokio::spawn(h.call("{}".into(), ctx.clone()));
+    let (ctx, cancel) = TaskContext::local_cancellable("t");
+    let run = tokio::spawn(h.call("{}".into(), ctx));
     while !(sh_pid.exists() && bg_pid.exists()) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    ctx.cancel(CancelReason::Shutdown);
+    cancel.cancel(CancelReason::Shutdown);
     tokio::time::sleep(Duration::from_millis(100)).await;
     run.abort();
     let _ = run.await;
@@ -342,7 +341,7 @@ fn env_inherit_patterns_are_checked_at_build() {
             )
             .err()
             .unwrap();
-        assert!(err.contains("env_inherit"), "{bad}: {err}");
+        assert_eq!(err.param, "env_inherit", "{bad}: {err}");
     }
 }
 
@@ -358,7 +357,8 @@ fn a_kill_delay_that_would_overflow_the_clock_is_refused() {
         .err()
         .unwrap();
     assert!(
-        err.starts_with("kill_after_secs: expected at most"),
+        err.to_string()
+            .starts_with("kill_after_secs: expected at most"),
         "{err}"
     );
 }

@@ -162,8 +162,7 @@ async fn cancellation_aborts_the_request() {
     );
     let base = serve(app).await;
     let h = http(serde_json::json!({ "url": format!("{base}/hang") }));
-    let ctx = TaskContext::local("t");
-    let c = ctx.clone();
+    let (ctx, c) = TaskContext::local_cancellable("t");
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         c.cancel(CancelReason::TaskClosed);
@@ -215,6 +214,7 @@ fn bad_params_are_refused_at_load() {
         Http.build(serde_json::from_value(p).unwrap())
             .err()
             .unwrap()
+            .to_string()
     };
     assert!(build(serde_json::json!({ "url": "not a url" })).starts_with("url:"));
     assert!(build(serde_json::json!({ "url": "ftp://x/" })).starts_with("url:"));

@@ -63,8 +63,7 @@ fn prepare(
 }
 
 async fn call(handler: std::sync::Arc<dyn sfn_worker_core::Handler>, input: String) -> ExitCode {
-    let ctx = TaskContext::local("invoke");
-    let cancel = ctx.clone();
+    let (ctx, cancel) = TaskContext::local_cancellable("invoke");
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
             eprintln!("interrupted: cancelling the handler");

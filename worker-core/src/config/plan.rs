@@ -155,18 +155,16 @@ impl Checks<'_> {
         params: &serde_json::Value,
         at: &dyn Fn(&str) -> String,
     ) -> Option<Arc<dyn Handler>> {
+        // A path inside `params`; `.` is the table itself.
+        let param = |path: &str| match path {
+            "." | "" => at("params"),
+            path => at(&format!("params.{path}")),
+        };
         match self.registry.build(kind, params) {
             Ok(handler) => return Some(handler),
             Err(e @ ParamsError::UnknownKind { .. }) => self.error(at("handler"), e.to_string()),
-            Err(ParamsError::Invalid { path, message }) => {
-                let field = if path == "." {
-                    at("params")
-                } else {
-                    at(&format!("params.{path}"))
-                };
-                self.error(field, message)
-            }
-            Err(e) => self.error(at("params"), e.to_string()),
+            Err(ParamsError::Invalid { path, message }) => self.error(param(&path), message),
+            Err(ParamsError::Rejected(e)) => self.error(param(&e.param), e.message),
         }
         None
     }

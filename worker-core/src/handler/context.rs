@@ -80,9 +80,9 @@ impl std::fmt::Debug for TaskContext {
 }
 
 impl TaskContext {
-    /// A context for a task. The worker builds these; `invoke` and tests use
-    /// [`TaskContext::local`].
-    pub fn new(
+    /// A context for a task. Only the worker builds these; `invoke` and
+    /// tests use [`TaskContext::local`] or [`TaskContext::local_cancellable`].
+    pub(crate) fn new(
         fingerprint: String,
         source: TaskSource,
         binding: Arc<str>,
@@ -102,7 +102,7 @@ impl TaskContext {
     }
 
     /// A context for running a handler outside Step Functions (no token, no
-    /// deadline). Cancel it with [`TaskContext::cancel`].
+    /// deadline), never cancelled.
     ///
     /// ```
     /// let ctx = sfn_worker_core::TaskContext::local("test");
@@ -110,6 +110,21 @@ impl TaskContext {
     /// ```
     pub fn local(binding: &str) -> Self {
         Self::new("local".to_owned(), TaskSource::Local, binding.into(), None)
+    }
+
+    /// A local context and the handle that cancels it, standing in for the
+    /// worker: a handler test cancels with the reason it wants to see
+    /// handled, `invoke` with [`CancelReason::Local`] on Ctrl-C.
+    ///
+    /// ```
+    /// use sfn_worker_core::{CancelReason, TaskContext};
+    /// let (ctx, cancel) = TaskContext::local_cancellable("test");
+    /// cancel.cancel(CancelReason::TaskClosed);
+    /// assert_eq!(ctx.cancel_reason(), Some(CancelReason::TaskClosed));
+    /// ```
+    pub fn local_cancellable(binding: &str) -> (Self, LocalCancel) {
+        let ctx = Self::local(binding);
+        (ctx.clone(), LocalCancel(ctx))
     }
 
     /// A short fingerprint of the task token, safe to log. The token itself is
@@ -162,8 +177,10 @@ impl TaskContext {
         self.inner.heartbeat.notify_one();
     }
 
-    /// Cancel the task with a reason. The first reason sticks.
-    pub fn cancel(&self, reason: CancelReason) {
+    /// Cancel the task with a reason. The first reason sticks. Only the
+    /// worker (and [`LocalCancel`]) may: a handler that wants to stop early
+    /// returns.
+    pub(crate) fn cancel(&self, reason: CancelReason) {
         let _ = self.inner.reason.set(reason);
         self.inner.cancel.cancel();
     }
@@ -171,6 +188,17 @@ impl TaskContext {
     /// Completes when the handler asked for a heartbeat (worker side).
     pub(crate) async fn heartbeat_requested(&self) {
         self.inner.heartbeat.notified().await
+    }
+}
+
+/// Cancels a context made by [`TaskContext::local_cancellable`].
+#[derive(Debug, Clone)]
+pub struct LocalCancel(TaskContext);
+
+impl LocalCancel {
+    /// Cancel the task with a reason. The first reason sticks.
+    pub fn cancel(&self, reason: CancelReason) {
+        self.0.cancel(reason);
     }
 }
 

@@ -9,15 +9,46 @@ pub use crate::limits::{MAX_CAUSE_CHARS, MAX_ERROR_CHARS};
 /// Both are truncated on character boundaries to the lengths Step Functions
 /// accepts, so a handler never has to care about those limits.
 ///
-/// Any `std::error::Error` converts into a `TaskError` (so `?` works in
-/// handlers); its error name is then the Rust type name of that error and its
-/// cause its `Display` text. Use [`TaskError::new`] for names a state machine
-/// is meant to match.
+/// A handler may return its own error type `E` instead, as long as
+/// `E: Into<TaskError>`: map your error enum to stable names once, in one
+/// `From` impl, and use `?` inside the handler (the Lambda runtime's
+/// `Diagnostic` model). There is deliberately no conversion from every
+/// `std::error::Error`: a name derived from a Rust type would change with a
+/// refactor and break the state machines that `Catch` it. For a one-off
+/// error, [`ResultExt::or_task_error`] names it where it happens.
 ///
 /// ```
 /// use sfn_worker_core::TaskError;
-/// let err = TaskError::new("Orders.NotFound", "no order with id 42");
+///
+/// enum OrderError { NotFound(u64), Declined }
+///
+/// impl From<OrderError> for TaskError {
+///     fn from(e: OrderError) -> Self {
+///         match e {
+///             OrderError::NotFound(id) => TaskError::new("Orders.NotFound", format!("no order with id {id}")),
+///             OrderError::Declined => TaskError::new("Orders.Declined", "the card was declined"),
+///         }
+///     }
+/// }
+///
+/// let err: TaskError = OrderError::NotFound(42).into();
 /// assert_eq!(err.error(), "Orders.NotFound");
+/// ```
+///
+/// An error nobody named does not become a `TaskError` by itself:
+///
+/// ```compile_fail
+/// use sfn_worker_core::{TaskContext, TaskError};
+/// async fn read(path: String, _ctx: TaskContext) -> Result<String, TaskError> {
+///     Ok(std::fs::read_to_string(path)?) // io::Error has no name here
+/// }
+/// ```
+///
+/// ```
+/// use sfn_worker_core::{ResultExt, TaskContext, TaskError};
+/// async fn read(path: String, _ctx: TaskContext) -> Result<String, TaskError> {
+///     Ok(std::fs::read_to_string(path).or_task_error("Files.ReadFailed")?)
+/// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskError {
@@ -51,12 +82,25 @@ impl fmt::Display for TaskError {
     }
 }
 
-// TaskError deliberately does not implement std::error::Error, so that this
-// blanket conversion (which makes `?` work in handlers) does not overlap the
-// reflexive `From<T> for T`. The same trick as anyhow::Error.
-impl<E: std::error::Error> From<E> for TaskError {
-    fn from(err: E) -> Self {
-        TaskError::new(std::any::type_name::<E>(), err.to_string())
+impl std::error::Error for TaskError {}
+
+/// A handler that cannot fail (`Result<O, Infallible>`).
+impl From<std::convert::Infallible> for TaskError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// Name an error where it happens: `std::fs::read(p).or_task_error("Orders.ReadFailed")?`.
+pub trait ResultExt<T> {
+    /// The error becomes a [`TaskError`] named `error`, with the error's
+    /// `Display` text as the cause.
+    fn or_task_error(self, error: &str) -> Result<T, TaskError>;
+}
+
+impl<T, E: fmt::Display> ResultExt<T> for Result<T, E> {
+    fn or_task_error(self, error: &str) -> Result<T, TaskError> {
+        self.map_err(|e| TaskError::new(error, e.to_string()))
     }
 }
 
@@ -101,10 +145,9 @@ mod tests {
     }
 
     #[test]
-    fn std_errors_convert_with_their_type_name() {
-        let io = std::io::Error::other("disk on fire");
-        let e: TaskError = io.into();
-        assert_eq!(e.error(), "std::io::error::Error");
-        assert_eq!(e.cause(), "disk on fire");
+    fn an_error_is_named_where_it_happens() {
+        let io: Result<(), _> = Err(std::io::Error::other("disk on fire"));
+        let e = io.or_task_error("Files.ReadFailed").unwrap_err();
+        assert_eq!((e.error(), e.cause()), ("Files.ReadFailed", "disk on fire"));
     }
 }

@@ -1,8 +1,9 @@
 //! What a handler is, what it gets, and what it returns.
 //!
-//! A handler is an async function `(Input, TaskContext) -> Result<Output, TaskError>`
-//! where `Input: DeserializeOwned` (use `serde_json::Value` for raw JSON) and
-//! `Output: Serialize`. [`handler_fn`] turns such a function into a
+//! A handler is an async function `(Input, TaskContext) -> Result<Output, E>`
+//! where `Input: DeserializeOwned` (use `serde_json::Value` for raw JSON),
+//! `Output: Serialize` and `E: Into<TaskError>` (your own error type, mapped
+//! to stable error names once). [`handler_fn`] turns such a function into a
 //! [`Handler`]; [`Registry::handler`] registers one in a single line.
 
 mod context;
@@ -16,9 +17,9 @@ use std::pin::Pin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use context::{CancelReason, TaskContext, TaskSource};
-pub use error::{MAX_CAUSE_CHARS, MAX_ERROR_CHARS, TaskError};
-pub use registry::{HandlerFactory, KindInfo, ParamsError, Registry};
+pub use context::{CancelReason, LocalCancel, TaskContext, TaskSource};
+pub use error::{MAX_CAUSE_CHARS, MAX_ERROR_CHARS, ResultExt, TaskError};
+pub use registry::{BuildError, HandlerFactory, KindInfo, ParamsError, Registry};
 
 use crate::error_names;
 
@@ -52,12 +53,13 @@ pub trait Handler: Send + Sync + 'static {
 /// let handler = handler_fn(double);
 /// # let _: &dyn Handler = &handler;
 /// ```
-pub fn handler_fn<F, I, O, Fut>(f: F) -> HandlerFn<F, I, O>
+pub fn handler_fn<F, I, O, E, Fut>(f: F) -> HandlerFn<F, I, O, E>
 where
     F: Fn(I, TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    Fut: Future<Output = Result<O, E>> + Send + 'static,
     I: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
+    E: Into<TaskError> + 'static,
 {
     HandlerFn {
         f,
@@ -66,18 +68,19 @@ where
 }
 
 /// A [`Handler`] made from an async function by [`handler_fn`].
-pub struct HandlerFn<F, I, O> {
+pub struct HandlerFn<F, I, O, E> {
     f: F,
-    // fn(I) -> O: the handler neither owns an I nor an O, so Send/Sync of F decide.
-    _types: PhantomData<fn(I) -> O>,
+    // fn(I) -> (O, E): the handler owns none of them, so Send/Sync of F decide.
+    _types: PhantomData<fn(I) -> (O, E)>,
 }
 
-impl<F, I, O, Fut> Handler for HandlerFn<F, I, O>
+impl<F, I, O, E, Fut> Handler for HandlerFn<F, I, O, E>
 where
     F: Fn(I, TaskContext) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+    Fut: Future<Output = Result<O, E>> + Send + 'static,
     I: DeserializeOwned + Send + 'static,
     O: Serialize + Send + 'static,
+    E: Into<TaskError> + 'static,
 {
     fn call(&self, input: String, ctx: TaskContext) -> HandlerFuture {
         let typed = match parse_input::<I>(&input) {
@@ -91,7 +94,7 @@ where
         };
         let fut = (self.f)(typed, ctx);
         Box::pin(async move {
-            let output = fut.await?;
+            let output = fut.await.map_err(Into::into)?;
             serde_json::to_string(&output).map_err(|e| {
                 TaskError::new(
                     error_names::INVALID_OUTPUT,
@@ -157,7 +160,7 @@ mod tests {
         let flag = called.clone();
         let h = handler_fn(move |_: In, _ctx| {
             flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            async { Ok(()) }
+            async { Ok::<_, TaskError>(()) }
         });
         let err = h
             .call(
@@ -171,12 +174,49 @@ mod tests {
         assert!(!called.load(std::sync::atomic::Ordering::SeqCst));
     }
 
+    /// A user's own error type, mapped to stable names once.
+    #[derive(Debug)]
+    enum PriceError {
+        UnknownSku(String),
+    }
+    impl From<PriceError> for TaskError {
+        fn from(e: PriceError) -> Self {
+            match e {
+                PriceError::UnknownSku(sku) => {
+                    TaskError::new("Prices.UnknownSku", format!("no price for {sku}"))
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_handler_returns_its_own_error_type_under_the_name_it_maps_to() {
+        async fn price(sku: String, _ctx: TaskContext) -> Result<u32, PriceError> {
+            match sku.as_str() {
+                "apple" => Ok(30),
+                _ => Err(PriceError::UnknownSku(sku)),
+            }
+        }
+        let h = handler_fn(price);
+        let ok = h.call(r#""apple""#.into(), TaskContext::local("t")).await;
+        assert_eq!(ok.unwrap(), "30");
+        let err = h
+            .call(r#""kiwi""#.into(), TaskContext::local("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.error(), err.cause()),
+            ("Prices.UnknownSku", "no price for kiwi")
+        );
+    }
+
     #[tokio::test]
     async fn unserializable_output_is_invalid_output() {
         use std::collections::HashMap;
         // JSON object keys must be strings; a map keyed by tuples is not JSON.
-        let h =
-            handler_fn(|_: serde_json::Value, _ctx| async { Ok(HashMap::from([((1, 2), "x")])) });
+        let h = handler_fn(|_: serde_json::Value, _ctx| async {
+            Ok::<_, TaskError>(HashMap::from([((1, 2), "x")]))
+        });
         let err = h
             .call("{}".into(), TaskContext::local("t"))
             .await

@@ -25,8 +25,35 @@ pub trait HandlerFactory: Send + Sync + 'static {
         ""
     }
     /// Build a handler from validated params. An `Err` is reported as a
-    /// configuration error naming the binding's `params`.
-    fn build(&self, params: Self::Params) -> Result<Arc<dyn Handler>, String>;
+    /// configuration error naming the param (`activity[0].params.command`).
+    fn build(&self, params: Self::Params) -> Result<Arc<dyn Handler>, BuildError>;
+}
+
+/// Why a [`HandlerFactory`] refused a binding's params: which param, and
+/// what was expected.
+///
+/// ```
+/// use sfn_worker_core::BuildError;
+/// let e = BuildError::new("command", "expected a non-empty list");
+/// assert_eq!(e.to_string(), "command: expected a non-empty list");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{param}: {message}")]
+pub struct BuildError {
+    /// The param's path inside `params` (`command`, `headers.Authorization`).
+    pub param: String,
+    /// What is wrong, and what was expected.
+    pub message: String,
+}
+
+impl BuildError {
+    /// `param` is wrong: `message` says how, and what was expected.
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            param: param.into(),
+            message: message.into(),
+        }
+    }
 }
 
 /// Why a binding's params could not become a handler.
@@ -51,7 +78,7 @@ pub enum ParamsError {
     },
     /// The kind's factory rejected the params.
     #[error("{0}")]
-    Rejected(String),
+    Rejected(BuildError),
 }
 
 /// A description of a registered kind, for listings.
@@ -100,12 +127,13 @@ impl Registry {
 
     /// Register an async function as a kind that takes no params. A later
     /// registration under the same name replaces the earlier one.
-    pub fn handler<F, I, O, Fut>(&mut self, kind: &str, f: F) -> &mut Self
+    pub fn handler<F, I, O, E, Fut>(&mut self, kind: &str, f: F) -> &mut Self
     where
         F: Fn(I, TaskContext) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<O, TaskError>> + Send + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
         I: DeserializeOwned + Send + 'static,
         O: Serialize + Send + 'static,
+        E: Into<TaskError> + 'static,
     {
         self.handler_object(kind, Arc::new(handler_fn(f)))
     }
@@ -211,9 +239,9 @@ mod tests {
         fn description(&self) -> &str {
             "greets"
         }
-        fn build(&self, p: GreeterParams) -> Result<Arc<dyn Handler>, String> {
+        fn build(&self, p: GreeterParams) -> Result<Arc<dyn Handler>, BuildError> {
             if p.greeting.is_empty() {
-                return Err("greeting must not be empty".into());
+                return Err(BuildError::new("greeting", "must not be empty"));
             }
             let g = p.greeting;
             Ok(Arc::new(handler_fn(move |name: String, _ctx| {
@@ -256,9 +284,11 @@ mod tests {
         let err = r
             .build("greet", &serde_json::json!({"greeting": ""}))
             .err()
-            .unwrap()
-            .to_string();
-        assert_eq!(err, "greeting must not be empty");
+            .unwrap();
+        assert!(
+            matches!(&err, ParamsError::Rejected(e) if e.param == "greeting" && e.message == "must not be empty"),
+            "{err}"
+        );
     }
 
     #[test]
