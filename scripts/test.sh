@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests, and integration tests that drive the real
-# sfn-worker binary against LocalStack (installed and started here unless one
+# The whole test suite: unit and behaviour tests, and the LocalStack suites
+# that drive the real sfn-worker binary against LocalStack (feature
+# sfn-worker/localstack; installed and started here unless one
 # already answers, or LOCALSTACK_ENDPOINT points at yours). Stops what it
 # started. Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -18,4 +19,4 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
-exec scripts/localstack.sh run cargo test --workspace --locked "$@"
+exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/localstack "$@"

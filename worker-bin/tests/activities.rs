@@ -380,3 +380,38 @@ async fn sigterm_past_the_grace_period_fails_tasks_with_worker_shutting_down() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn run_refuses_an_activity_that_does_not_exist() {
+    let _ = sfn().await; // LocalStack must answer, or this test proves nothing.
+    let dir = scratch_dir("missing");
+    let path = dir.join("missing.toml");
+    let arn = format!(
+        "arn:aws:states:us-east-1:000000000000:activity:{}",
+        unique("nope")
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[worker]\nmetrics_addr = \"127.0.0.1:{}\"\n[[activity]]\narn = \"{arn}\"\nhandler = \"echo\"\n",
+            endpoint(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sfn-worker"))
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .output()
+        .unwrap();
+    let (code, stderr) = (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{arn} does not exist in Step Functions")),
+        "{stderr}"
+    );
+}

@@ -95,32 +95,6 @@ fn check_prints_the_resolved_plan() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn run_refuses_an_activity_that_does_not_exist() {
-    let _ = sfn().await; // LocalStack must answer, or this test proves nothing.
-    let dir = scratch_dir("missing");
-    let path = dir.join("missing.toml");
-    let arn = format!(
-        "arn:aws:states:us-east-1:000000000000:activity:{}",
-        unique("nope")
-    );
-    std::fs::write(
-        &path,
-        format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n[worker]\nmetrics_addr = \"127.0.0.1:{}\"\n[[activity]]\narn = \"{arn}\"\nhandler = \"echo\"\n",
-            endpoint(),
-            free_port()
-        ),
-    )
-    .unwrap();
-    let (code, _, stderr) = sfn_worker(&["run", "--config", path.to_str().unwrap()]);
-    assert_eq!(code, 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!("{arn} does not exist in Step Functions")),
-        "{stderr}"
-    );
-}
-
 #[test]
 fn invoke_runs_a_handler_locally() {
     let dir = scratch_dir("invoke");

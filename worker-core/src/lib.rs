@@ -71,9 +71,6 @@ pub use worker::{Health, HealthState, Worker, WorkerError};
 /// Re-exported so handler authors use the same cancellation type as the worker.
 pub use tokio_util::sync::CancellationToken;
 
-#[cfg(test)]
-mod tests;
-
 /// Internals for the fuzz targets in `fuzz/` (built with `--cfg fuzzing`,
 /// as cargo-fuzz does); not part of the API.
 #[cfg(fuzzing)]

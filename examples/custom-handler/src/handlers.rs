@@ -189,4 +189,45 @@ mod tests {
             (CANCELLED, "stopped after 2 images")
         );
     }
+
+    /// The handlers inside a real worker (pollers, heartbeats, reporting),
+    /// against the in-process fake of Step Functions instead of AWS, on
+    /// tokio's paused clock: what `cargo test` can prove without an emulator.
+    #[tokio::test(start_paused = true)]
+    async fn a_real_worker_serves_them_against_the_fake() {
+        use sfn_worker::core::aws::fake::{FakeSfn, Report};
+        use sfn_worker::core::{Config, Plan, Registry, Worker};
+
+        const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:orders";
+        let mut registry = Registry::new();
+        registry.handler("price-order", price_order);
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "activity": [{ "arn": ARN, "handler": "price-order", "heartbeat_secs": 10 }]
+        }))
+        .unwrap();
+        let plan = Plan::build(config, &registry).unwrap();
+        let fake = FakeSfn::new();
+        let worker = Worker::new(plan, std::sync::Arc::new(fake.clone()));
+        let shutdown = worker.shutdown_handle();
+        let run = tokio::spawn(worker.run());
+
+        fake.push_task(
+            ARN,
+            "ok",
+            r#"{"id":"o-1","lines":[{"sku":"apple","quantity":3}]}"#,
+        );
+        fake.push_task(ARN, "bad", r#"{"id":"o-2","lines":[]}"#);
+        let mut reports = fake.wait_for_reports(2).await;
+        reports.sort_by(|a, b| a.token().cmp(b.token()));
+        assert!(
+            matches!(&reports[0], Report::Failure { error, .. } if error == EMPTY_ORDER),
+            "{reports:?}"
+        );
+        assert!(
+            matches!(&reports[1], Report::Success { output, .. } if output == r#"{"id":"o-1","total_cents":150}"#),
+            "{reports:?}"
+        );
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+    }
 }

@@ -7,11 +7,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{failure, start};
-use crate::aws::Operation;
-use crate::aws::fake::FakeSqs;
-use crate::aws::fake::{FakeSfn, Report};
-use crate::aws::{ApiError, ApiErrorKind};
-use crate::{Config, Plan, Registry, TaskContext, TaskError, Worker};
+use sfn_worker_core::aws::Operation;
+use sfn_worker_core::aws::fake::FakeSqs;
+use sfn_worker_core::aws::fake::{FakeSfn, Report};
+use sfn_worker_core::aws::{ApiError, ApiErrorKind};
+use sfn_worker_core::{Config, Plan, Registry, TaskContext, TaskError, Worker};
 
 const URL: &str = "http://localhost:4566/000000000000/callbacks";
 const FIFO: &str = "http://localhost:4566/000000000000/callbacks.fifo";

@@ -5,8 +5,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
-use crate::aws::fake::{FakeSfn, Report};
-use crate::{HealthState, Registry, TaskContext, TaskError};
+use sfn_worker_core::aws::fake::{FakeSfn, Report};
+use sfn_worker_core::{HealthState, Registry, TaskContext, TaskError};
 
 fn sleepy(secs: u64) -> Registry {
     let mut r = Registry::new();

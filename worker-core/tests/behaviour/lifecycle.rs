@@ -6,10 +6,10 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use super::*;
-use crate::aws::Operation;
-use crate::aws::fake::{FakeSfn, Report};
-use crate::aws::{ApiError, ApiErrorKind};
-use crate::{CancelReason, Registry, TaskContext, TaskError};
+use sfn_worker_core::aws::Operation;
+use sfn_worker_core::aws::fake::{FakeSfn, Report};
+use sfn_worker_core::aws::{ApiError, ApiErrorKind};
+use sfn_worker_core::{CancelReason, Registry, TaskContext, TaskError};
 
 #[tokio::test(start_paused = true)]
 async fn a_slot_is_taken_before_every_poll() {
@@ -456,8 +456,9 @@ async fn a_handler_cancelling_its_own_context_is_still_reported() {
     let fake = FakeSfn::new();
     let mut r = Registry::new();
     r.handler("h", |_: serde_json::Value, ctx: TaskContext| async move {
-        // Misuse: claim the task was closed. The worker must still report.
-        ctx.cancel(CancelReason::TaskClosed);
+        // Misuse: cancel its own context (a handler cannot give a reason
+        // any more, but it holds the token). The worker must still report.
+        ctx.cancellation_token().cancel();
         Err::<(), _>(TaskError::new("Job.GaveUp", "cancelled itself"))
     });
     let w = worker(

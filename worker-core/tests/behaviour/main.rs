@@ -1,4 +1,7 @@
-//! Worker behaviour against the in-process fake, on tokio's paused clock.
+//! Worker behaviour against the in-process fake (feature `test-util`), on
+//! tokio's paused clock. Only public items: these tests are also how a user
+//! would test their own handlers inside a real worker.
+#![allow(clippy::unwrap_used)]
 
 mod lifecycle;
 mod queue;
@@ -7,8 +10,8 @@ mod shutdown;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::aws::fake::{FakeSfn, Report};
-use crate::{Config, Plan, Registry, ShutdownHandle, Worker, WorkerError};
+use sfn_worker_core::aws::fake::{FakeSfn, Report};
+use sfn_worker_core::{Config, Plan, Registry, ShutdownHandle, Worker, WorkerError};
 
 pub const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:work";
 
