@@ -32,8 +32,8 @@ use std::process::ExitCode;
 
 pub use sfn_worker_core as core;
 pub use sfn_worker_core::{
-    CancelReason, CancellationToken, Handler, HandlerFactory, Registry, TaskContext, TaskError,
-    handler_fn,
+    BuildError, CancelReason, CancellationToken, Handler, HandlerFactory, Registry, ResultExt,
+    TaskContext, TaskError, handler_fn,
 };
 pub use sfn_worker_handlers as handlers;
 

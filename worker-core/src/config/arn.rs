@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 /// assert_eq!(arn.name(), "resize");
 /// assert!("arn:aws:states:us-east-1:123456789012:stateMachine:x".parse::<ActivityArn>().is_err());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct ActivityArn {
     arn: String,

@@ -28,7 +28,7 @@ pub use plan::{BindingPlan, Plan};
 pub const MAX_SECS: u64 = 365 * 24 * 60 * 60;
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// How to reach AWS.
@@ -46,7 +46,7 @@ pub struct Config {
 }
 
 /// `[aws]`: overrides for the standard AWS configuration chain.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AwsConfig {
     /// Region; default: the standard chain (`AWS_REGION`, profile, IMDS).
@@ -62,7 +62,9 @@ pub struct AwsConfig {
 }
 
 /// `[aws] sfn_client`: which client sends `GetActivityTask` and `SendTask*`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum SfnClient {
     /// Signed with the SDK's signer and sent on one keep-alive pool, without
@@ -75,7 +77,7 @@ pub enum SfnClient {
 }
 
 /// `[worker]`: process-wide settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     /// Tasks running at once across all bindings (and polls in flight, which

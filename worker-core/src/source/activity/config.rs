@@ -10,7 +10,7 @@ use crate::config::plan::Checks;
 use crate::config::{ActivityArn, BindingPlan};
 
 /// `[[activity]]`: one activity served by one handler.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActivityBinding {
     /// Name in logs and metrics. Default: the last part of the ARN.

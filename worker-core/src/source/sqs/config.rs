@@ -17,7 +17,7 @@ use crate::limits::MAX_VISIBILITY_SECS;
 pub const MIN_VISIBILITY_SECS: u64 = 10;
 
 /// One SQS queue served by one handler.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueueBinding {
     /// Name in logs and metrics. Default: the queue's name.
@@ -66,7 +66,9 @@ impl QueueBinding {
 }
 
 /// What to do with a malformed message.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnMalformed {
     /// Leave it: it reappears after its visibility timeout, and the queue's
@@ -78,7 +80,9 @@ pub enum OnMalformed {
 }
 
 /// What to do at shutdown with a message whose handler has not finished.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OnShutdown {
     /// Make it visible at once (visibility 0): another worker runs it with
@@ -97,7 +101,7 @@ pub enum OnShutdown {
 /// assert_eq!(u.queue_name(), "jobs.fifo");
 /// assert!(u.is_fifo());
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct QueueUrl {
     url: String,
