@@ -22,8 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aws::{ApiError, ApiErrorKind, Operation, SfnApi, retry};
 use crate::error_names;
+use crate::events::{InternalEvent, ReportFailed};
 use crate::handler::TaskError;
-use crate::metrics;
 use crate::send_gate::SendGate;
 
 /// What to tell Step Functions about a task.
@@ -150,15 +150,25 @@ impl Reporter {
                 Ok(()) => return Ok(()),
                 Err(err) => err,
             };
-            metrics::api_error(operation, &err.code);
             if !err.is_retryable() || self.give_up.is_cancelled() {
+                ReportFailed {
+                    operation,
+                    error: &err,
+                    retry_in: None,
+                }
+                .emit();
                 return Err(err);
             }
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(2));
-            tracing::warn!(operation = operation.name(), code = %err.code, error = %err.message, retry_in_ms = delay.as_millis() as u64, "report failed; retrying");
+            ReportFailed {
+                operation,
+                error: &err,
+                retry_in: Some(delay),
+            }
+            .emit();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
                 _ = self.give_up.cancelled() => return Err(err),
@@ -172,8 +182,8 @@ impl Reporter {
     pub async fn heartbeat(&self, token: &str, max_yield: Duration) -> Result<(), ApiError> {
         self.gate.heartbeat(max_yield).await;
         let result = self.api.send_task_heartbeat(token).await;
+        // Counted and logged by the caller, which knows what the answer means.
         if let Err(err) = &result {
-            metrics::api_error(Operation::SendTaskHeartbeat, &err.code);
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }

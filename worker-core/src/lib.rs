@@ -47,6 +47,7 @@ pub mod aws;
 mod completion;
 pub mod config;
 pub mod error_names;
+mod events;
 mod fingerprint;
 pub mod handler;
 mod heartbeat;

@@ -23,9 +23,9 @@ pub const TASKS_IN_FLIGHT: &str = "sfn_worker_tasks_in_flight";
 pub const SLOTS_AVAILABLE: &str = "sfn_worker_slots_available";
 /// Free slots under `worker.max_concurrency`.
 pub const GLOBAL_SLOTS_AVAILABLE: &str = "sfn_worker_global_slots_available";
-/// Polls answered. Labels: source, binding, result (`task`, `empty`, `error`).
+/// Polls answered. Labels: source, binding, result (see [`PollResult`]).
 pub const POLLS: &str = "sfn_worker_polls_total";
-/// Heartbeats sent. Labels: source, binding, result (`ok`, `task_gone`, `throttled`, `error`).
+/// Heartbeats sent. Labels: source, binding, result (see [`HeartbeatResult`]).
 pub const HEARTBEATS: &str = "sfn_worker_heartbeats_total";
 /// Failed AWS calls. Labels: operation, code.
 pub const API_ERRORS: &str = "sfn_worker_api_errors_total";
@@ -104,6 +104,58 @@ pub fn describe() {
     );
 }
 
+/// What a poll got: the `result` label of [`POLLS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollResult {
+    /// A task (or, for SQS, at least one message).
+    Task,
+    /// Nothing, after the long poll's wait.
+    Empty,
+    /// The call failed; it is retried.
+    Error,
+}
+
+impl PollResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PollResult::Task => "task",
+            PollResult::Empty => "empty",
+            PollResult::Error => "error",
+        }
+    }
+}
+
+/// How a heartbeat was answered: the `result` label of [`HEARTBEATS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeartbeatResult {
+    /// Accepted.
+    Ok,
+    /// The task is closed (`TaskTimedOut`, `TaskDoesNotExist`, or
+    /// `InvalidToken` after an accepted heartbeat).
+    TaskGone,
+    /// `InvalidToken` before any heartbeat was accepted (LocalStack, for a
+    /// state without `HeartbeatSeconds`): the task goes on.
+    InvalidToken,
+    /// Throttled; tried again soon.
+    Throttled,
+    /// Any other failure.
+    Error,
+}
+
+impl HeartbeatResult {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeartbeatResult::Ok => "ok",
+            HeartbeatResult::TaskGone => "task_gone",
+            HeartbeatResult::InvalidToken => "invalid_token",
+            HeartbeatResult::Throttled => "throttled",
+            HeartbeatResult::Error => "error",
+        }
+    }
+}
+
 /// The labels every per-binding metric carries.
 #[derive(Debug, Clone)]
 pub(crate) struct BindingLabels {
@@ -140,11 +192,11 @@ impl BindingLabels {
         gauge!(SLOTS_AVAILABLE, self.pairs().iter()).set(n as f64);
     }
 
-    pub fn poll(&self, result: &'static str) {
+    pub fn poll(&self, result: PollResult) {
         let [s, b] = self.pairs();
         counter!(
             POLLS,
-            [s, b, Label::from_static_parts("result", result)].iter()
+            [s, b, Label::from_static_parts("result", result.as_str())].iter()
         )
         .increment(1);
     }
@@ -162,11 +214,11 @@ impl BindingLabels {
         counter!(DUPLICATE_MESSAGES, self.pairs().iter()).increment(1);
     }
 
-    pub fn heartbeat(&self, result: &'static str) {
+    pub fn heartbeat(&self, result: HeartbeatResult) {
         let [s, b] = self.pairs();
         counter!(
             HEARTBEATS,
-            [s, b, Label::from_static_parts("result", result)].iter()
+            [s, b, Label::from_static_parts("result", result.as_str())].iter()
         )
         .increment(1);
     }

@@ -31,8 +31,9 @@ use tokio::time::{Instant, sleep_until};
 use super::lease::Lease;
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::completion::Reporter;
+use crate::events::{HeartbeatAnswered, InternalEvent};
 use crate::heartbeat::HeartbeatSchedule;
-use crate::metrics::BindingLabels;
+use crate::metrics::{BindingLabels, HeartbeatResult};
 
 /// A failed renewal is tried again after this, doubled per failure in a
 /// row up to [`RENEW_RETRY_MAX`] (or at the interval, if shorter): the
@@ -164,7 +165,13 @@ impl<'a> KeepAlive<'a> {
         let e = match result {
             Ok(()) => {
                 self.accepted = true;
-                self.labels.heartbeat("ok");
+                HeartbeatAnswered {
+                    labels: self.labels,
+                    result: HeartbeatResult::Ok,
+                    error: None,
+                    first_of_its_kind: false,
+                }
+                .emit();
                 return None;
             }
             Err(e) => e,
@@ -174,38 +181,30 @@ impl<'a> KeepAlive<'a> {
             ApiErrorKind::InvalidToken => self.accepted,
             _ => false,
         };
+        let (result, first_of_its_kind) = match e.kind {
+            _ if closed => (HeartbeatResult::TaskGone, true),
+            ApiErrorKind::InvalidToken => (
+                HeartbeatResult::InvalidToken,
+                !std::mem::replace(&mut self.told_invalid, true),
+            ),
+            ApiErrorKind::Throttled => (HeartbeatResult::Throttled, true),
+            _ => (HeartbeatResult::Error, true),
+        };
+        HeartbeatAnswered {
+            labels: self.labels,
+            result,
+            error: Some(&e),
+            first_of_its_kind,
+        }
+        .emit();
         if closed {
-            self.labels.heartbeat("task_gone");
-            tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler");
             self.schedule.stop();
             return Some(e.code);
         }
-        match e.kind {
-            ApiErrorKind::InvalidToken => {
-                self.labels.heartbeat("invalid_token");
-                if !std::mem::replace(&mut self.told_invalid, true) {
-                    tracing::info!(
-                        "heartbeat answered InvalidToken before any was accepted; carrying on \
-                         (LocalStack's answer for a state without HeartbeatSeconds; on AWS a \
-                         malformed token, which the report will find)"
-                    );
-                }
-            }
-            ApiErrorKind::Throttled => {
-                self.labels.heartbeat("throttled");
-                self.schedule.failed(Instant::now());
-            }
-            _ if e.is_retryable() => {
-                self.labels.heartbeat("error");
-                tracing::warn!(code = %e.code, error = %e.message, "heartbeat failed; retrying soon");
-                self.schedule.failed(Instant::now());
-            }
-            _ => {
-                // Access denied and the like: retrying soon will not help;
-                // the timer tries again at the interval.
-                self.labels.heartbeat("error");
-                tracing::warn!(code = %e.code, error = %e.message, "heartbeat refused");
-            }
+        // Throttling and other transient failures are tried again soon;
+        // access denied and the like wait for the interval (soon will not help).
+        if e.kind == ApiErrorKind::Throttled || e.is_retryable() {
+            self.schedule.failed(Instant::now());
         }
         None
     }

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::aws::{ApiErrorKind, Operation, SfnApi, retry};
-use crate::metrics;
+use crate::aws::{Operation, SfnApi, retry};
+use crate::events::{InternalEvent, PollFailed};
+use crate::metrics::PollResult;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::BindingSlots;
 
@@ -43,7 +44,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
         // the task the service assigned to it (it is never redelivered).
         match p.api.get_activity_task(&p.arn, &p.worker_name).await {
             Ok(Some(task)) => {
-                labels.poll("task");
+                labels.poll(PollResult::Task);
                 delays = retry::poll();
                 let task = Task {
                     token: task.token,
@@ -54,20 +55,19 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
                     .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
             }
             Ok(None) => {
-                labels.poll("empty");
+                labels.poll(PollResult::Empty);
                 delays = retry::poll();
             }
             Err(err) => {
                 drop(slot);
-                labels.poll("error");
-                metrics::api_error(Operation::GetActivityTask, &err.code);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                if err.kind == ApiErrorKind::ActivityDoesNotExist {
-                    tracing::error!(binding = %p.binding.name, arn = %p.arn, "activity does not exist (deleted?); retrying");
-                } else {
-                    tracing::warn!(binding = %p.binding.name, code = %err.code, error = %err.message,
-                        retry_in_ms = delay.as_millis() as u64, "poll failed; retrying");
+                PollFailed {
+                    labels,
+                    operation: Operation::GetActivityTask,
+                    error: &err,
+                    retry_in: delay,
                 }
+                .emit();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = draining.cancelled() => break,

@@ -13,8 +13,8 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::aws::{ApiError, ApiErrorKind, BatchEntry, Operation, SqsApi};
+use crate::events::{BatchCallFailed, InternalEvent};
 use crate::limits::MAX_BATCH_ENTRIES;
-use crate::metrics;
 
 #[derive(Debug)]
 struct Request {
@@ -123,8 +123,8 @@ async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: 
     } else {
         api.change_visibility_batch(&url, &entries).await
     };
-    if let Err(err) = &results {
-        metrics::api_error(operation, &err.code);
+    if let Err(error) = &results {
+        BatchCallFailed { operation, error }.emit();
     }
     match results {
         Err(err) => {
@@ -139,7 +139,11 @@ async fn send(api: Arc<dyn SqsApi>, url: Arc<str>, chunk: Vec<Request>, delete: 
                 let outcome = match by_id.remove(&i.to_string()) {
                     Some(None) => Ok(()),
                     Some(Some(err)) => {
-                        metrics::api_error(operation, &err.code);
+                        BatchCallFailed {
+                            operation,
+                            error: &err,
+                        }
+                        .emit();
                         Err(err)
                     }
                     None => Err(ApiError::new(

@@ -13,8 +13,9 @@ use super::in_flight::Claim;
 use super::lease::MessageLease;
 use super::message::{Malformed, extract};
 use crate::aws::{Message, Operation, ReceiveRequest, SqsApi, retry};
+use crate::events::{DuplicateDelivery, InternalEvent, MalformedMessage, PollFailed};
 use crate::limits::{MAX_BATCH_ENTRIES, MAX_RECEIVE_WAIT_SECS};
-use crate::metrics;
+use crate::metrics::PollResult;
 use crate::runner::lease::LeaseEnd;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::{BindingSlots, Slot};
@@ -73,7 +74,11 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         match p.api.receive(request).await {
             Ok(messages) => {
                 delays = retry::poll();
-                labels.poll(if messages.is_empty() { "empty" } else { "task" });
+                labels.poll(if messages.is_empty() {
+                    PollResult::Empty
+                } else {
+                    PollResult::Task
+                });
                 if draining.is_cancelled() {
                     // Received but not started: give them back at once.
                     for m in messages {
@@ -89,11 +94,14 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             }
             Err(err) => {
                 drop(slots);
-                labels.poll("error");
-                metrics::api_error(Operation::ReceiveMessage, &err.code);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                tracing::warn!(binding = %p.binding.name, code = %err.code, error = %err.message,
-                    retry_in_ms = delay.as_millis() as u64, "receive failed; retrying");
+                PollFailed {
+                    labels,
+                    operation: Operation::ReceiveMessage,
+                    error: &err,
+                    retry_in: delay,
+                }
+                .emit();
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
                     _ = draining.cancelled() => break,
@@ -124,17 +132,18 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
             .claim(&token, &m.message_id, &m.receipt_handle)
         {
             Claim::New(d) => d,
-            Claim::Joined => {
-                p.binding.labels.duplicate_message();
-                tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
-                    "token already running here; this delivery joins it instead of starting another handler");
-                continue;
-            }
-            Claim::Settled => {
-                p.binding.labels.duplicate_message();
-                tracing::info!(binding = %p.binding.name, message_id = %m.message_id, token = %crate::fingerprint(&token),
-                    "message already settled here; deleting this delivery without running the handler again");
-                delete_quietly(p, &m);
+            claim @ (Claim::Joined | Claim::Settled) => {
+                let settled = matches!(claim, Claim::Settled);
+                DuplicateDelivery {
+                    labels: &p.binding.labels,
+                    message_id: &m.message_id,
+                    token: &token,
+                    settled,
+                }
+                .emit();
+                if settled {
+                    delete_quietly(p, &m);
+                }
                 continue;
             }
         };
@@ -210,10 +219,14 @@ fn delete_quietly(p: &QueuePoller, m: &Message) {
 }
 
 fn malformed(p: &QueuePoller, m: &Message, why: Malformed) {
-    p.binding.labels.malformed_message(why.reason());
     let delete = p.queue.on_malformed == OnMalformed::Delete;
-    tracing::warn!(binding = %p.binding.name, message_id = %m.message_id, reason = why.reason(),
-        action = if delete { "delete" } else { "leave" }, "malformed message: no task can be made of it");
+    MalformedMessage {
+        labels: &p.binding.labels,
+        message_id: &m.message_id,
+        reason: why.reason(),
+        delete,
+    }
+    .emit();
     if delete {
         delete_quietly(p, m);
     }
