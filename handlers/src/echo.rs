@@ -11,7 +11,7 @@ use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskErro
 pub struct Echo;
 
 /// `[activity.params]` of `echo`.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EchoParams {
     /// Fields merged into an object input (they win over the input's).

@@ -60,7 +60,7 @@ const DEFAULT_INHERIT: &[&str] = &[
 pub struct Exec;
 
 /// `[activity.params]` of `exec`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecParams {
     /// The program and its arguments, e.g. `["./resize.sh", "--fast"]`.

@@ -60,7 +60,7 @@ const MAX_REDIRECTS: usize = 10;
 pub struct Http;
 
 /// `[activity.params]` / `[queue.params]` of `http`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParams {
     /// Where to send the request.
@@ -80,7 +80,7 @@ pub struct HttpParams {
 }
 
 /// A header value, given or read from the environment.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum HeaderSource {
     /// The value itself.

@@ -2,13 +2,23 @@
 
 use std::process::ExitCode;
 
-use sfn_worker_core::Registry;
+use sfn_worker_core::limits::MIN_POLL_TIMEOUT_SECS;
+use sfn_worker_core::{Plan, Registry};
 
 use crate::cli::EXIT_CONFIG;
 use crate::config_file::{ConfigSource, load_plan};
 
-/// The longest an in-flight `GetActivityTask` can keep a draining worker up.
-const POLL_HOLD_SECS: u64 = 65;
+/// The longest an in-flight `GetActivityTask` can keep a draining worker up:
+/// the service's hold plus the network.
+const POLL_HOLD_SECS: u64 = MIN_POLL_TIMEOUT_SECS;
+
+/// `writeln!` into a String, which cannot fail.
+macro_rules! line {
+    ($out:expr, $($arg:tt)*) => {{
+        use std::fmt::Write as _;
+        let _ = writeln!($out, $($arg)*);
+    }};
+}
 
 pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
     let plan = match load_plan(source, registry) {
@@ -18,108 +28,144 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    println!("{}: ok", source.name());
+    print!("{}", render(&plan));
+    ExitCode::SUCCESS
+}
+
+/// The resolved plan as `check` shows it: every setting of the config types
+/// (a test holds it to their schema), secrets masked.
+fn render(plan: &Plan) -> String {
+    let mut out = String::new();
     let w = &plan.config.worker;
     let aws = &plan.config.aws;
-    println!("{}: ok", source.name());
-    println!("[aws]");
-    println!(
+    line!(out, "[aws]");
+    line!(
+        out,
         "  region        = {}",
         aws.region.as_deref().unwrap_or("(from the environment)")
     );
-    println!(
+    line!(
+        out,
         "  endpoint_url  = {}",
         aws.endpoint_url
             .as_deref()
             .unwrap_or("(from the environment)")
     );
-    println!("[worker]");
-    println!("  max_concurrency     = {}", w.max_concurrency);
-    println!("  shutdown_grace_secs = {}", w.shutdown_grace_secs);
-    println!("  cancel_grace_secs   = {}", w.cancel_grace_secs);
-    println!("  metrics_addr        = {}", w.metrics_addr);
-    println!("  poll_timeout_secs   = {}", w.poll_timeout_secs);
-    println!("  threads             = {}", w.threads);
+    line!(
+        out,
+        "  profile       = {}",
+        aws.profile.as_deref().unwrap_or("(from the environment)")
+    );
+    line!(out, "  sfn_client    = {}", config_name(&aws.sfn_client));
+    line!(out, "[worker]");
+    line!(out, "  max_concurrency     = {}", w.max_concurrency);
+    line!(out, "  shutdown_grace_secs = {}", w.shutdown_grace_secs);
+    line!(out, "  cancel_grace_secs   = {}", w.cancel_grace_secs);
+    line!(out, "  metrics_addr        = {}", w.metrics_addr);
+    line!(out, "  poll_timeout_secs   = {}", w.poll_timeout_secs);
+    line!(out, "  threads             = {}", w.threads);
     match w.send_task_rate_per_sec {
-        Some(r) => println!("  send_task_rate_per_sec = {r}"),
-        None => println!("  send_task_rate_per_sec = (no limit)"),
+        Some(r) => line!(out, "  send_task_rate_per_sec = {r}"),
+        None => line!(out, "  send_task_rate_per_sec = (no limit)"),
     }
-    println!(
+    line!(
+        out,
         "  worker_name         = {}",
         w.worker_name.as_deref().unwrap_or("(host name + pid)")
     );
     for (a, binding) in plan.activities.iter().zip(&plan.config.activities) {
-        println!("[[activity]] {}", a.binding.name);
-        println!("  arn            = {}", a.arn);
-        println!("  handler        = {}", a.binding.kind);
-        println!("  pollers        = {}", a.pollers);
-        println!("  concurrency    = {}", a.binding.concurrency);
+        line!(out, "[[activity]] {}", a.binding.name);
+        line!(out, "  arn            = {}", a.arn);
+        line!(out, "  handler        = {}", a.binding.kind);
+        line!(out, "  pollers        = {}", a.pollers);
+        line!(out, "  concurrency    = {}", a.binding.concurrency);
         match a.binding.heartbeat {
-            Some(h) => println!("  heartbeat_secs = {}", h.as_secs()),
-            None => println!("  heartbeat_secs = 0 (no timer heartbeats)"),
+            Some(h) => line!(out, "  heartbeat_secs = {}", h.as_secs()),
+            None => line!(out, "  heartbeat_secs = 0 (no timer heartbeats)"),
         }
         match a.binding.timeout {
-            Some(t) => println!("  timeout_secs   = {}", t.as_secs()),
-            None => println!("  timeout_secs   = (none)"),
+            Some(t) => line!(out, "  timeout_secs   = {}", t.as_secs()),
+            None => line!(out, "  timeout_secs   = (none)"),
         }
         if !binding.params.is_null() {
-            println!("  params         = {}", masked(&binding.params));
+            line!(out, "  params         = {}", masked(&binding.params));
         }
     }
     for (q, binding) in plan.queues.iter().zip(&plan.config.queues) {
-        println!("[[queue]] {}", q.binding.name);
-        println!(
+        line!(out, "[[queue]] {}", q.binding.name);
+        line!(
+            out,
             "  url                     = {}{}",
             q.url,
             if q.url.is_fifo() { " (FIFO)" } else { "" }
         );
-        println!("  handler                 = {}", q.binding.kind);
-        println!("  concurrency             = {}", q.binding.concurrency);
-        println!("  receivers               = {}", q.receivers);
+        line!(out, "  handler                 = {}", q.binding.kind);
+        line!(out, "  concurrency             = {}", q.binding.concurrency);
+        line!(out, "  receivers               = {}", q.receivers);
         match q.binding.heartbeat {
-            Some(h) => println!("  heartbeat_secs          = {}", h.as_secs()),
-            None => println!("  heartbeat_secs          = (no SendTaskHeartbeat)"),
+            Some(h) => line!(out, "  heartbeat_secs          = {}", h.as_secs()),
+            None => line!(out, "  heartbeat_secs          = (no SendTaskHeartbeat)"),
         }
-        println!(
+        line!(
+            out,
             "  visibility_timeout_secs = {} (renewed every {} s)",
             q.visibility.as_secs(),
             (q.visibility.as_secs() / 3).max(1)
         );
         match q.binding.timeout {
-            Some(t) => println!("  timeout_secs            = {}", t.as_secs()),
-            None => println!(
+            Some(t) => line!(out, "  timeout_secs            = {}", t.as_secs()),
+            None => line!(
+                out,
                 "  timeout_secs            = (none; SQS's 12-hour visibility ceiling applies)"
             ),
         }
         match &q.token {
             sfn_worker_core::config::TokenSource::Pointer(p) => {
-                println!("  token_pointer           = {p}")
+                line!(out, "  token_pointer           = {p}");
+                line!(
+                    out,
+                    "  token_attribute         = (none: the token is in the body)"
+                );
             }
             sfn_worker_core::config::TokenSource::Attribute(a) => {
-                println!("  token_attribute         = {a}")
+                line!(
+                    out,
+                    "  token_pointer           = (none: the token is in an attribute)"
+                );
+                line!(out, "  token_attribute         = {a}");
             }
         }
-        println!(
+        line!(
+            out,
             "  input_pointer           = {}",
             q.input_pointer.as_deref().unwrap_or("(the whole body)")
         );
-        println!(
+        line!(
+            out,
             "  on_malformed            = {}",
             config_name(&q.on_malformed)
         );
-        println!(
+        line!(
+            out,
             "  on_shutdown             = {}",
             config_name(&q.on_shutdown)
         );
         if !binding.params.is_null() {
-            println!("  params                  = {}", masked(&binding.params));
+            line!(
+                out,
+                "  params                  = {}",
+                masked(&binding.params)
+            );
         }
     }
-    println!(
+    line!(
+        out,
         "shutdown needs a termination grace period of at least {} s \
          (shutdown_grace_secs + cancel_grace_secs + {POLL_HOLD_SECS} s for a poll in flight)",
         w.shutdown_grace_secs + w.cancel_grace_secs + POLL_HOLD_SECS
     );
-    ExitCode::SUCCESS
+    out
 }
 
 /// A value as it is spelled in the configuration file.
@@ -220,6 +266,87 @@ fn masked(params: &serde_json::Value) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of the config types (their JSON schema), as
+    /// `(section, field)`: `("worker", "threads")`, `("queue", "url")`.
+    fn schema_fields() -> Vec<(String, String)> {
+        let schema = serde_json::to_value(schemars::schema_for!(sfn_worker_core::Config)).unwrap();
+        let defs = &schema["$defs"];
+        let mut fields = Vec::new();
+        for (section, prop) in schema["properties"].as_object().unwrap() {
+            let r = prop["items"]["$ref"]
+                .as_str()
+                .or(prop["$ref"].as_str())
+                .unwrap();
+            let def = &defs[r.trim_start_matches("#/$defs/")];
+            for name in def["properties"].as_object().unwrap().keys() {
+                fields.push((section.clone(), name.clone()));
+            }
+        }
+        fields
+    }
+
+    #[test]
+    fn check_shows_every_setting_of_the_config_types() {
+        let text = r#"
+            [[activity]]
+            arn = "arn:aws:states:us-east-1:000000000000:activity:a"
+            handler = "exec"
+            params = { command = ["true"] }
+            [[queue]]
+            url = "http://localhost:4566/000000000000/q"
+            handler = "exec"
+            token_attribute = "TaskToken"
+            params = { command = ["true"] }
+        "#;
+        let plan = load_plan(
+            &ConfigSource::Text(text.to_owned()),
+            &sfn_worker_handlers::builtins(),
+        )
+        .unwrap();
+        let out = render(&plan);
+        let missing = not_shown(&out);
+        assert!(
+            missing.is_empty(),
+            "check does not show {missing:?}:\n{out}"
+        );
+        // The control: a setting left out of the output is caught.
+        let without: String = out
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("profile "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(
+            not_shown(&without),
+            [("aws".to_owned(), "profile".to_owned())]
+        );
+    }
+
+    /// The schema's fields that `out` has no `field = value` line for (a
+    /// binding's `name` is its section header).
+    fn not_shown(out: &str) -> Vec<(String, String)> {
+        let section_of = |line: &str| {
+            ["[aws]", "[worker]", "[[activity]]", "[[queue]]"]
+                .into_iter()
+                .find(|s| line.starts_with(s))
+        };
+        let mut shown = std::collections::HashSet::new();
+        let mut section = "";
+        for line in out.lines() {
+            if let Some(s) = section_of(line) {
+                section = s.trim_matches(['[', ']']);
+                if section != "aws" && section != "worker" {
+                    shown.insert((section.to_owned(), "name".to_owned()));
+                }
+            } else if let Some((field, _)) = line.trim().split_once(" = ") {
+                shown.insert((section.to_owned(), field.trim().to_owned()));
+            }
+        }
+        schema_fields()
+            .into_iter()
+            .filter(|f| !shown.contains(f))
+            .collect()
+    }
 
     #[test]
     fn secrets_are_masked_and_references_are_not() {
