@@ -408,6 +408,59 @@ async fn a_delete_is_retried_often_enough_to_land_before_a_lease_that_cannot_be_
     run.await.unwrap().unwrap();
 }
 
+/// A delete that keeps failing for longer than several visibility timeouts
+/// lands in the end, and the message never comes back meanwhile, because
+/// the lease goes on renewing it while the delete is retried. The control
+/// (renewals failing too) shows the message would have come back.
+async fn delete_retried_for_long(renewals_work: bool) -> usize {
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    // About 100 s of failing deletes (retried at most ~1 s apart), against
+    // a 30 s visibility timeout.
+    for _ in 0..100 {
+        sqs.fail_next(
+            Operation::DeleteMessageBatch,
+            ApiError::service("RequestThrottled", 400, "injected"),
+        );
+    }
+    if !renewals_work {
+        for _ in 0..1000 {
+            sqs.fail_next(
+                Operation::ChangeMessageVisibilityBatch,
+                ApiError::service("RequestThrottled", 400, "injected"),
+            );
+        }
+    }
+    let w = worker(
+        &sfn,
+        &sqs,
+        doubler(),
+        serde_json::json!({"visibility_timeout_secs": 30}),
+        serde_json::json!({}),
+    );
+    let (shutdown, run) = start(w);
+    let id = sqs.send(URL, &body("t", serde_json::json!(1)));
+    sqs.wait_until(|q| q.deleted().len() == 1).await;
+    assert!(
+        sqs.delete_calls().len() > 100,
+        "{}",
+        sqs.delete_calls().len()
+    );
+    assert_eq!(sfn.reports().len(), 1, "one report, one handler run");
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+    sqs.times_received(&id)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_lease_is_renewed_while_a_delete_is_retried() {
+    assert_eq!(delete_retried_for_long(true).await, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn control_without_renewals_the_message_would_come_back_while_its_delete_is_retried() {
+    assert!(delete_retried_for_long(false).await >= 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failed_renewal_is_retried_within_the_lease() {
     let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
