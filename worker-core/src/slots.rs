@@ -9,6 +9,7 @@
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
 
 use crate::metrics::{self, BindingLabels};
 
@@ -61,6 +62,18 @@ impl BindingSlots {
             _global: global,
             owner: self.clone(),
         }
+    }
+
+    /// Capacity first, for a poller: a slot, or `None` once `stop` is
+    /// cancelled (also when the slot came as shutdown began: a poll must not
+    /// be sent after it).
+    pub async fn acquire_unless(&self, stop: &CancellationToken) -> Option<Slot> {
+        let slot = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            slot = self.acquire() => slot,
+        };
+        (!stop.is_cancelled()).then_some(slot)
     }
 
     /// A slot if one is free right now.

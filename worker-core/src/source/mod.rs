@@ -13,7 +13,9 @@ pub(crate) mod activity;
 pub(crate) mod sqs;
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::runner::Env;
@@ -29,6 +31,15 @@ pub(crate) struct Runtime {
     pub tasks: TaskTracker,
     /// `workerName` for activity polls.
     pub worker_name: Arc<str>,
+}
+
+/// After a failed poll, wait `delay` before the next; `false` when shutdown
+/// began meanwhile (the poller stops).
+pub(crate) async fn back_off(delay: Duration, draining: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => true,
+        _ = draining.cancelled() => false,
+    }
 }
 
 /// One binding's task source.

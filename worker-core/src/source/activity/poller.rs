@@ -10,6 +10,7 @@ use crate::events::{InternalEvent, PollFailed};
 use crate::metrics::PollResult;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::BindingSlots;
+use crate::source::back_off;
 
 /// What a poller needs.
 pub(crate) struct ActivityPoller {
@@ -32,14 +33,9 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
     let mut delays = retry::poll();
     loop {
         // Capacity first: never fetch a task that could not start at once.
-        let slot = tokio::select! {
-            biased;
-            _ = draining.cancelled() => break,
-            slot = p.slots.acquire() => slot,
-        };
-        if draining.is_cancelled() {
+        let Some(slot) = p.slots.acquire_unless(draining).await else {
             break;
-        }
+        };
         // Not raced against shutdown on purpose: aborting a sent poll can lose
         // the task the service assigned to it (it is never redelivered).
         match p.api.get_activity_task(&p.arn, &p.worker_name).await {
@@ -68,9 +64,8 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
                     retry_in: delay,
                 }
                 .emit();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = draining.cancelled() => break,
+                if !back_off(delay, draining).await {
+                    break;
                 }
             }
         }

@@ -19,6 +19,7 @@ use crate::metrics::PollResult;
 use crate::runner::lease::LeaseEnd;
 use crate::runner::{Binding, Env, Task, run_task};
 use crate::slots::{BindingSlots, Slot};
+use crate::source::back_off;
 
 /// A failed renewal of a waiting FIFO message is tried again this soon.
 const RENEW_RETRY: Duration = Duration::from_secs(2);
@@ -47,14 +48,9 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
     let mut delays = retry::poll();
     loop {
         // Capacity first: ask for at most as many messages as can start now.
-        let first = tokio::select! {
-            biased;
-            _ = draining.cancelled() => break,
-            slot = p.slots.acquire() => slot,
-        };
-        if draining.is_cancelled() {
+        let Some(first) = p.slots.acquire_unless(draining).await else {
             break;
-        }
+        };
         let mut slots = vec![first];
         while slots.len() < MAX_BATCH_ENTRIES {
             match p.slots.try_acquire() {
@@ -102,9 +98,8 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
                     retry_in: delay,
                 }
                 .emit();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = draining.cancelled() => break,
+                if !back_off(delay, draining).await {
+                    break;
                 }
             }
         }
