@@ -3,7 +3,7 @@
 //!
 //! Three implementations: [`SdkSfn`] (the AWS SDK), [`DirectSfn`] (signed
 //! requests on one keep-alive pool, the default for the per-task calls) and,
-//! with feature `test-util`, the in-process [`fake::FakeSfn`].
+//! with feature `test-util`, the in-process `fake::FakeSfn`.
 
 mod direct;
 mod sdk;

@@ -1,6 +1,6 @@
 //! The SQS side of the seam: [`SqsApi`], the calls a worker makes for
 //! `[[queue]]` bindings, with the SDK client [`SdkSqs`] and (feature
-//! `test-util`) the in-process [`fake::FakeSqs`].
+//! `test-util`) the in-process `fake::FakeSqs`.
 
 mod sdk;
 
