@@ -1,5 +1,6 @@
-//! Reporting a task's result: `SendTaskSuccess` / `SendTaskFailure`, retried
-//! until accepted or answered terminally, and `SendTaskHeartbeat`.
+//! Reporting a task's result to its [`CompletionTarget`] (Step Functions'
+//! `SendTaskSuccess` / `SendTaskFailure`, or a durable execution's callback),
+//! retried until accepted or answered terminally, and heartbeats.
 //!
 //! What each answer to a report means (the README's semantics table):
 //! - accepted: done;
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::aws::{ApiError, ApiErrorKind, Operation, SfnApi, retry};
+use crate::aws::{ApiError, ApiErrorKind, CompletionTarget, TargetOperations, retry};
 use crate::error_names;
 use crate::events::{InternalEvent, ReportFailed};
 use crate::handler::TaskError;
@@ -47,7 +48,7 @@ pub(crate) enum Delivery {
 }
 
 pub(crate) struct Reporter {
-    api: Arc<dyn SfnApi>,
+    api: Arc<dyn CompletionTarget>,
     gate: SendGate,
     /// Stop retrying (shutdown's last phase): one attempt, then give up.
     give_up: CancellationToken,
@@ -61,7 +62,7 @@ fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
             Some(Report::Failure(TaskError::new(
                 error_names::OUTPUT_REJECTED,
                 format!(
-                    "Step Functions refused the handler's output: {}: {}",
+                    "the service refused the handler's output: {}: {}",
                     err.code, err.message
                 ),
             )))
@@ -83,8 +84,13 @@ fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
 }
 
 impl Reporter {
-    pub fn new(api: Arc<dyn SfnApi>, gate: SendGate, give_up: CancellationToken) -> Self {
+    pub fn new(api: Arc<dyn CompletionTarget>, gate: SendGate, give_up: CancellationToken) -> Self {
         Self { api, gate, give_up }
+    }
+
+    /// The target's operations, for metrics and logs.
+    pub fn operations(&self) -> TargetOperations {
+        self.api.operations()
     }
 
     /// Whether shutdown told reports to stop retrying.
@@ -107,8 +113,8 @@ impl Reporter {
                     return Delivery::Closed(err.code);
                 }
                 ApiErrorKind::AccessDenied => {
-                    tracing::error!(code = %err.code, error = %err.message,
-                        "ACCESS DENIED reporting the task: the worker's IAM policy must allow states:SendTaskSuccess, states:SendTaskFailure and states:SendTaskHeartbeat on \"*\"; the task is left undelivered");
+                    tracing::error!(code = %err.code, error = %err.message, needs = self.api.permissions(),
+                        "ACCESS DENIED reporting the task: the worker's IAM policy must allow what `needs` says; the task is left undelivered");
                     return Delivery::Undelivered(err);
                 }
                 _ => {}
@@ -133,18 +139,14 @@ impl Reporter {
     async fn send(&self, token: &str, report: &Report) -> Result<(), ApiError> {
         let mut delays = retry::report();
         let operation = match report {
-            Report::Success(_) => Operation::SendTaskSuccess,
-            Report::Failure(_) => Operation::SendTaskFailure,
+            Report::Success(_) => self.api.operations().success,
+            Report::Failure(_) => self.api.operations().failure,
         };
         loop {
             self.gate.report().await;
             let result = match report {
-                Report::Success(output) => self.api.send_task_success(token, output).await,
-                Report::Failure(e) => {
-                    self.api
-                        .send_task_failure(token, e.error(), e.cause())
-                        .await
-                }
+                Report::Success(output) => self.api.succeed(token, output).await,
+                Report::Failure(e) => self.api.fail(token, e.error(), e.cause()).await,
             };
             let err = match result {
                 Ok(()) => return Ok(()),
@@ -181,7 +183,7 @@ impl Reporter {
     /// tick is the retry.
     pub async fn heartbeat(&self, token: &str, max_yield: Duration) -> Result<(), ApiError> {
         self.gate.heartbeat(max_yield).await;
-        let result = self.api.send_task_heartbeat(token).await;
+        let result = self.api.heartbeat(token).await;
         // Counted and logged by the caller, which knows what the answer means.
         if let Err(err) = &result {
             if err.kind == ApiErrorKind::Throttled {
@@ -195,12 +197,12 @@ impl Reporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aws::Operation;
     use crate::aws::fake::{FakeSfn, Report as Seen};
+    use crate::aws::{Operation, StepFunctions};
 
     fn reporter(fake: &FakeSfn) -> Reporter {
         Reporter::new(
-            Arc::new(fake.clone()),
+            Arc::new(StepFunctions(Arc::new(fake.clone()))),
             SendGate::new(None),
             CancellationToken::new(),
         )
@@ -325,7 +327,11 @@ mod tests {
             );
         }
         let give_up = CancellationToken::new();
-        let r = Reporter::new(Arc::new(fake.clone()), SendGate::new(None), give_up.clone());
+        let r = Reporter::new(
+            Arc::new(StepFunctions(Arc::new(fake.clone()))),
+            SendGate::new(None),
+            give_up.clone(),
+        );
         let stop = async {
             tokio::time::sleep(Duration::from_secs(3)).await;
             give_up.cancel();

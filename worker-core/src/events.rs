@@ -62,6 +62,8 @@ impl InternalEvent for ReportFailed<'_> {
 /// What a `SendTaskHeartbeat` was answered, and what the worker makes of it.
 pub(crate) struct HeartbeatAnswered<'a> {
     pub labels: &'a BindingLabels,
+    /// The target's heartbeat call.
+    pub operation: Operation,
     pub result: HeartbeatResult,
     /// The error, for every result but `Ok`.
     pub error: Option<&'a ApiError>,
@@ -73,11 +75,11 @@ impl InternalEvent for HeartbeatAnswered<'_> {
     fn emit(self) {
         self.labels.heartbeat(self.result);
         let Some(e) = self.error else { return };
-        metrics::api_error(Operation::SendTaskHeartbeat, &e.code);
+        metrics::api_error(self.operation, &e.code);
         match self.result {
             HeartbeatResult::Ok | HeartbeatResult::Throttled => {}
             HeartbeatResult::TaskGone => {
-                tracing::info!(code = %e.code, "Step Functions closed the task; cancelling the handler")
+                tracing::info!(code = %e.code, "the service closed the task; cancelling the handler")
             }
             HeartbeatResult::InvalidToken if self.first_of_its_kind => tracing::info!(
                 "heartbeat answered InvalidToken before any was accepted; carrying on \

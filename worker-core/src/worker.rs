@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::aws::{ApiError, ApiErrorKind, SfnApi, SqsApi};
+use crate::aws::{ApiError, ApiErrorKind, CompletionTarget, SfnApi, SqsApi, StepFunctions};
 use crate::completion::Reporter;
+use crate::config::Completes;
 use crate::config::Plan;
 use crate::limits::MAX_WORKER_NAME_CHARS;
 use crate::metrics;
@@ -59,6 +60,10 @@ pub enum WorkerError {
     /// The plan has queue bindings but the worker was given no SQS client.
     #[error("queue bindings need an SQS client (Worker::with_sqs)")]
     NoSqsClient,
+    /// The plan has `completes = "durable-callback"` bindings but the worker
+    /// was given no durable-callback target.
+    #[error("durable-callback bindings need a completion target (Worker::with_durable_callbacks)")]
+    NoDurableClient,
 }
 
 /// Where the worker is in its life, for `/readyz`.
@@ -107,6 +112,7 @@ pub struct Worker {
     plan: Plan,
     api: Arc<dyn SfnApi>,
     sqs: Option<Arc<dyn SqsApi>>,
+    durable: Option<Arc<dyn CompletionTarget>>,
     shutdown: ShutdownHandle,
     health: Health,
     worker_name: String,
@@ -125,6 +131,7 @@ impl Worker {
             plan,
             api,
             sqs: None,
+            durable: None,
             shutdown: ShutdownHandle::default(),
             health: Health::new(),
             worker_name,
@@ -134,6 +141,13 @@ impl Worker {
     /// The SQS client for `[[queue]]` bindings.
     pub fn with_sqs(mut self, sqs: Arc<dyn SqsApi>) -> Self {
         self.sqs = Some(sqs);
+        self
+    }
+
+    /// Where `completes = "durable-callback"` bindings report: Lambda's
+    /// durable-execution callbacks (`aws::DirectLambda`), or a fake.
+    pub fn with_durable_callbacks(mut self, target: Arc<dyn CompletionTarget>) -> Self {
+        self.durable = Some(target);
         self
     }
 
@@ -163,13 +177,22 @@ impl Worker {
     async fn run_inner(&self) -> Result<(), WorkerError> {
         self.preflight().await?;
         let wc = &self.plan.config.worker;
-        let reporter = Reporter::new(
-            self.api.clone(),
+        // One reporter per completion target: `send_task_rate_per_sec` is a
+        // limit on Step Functions' `SendTask*` calls; durable callbacks are
+        // Lambda's, with their own quota.
+        let step_functions = Arc::new(Reporter::new(
+            Arc::new(StepFunctions(self.api.clone())),
             SendGate::new(wc.send_task_rate_per_sec),
             self.shutdown.giving_up().clone(),
-        );
+        ));
+        let durable = self.durable.clone().map(|target| {
+            Arc::new(Reporter::new(
+                target,
+                SendGate::new(None),
+                self.shutdown.giving_up().clone(),
+            ))
+        });
         let env = Arc::new(Env {
-            reporter,
             shutdown: self.shutdown.clone(),
             cancel_grace: Duration::from_secs(wc.cancel_grace_secs),
         });
@@ -184,12 +207,25 @@ impl Worker {
         };
         let mut sources: Vec<Arc<dyn Source>> = Vec::new();
         for a in &self.plan.activities {
-            sources.push(activity::source(a, self.api.clone(), &rt));
+            sources.push(activity::source(
+                a,
+                self.api.clone(),
+                &rt,
+                step_functions.clone(),
+            ));
         }
         if let Some(sqs) = &self.sqs {
             for q in &self.plan.queues {
                 let give_up = self.shutdown.giving_up().clone();
-                sources.push(sqs::source(q, sqs.clone(), &rt, give_up));
+                let reporter = match q.completes {
+                    Completes::StepFunctions => step_functions.clone(),
+                    // Checked at start-up (preflight).
+                    Completes::DurableCallback => match &durable {
+                        Some(r) => r.clone(),
+                        None => return Err(WorkerError::NoDurableClient),
+                    },
+                };
+                sources.push(sqs::source(q, sqs.clone(), &rt, reporter, give_up));
             }
         }
         for source in sources {
@@ -264,6 +300,15 @@ impl Worker {
             return Ok(());
         }
         let sqs = self.sqs.as_ref().ok_or(WorkerError::NoSqsClient)?;
+        if self.durable.is_none()
+            && self
+                .plan
+                .queues
+                .iter()
+                .any(|q| q.completes == Completes::DurableCallback)
+        {
+            return Err(WorkerError::NoDurableClient);
+        }
         for (index, q) in self.plan.queues.iter().enumerate() {
             let found = self
                 .checked(q.url.as_str(), || sqs.check_queue(q.url.as_str()))

@@ -131,6 +131,7 @@ fn the_readme_config_table_matches_the_config_types() {
 fn the_readme_states_the_computed_defaults() {
     let rows = readme_rows(&readme());
     assert!(rows["queue[].token_pointer"].contains(defaults::TOKEN_POINTER));
+    assert!(rows["queue[].callback_id_pointer"].contains(defaults::CALLBACK_ID_POINTER));
     assert!(
         rows["queue[].receivers"].contains(&format!(
             "concurrency/{}, 1 to {}",

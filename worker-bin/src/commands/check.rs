@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use sfn_worker_core::config::{Completes, TokenSource};
 use sfn_worker_core::limits::MIN_POLL_TIMEOUT_SECS;
 use sfn_worker_core::{Plan, Registry};
 
@@ -58,6 +59,13 @@ fn render(plan: &Plan) -> String {
         aws.profile.as_deref().unwrap_or("(from the environment)")
     );
     line!(out, "  sfn_client    = {}", config_name(&aws.sfn_client));
+    line!(
+        out,
+        "  lambda_endpoint_url = {}",
+        aws.lambda_endpoint_url
+            .as_deref()
+            .unwrap_or("(as endpoint_url, or from the environment)")
+    );
     line!(out, "[worker]");
     line!(out, "  max_concurrency     = {}", w.max_concurrency);
     line!(out, "  shutdown_grace_secs = {}", w.shutdown_grace_secs);
@@ -120,21 +128,33 @@ fn render(plan: &Plan) -> String {
                 "  timeout_secs            = (none; SQS's 12-hour visibility ceiling applies)"
             ),
         }
+        line!(out, "  completes               = {}", q.completes.as_str());
+        let (used, unused) = match q.completes {
+            Completes::StepFunctions => (
+                ("token_pointer", "token_attribute"),
+                ("callback_id_pointer", "callback_id_attribute"),
+            ),
+            Completes::DurableCallback => (
+                ("callback_id_pointer", "callback_id_attribute"),
+                ("token_pointer", "token_attribute"),
+            ),
+        };
         match &q.token {
-            sfn_worker_core::config::TokenSource::Pointer(p) => {
-                line!(out, "  token_pointer           = {p}");
-                line!(
-                    out,
-                    "  token_attribute         = (none: the token is in the body)"
-                );
+            TokenSource::Pointer(p) => {
+                line!(out, "  {:<23} = {p}", used.0);
+                line!(out, "  {:<23} = (none: the id is in the body)", used.1);
             }
-            sfn_worker_core::config::TokenSource::Attribute(a) => {
-                line!(
-                    out,
-                    "  token_pointer           = (none: the token is in an attribute)"
-                );
-                line!(out, "  token_attribute         = {a}");
+            TokenSource::Attribute(a) => {
+                line!(out, "  {:<23} = (none: the id is in an attribute)", used.0);
+                line!(out, "  {:<23} = {a}", used.1);
             }
+        }
+        for field in [unused.0, unused.1] {
+            line!(
+                out,
+                "  {field:<23} = (does not apply: completes = {})",
+                q.completes.as_str()
+            );
         }
         line!(
             out,

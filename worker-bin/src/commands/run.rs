@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfn_worker_core::aws::{DirectSfn, SdkSfn, SdkSqs, SfnApi, load_sdk_config};
-use sfn_worker_core::config::SfnClient;
+use sfn_worker_core::aws::{DirectLambda, DirectSfn, SdkSfn, SdkSqs, SfnApi, load_sdk_config};
+use sfn_worker_core::config::{Completes, SfnClient};
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -78,7 +78,21 @@ async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> 
         ),
         SfnClient::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
     };
-    let worker = Worker::new(plan, api).with_sqs(Arc::new(SdkSqs::new(&sdk)));
+    let lambda_endpoint = plan.config.aws.lambda_endpoint_url.clone();
+    let durable = plan
+        .queues
+        .iter()
+        .any(|q| q.completes == Completes::DurableCallback);
+    let mut worker = Worker::new(plan, api).with_sqs(Arc::new(SdkSqs::new(&sdk)));
+    if durable {
+        let lambda = DirectLambda::new(&sdk, lambda_endpoint.as_deref())
+            .map_err(|e| format!("{config}: aws: {e}"))?;
+        tracing::info!(
+            endpoint = lambda.endpoint(),
+            "durable-execution callbacks go to Lambda"
+        );
+        worker = worker.with_durable_callbacks(Arc::new(lambda));
+    }
     tokio::spawn(http::serve(listener, metrics, worker.health()));
     tokio::spawn(forward_signals(worker.shutdown_handle()));
     tracing::info!(%config, %addr, worker_name = worker.worker_name(), "sfn-worker starting");

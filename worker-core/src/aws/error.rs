@@ -14,8 +14,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ApiErrorKind {
-    /// `TaskTimedOut`, `TaskDoesNotExist`: the task is over (timed out,
-    /// stopped, or already completed). Stop working on it.
+    /// `TaskTimedOut`, `TaskDoesNotExist` (Lambda callbacks:
+    /// `CallbackTimeoutException`, `ResourceNotFoundException`): the task is
+    /// over (timed out, stopped, or already completed). Stop working on it.
     TaskClosed,
     /// `InvalidToken`. On AWS: the token string itself is not valid. On
     /// LocalStack also the answer to a heartbeat for a state without
@@ -100,8 +101,15 @@ impl ApiError {
     pub fn kind_for(code: &str, http_status: u16) -> ApiErrorKind {
         use ApiErrorKind::*;
         match code {
-            // Step Functions: the task is over.
-            "TaskTimedOut" | "TaskDoesNotExist" => TaskClosed,
+            // Step Functions: the task is over. Lambda durable callbacks:
+            // expired or already completed (`CallbackTimeoutException`), or
+            // no such callback or execution any more (`ResourceNotFound...`,
+            // which is also what the local durable-execution runner answers
+            // for an expired callback).
+            "TaskTimedOut"
+            | "TaskDoesNotExist"
+            | "CallbackTimeoutException"
+            | "ResourceNotFoundException" => TaskClosed,
             "InvalidToken" => InvalidToken,
             // Throttling: common to all APIs, KMS behind Step Functions and
             // SQS, SQS's own, and the worker limit of GetActivityTask.
@@ -149,7 +157,11 @@ impl ApiError {
             | "KmsDisabled"
             | "KmsInvalidState"
             | "KmsNotFound"
-            | "KmsInvalidKeyUsage" => KmsRefused,
+            | "KmsInvalidKeyUsage"
+            | "KMSAccessDeniedException"
+            | "KMSDisabledException"
+            | "KMSInvalidStateException"
+            | "KMSNotFoundException" => KmsRefused,
             "AccessDenied" | "AccessDeniedException" | "NotAuthorized" => AccessDenied,
             "ActivityDoesNotExist" => ActivityDoesNotExist,
             "AWS.SimpleQueueService.NonExistentQueue" | "QueueDoesNotExist" => QueueDoesNotExist,

@@ -4,6 +4,10 @@
 //!   and (feature `test-util`) an in-process fake.
 //! - [`sqs`]: SQS ([`SqsApi`]): the SDK client and (feature `test-util`) an
 //!   in-process fake.
+//! - [`lambda`]: Lambda's durable-execution callbacks: the direct client
+//!   and (feature `test-util`) an in-process fake.
+//! - [`CompletionTarget`]: where a task's result goes (Step Functions
+//!   `SendTask*`, or a durable execution's callback), one seam.
 //!
 //! Errors arrive already classified ([`ApiErrorKind`], one classification for
 //! every service), so retry decisions live in one place. [`Operation`] names
@@ -11,21 +15,27 @@
 
 mod classify;
 mod error;
+pub mod lambda;
 mod operation;
 pub(crate) mod retry;
 mod sdk_config;
 pub mod sfn;
+mod signed;
 pub mod sqs;
+mod target;
 
 pub use error::{ApiError, ApiErrorKind};
+pub use lambda::DirectLambda;
 pub use operation::Operation;
 pub use sdk_config::load_sdk_config;
 pub use sfn::{ActivityTask, DirectClientError, DirectSfn, SdkSfn, SfnApi};
 pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
+pub use target::{CompletionTarget, StepFunctions, TargetOperations};
 
 /// The in-process fakes of the seam, for tests of code built on this crate.
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake {
+    pub use super::lambda::fake::*;
     pub use super::sfn::fake::*;
     pub use super::sqs::fake::*;
 }

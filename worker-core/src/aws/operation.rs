@@ -23,6 +23,12 @@ pub enum Operation {
     DeleteMessageBatch,
     /// SQS `GetQueueAttributes` (start-up check).
     GetQueueAttributes,
+    /// Lambda `SendDurableExecutionCallbackSuccess`.
+    SendDurableExecutionCallbackSuccess,
+    /// Lambda `SendDurableExecutionCallbackFailure`.
+    SendDurableExecutionCallbackFailure,
+    /// Lambda `SendDurableExecutionCallbackHeartbeat`.
+    SendDurableExecutionCallbackHeartbeat,
 }
 
 impl Operation {
@@ -38,10 +44,14 @@ impl Operation {
             Self::ChangeMessageVisibilityBatch => "ChangeMessageVisibilityBatch",
             Self::DeleteMessageBatch => "DeleteMessageBatch",
             Self::GetQueueAttributes => "GetQueueAttributes",
+            Self::SendDurableExecutionCallbackSuccess => "SendDurableExecutionCallbackSuccess",
+            Self::SendDurableExecutionCallbackFailure => "SendDurableExecutionCallbackFailure",
+            Self::SendDurableExecutionCallbackHeartbeat => "SendDurableExecutionCallbackHeartbeat",
         }
     }
 
-    /// The `X-Amz-Target` header of the operation's AWS JSON request.
+    /// The `X-Amz-Target` header of the operation's AWS JSON request; empty
+    /// for REST operations (Lambda's), which are addressed by their path.
     pub const fn target(self) -> &'static str {
         match self {
             Self::GetActivityTask => "AWSStepFunctions.GetActivityTask",
@@ -53,6 +63,9 @@ impl Operation {
             Self::ChangeMessageVisibilityBatch => "AmazonSQS.ChangeMessageVisibilityBatch",
             Self::DeleteMessageBatch => "AmazonSQS.DeleteMessageBatch",
             Self::GetQueueAttributes => "AmazonSQS.GetQueueAttributes",
+            Self::SendDurableExecutionCallbackSuccess
+            | Self::SendDurableExecutionCallbackFailure
+            | Self::SendDurableExecutionCallbackHeartbeat => "",
         }
     }
 }
@@ -69,6 +82,13 @@ mod tests {
 
     #[test]
     fn the_target_ends_with_the_name() {
+        for op in [
+            Operation::SendDurableExecutionCallbackSuccess,
+            Operation::SendDurableExecutionCallbackFailure,
+            Operation::SendDurableExecutionCallbackHeartbeat,
+        ] {
+            assert_eq!(op.target(), "", "{op}: a REST operation has no target");
+        }
         for op in [
             Operation::GetActivityTask,
             Operation::SendTaskSuccess,

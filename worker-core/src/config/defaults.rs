@@ -31,6 +31,8 @@ pub const HEARTBEAT_SECS: u64 = 20;
 pub const VISIBILITY_TIMEOUT_SECS: u64 = 60;
 /// `queue[].token_pointer`.
 pub const TOKEN_POINTER: &str = "/taskToken";
+/// `queue[].callback_id_pointer` (`completes = "durable-callback"`).
+pub const CALLBACK_ID_POINTER: &str = "/callbackId";
 /// `queue[].receivers`: one per this many slots of `concurrency`...
 pub const SLOTS_PER_RECEIVER: usize = 10;
 /// ... and at most this many.

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 pub use crate::limits::MAX_VISIBILITY_SECS;
 pub use crate::source::activity::config::{ActivityBinding, ActivityPlan};
 pub use crate::source::sqs::config::{
-    MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueuePlan, QueueUrl, TokenSource,
+    Completes, MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueuePlan, QueueUrl,
+    TokenSource,
 };
 pub use arn::ActivityArn;
 pub use plan::{BindingPlan, Plan};
@@ -56,6 +57,11 @@ pub struct AwsConfig {
     pub endpoint_url: Option<String>,
     /// Named profile; default: `AWS_PROFILE` or `default`.
     pub profile: Option<String>,
+    /// Endpoint for Lambda's durable-execution callbacks only, winning over
+    /// `endpoint_url` (for example the local durable-execution runner next
+    /// to a LocalStack); default: as the SDK resolves Lambda's
+    /// (`AWS_ENDPOINT_URL_LAMBDA`, then `endpoint_url`, then AWS).
+    pub lambda_endpoint_url: Option<String>,
     /// How the per-task Step Functions calls are sent. Default `direct`.
     #[serde(default)]
     pub sfn_client: SfnClient,

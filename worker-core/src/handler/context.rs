@@ -18,16 +18,24 @@ pub enum TaskSource {
         /// The queue's URL.
         url: Arc<str>,
     },
+    /// An SQS queue whose messages carry a Lambda durable execution's
+    /// callback id (`waitForCallback`), by URL.
+    DurableCallback {
+        /// The queue's URL.
+        url: Arc<str>,
+    },
     /// Run locally (`sfn-worker invoke`, tests): no Step Functions behind it.
     Local,
 }
 
 impl TaskSource {
-    /// The source kind as used in metric labels and logs: `activity`, `sqs`, `local`.
+    /// The source kind as used in metric labels and logs: `activity`, `sqs`,
+    /// `durable_callback`, `local`.
     pub fn kind(&self) -> &'static str {
         match self {
             TaskSource::Activity { .. } => "activity",
             TaskSource::Queue { .. } => "sqs",
+            TaskSource::DurableCallback { .. } => "durable_callback",
             TaskSource::Local => "local",
         }
     }

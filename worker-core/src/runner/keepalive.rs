@@ -151,6 +151,11 @@ impl<'a> KeepAlive<'a> {
         }
     }
 
+    /// Where this task's reports go.
+    pub fn reporter(&self) -> &'a Reporter {
+        self.reporter
+    }
+
     /// Stop: no more heartbeats (one in flight is dropped), and a renewal in
     /// flight is finished first, because a visibility change racing the
     /// delete fails with "receipt handle is invalid".
@@ -167,6 +172,7 @@ impl<'a> KeepAlive<'a> {
                 self.accepted = true;
                 HeartbeatAnswered {
                     labels: self.labels,
+                    operation: self.reporter.operations().heartbeat,
                     result: HeartbeatResult::Ok,
                     error: None,
                     first_of_its_kind: false,
@@ -192,6 +198,7 @@ impl<'a> KeepAlive<'a> {
         };
         HeartbeatAnswered {
             labels: self.labels,
+            operation: self.reporter.operations().heartbeat,
             result,
             error: Some(&e),
             first_of_its_kind,

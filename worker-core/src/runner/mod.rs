@@ -32,11 +32,13 @@ pub(crate) struct Binding {
     pub heartbeat: Option<Duration>,
     pub timeout: Option<Duration>,
     pub labels: BindingLabels,
+    /// Where the binding's results go (Step Functions, or durable callbacks).
+    pub reporter: Arc<Reporter>,
 }
 
 impl Binding {
     /// A binding; its metric labels come from its name and source.
-    pub fn new(plan: &BindingPlan, source: TaskSource) -> Self {
+    pub fn new(plan: &BindingPlan, source: TaskSource, reporter: Arc<Reporter>) -> Self {
         let labels = BindingLabels {
             source: source.kind(),
             binding: plan.name.clone(),
@@ -49,13 +51,13 @@ impl Binding {
             heartbeat: plan.heartbeat,
             timeout: plan.timeout,
             labels,
+            reporter,
         }
     }
 }
 
 /// What every task shares.
 pub(crate) struct Env {
-    pub reporter: Reporter,
     pub shutdown: ShutdownHandle,
     pub cancel_grace: Duration,
 }
@@ -112,7 +114,7 @@ async fn execute(
     } = task;
     let releases = lease.as_ref().is_some_and(|l| l.release_on_shutdown());
     let mut keep = KeepAlive::new(
-        &env.reporter,
+        &binding.reporter,
         &token,
         &binding.labels,
         binding.heartbeat,
@@ -131,7 +133,6 @@ async fn execute(
             "the worker was shutting down when this task arrived",
         );
         let settled = deliver(
-            env,
             &mut keep,
             &token,
             verdict::Report::Failure(err),
@@ -200,7 +201,7 @@ async fn execute(
     let lease_expired = reason == Some(CancelReason::Timeout)
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
     let settled = match verdict(binding, env, reason, ending, releases, lease_expired) {
-        Ok((report, outcome)) => deliver(env, &mut keep, &token, report, outcome).await,
+        Ok((report, outcome)) => deliver(&mut keep, &token, report, outcome).await,
         Err(settled) => settled,
     };
     // The renewal stops before the lease ends.

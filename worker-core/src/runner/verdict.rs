@@ -105,14 +105,14 @@ pub(crate) fn verdict(
 /// Send the report, keeping the task alive while it is retried; the outcome
 /// it ended with and how to end the lease.
 pub(crate) async fn deliver(
-    env: &Env,
     keep: &mut KeepAlive<'_>,
     token: &str,
     report: Report,
     outcome: Outcome,
 ) -> (Outcome, LeaseEnd) {
     let delivery = {
-        let sending = env.reporter.deliver(token, report);
+        let reporter = keep.reporter();
+        let sending = reporter.deliver(token, report);
         tokio::pin!(sending);
         loop {
             tokio::select! {
@@ -136,7 +136,7 @@ pub(crate) async fn deliver(
             (outcome, LeaseEnd::Settled)
         }
         Delivery::Closed(code) => {
-            tracing::info!(%code, "Step Functions had already closed the task; nothing reported");
+            tracing::info!(%code, "the service had already closed the task; nothing reported");
             (Outcome::Cancelled, LeaseEnd::Settled)
         }
         Delivery::Undelivered(e) => {
@@ -146,7 +146,7 @@ pub(crate) async fn deliver(
             // message now rather than after its visibility timeout. A
             // refusal keeps it (coming back at once would only be refused
             // again).
-            let end = if env.reporter.gave_up() {
+            let end = if keep.reporter().gave_up() {
                 LeaseEnd::Release
             } else {
                 LeaseEnd::Keep

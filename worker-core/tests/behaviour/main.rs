@@ -3,6 +3,7 @@
 //! would test their own handlers inside a real worker.
 #![allow(clippy::unwrap_used)]
 
+mod durable;
 mod lifecycle;
 mod queue;
 mod shutdown;

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use super::{Runtime, Source};
 use crate::aws::SfnApi;
+use crate::completion::Reporter;
 use crate::config::ActivityPlan;
 use crate::handler::TaskSource;
 use crate::runner::Binding;
@@ -21,11 +22,13 @@ pub(crate) fn source(
     plan: &ActivityPlan,
     api: Arc<dyn SfnApi>,
     rt: &Runtime,
+    reporter: Arc<Reporter>,
 ) -> Arc<ActivityPoller> {
     let arn: Arc<str> = plan.arn.as_str().into();
     let binding = Arc::new(Binding::new(
         &plan.binding,
         TaskSource::Activity { arn: arn.clone() },
+        reporter,
     ));
     Arc::new(ActivityPoller {
         arn,

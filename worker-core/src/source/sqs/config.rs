@@ -39,10 +39,22 @@ pub struct QueueBinding {
     pub visibility_timeout_secs: NonZeroU64,
     /// Cancel the handler and fail with `Worker.HandlerTimeout` after this long.
     pub timeout_secs: Option<NonZeroU64>,
+    /// What the messages complete: `step-functions` (a task token, reported
+    /// with `SendTask*`) or `durable-callback` (a Lambda durable
+    /// execution's callback id, `SendDurableExecutionCallback*`). Default
+    /// `step-functions`.
+    #[serde(default)]
+    pub completes: Completes,
     /// JSON pointer to the task token in the body. Default `/taskToken`.
     pub token_pointer: Option<String>,
     /// Take the token from this message attribute instead of the body.
     pub token_attribute: Option<String>,
+    /// `durable-callback`: JSON pointer to the callback id in the body.
+    /// Default `/callbackId`.
+    pub callback_id_pointer: Option<String>,
+    /// `durable-callback`: take the callback id from this message attribute
+    /// instead of the body.
+    pub callback_id_attribute: Option<String>,
     /// JSON pointer to the task input in the body. Default: the whole body.
     pub input_pointer: Option<String>,
     /// What to do with a message that has no usable token or input.
@@ -62,6 +74,29 @@ impl QueueBinding {
         self.name
             .as_deref()
             .unwrap_or_else(|| self.url.queue_name())
+    }
+}
+
+/// What a queue's messages complete.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Completes {
+    /// A Step Functions task token (`sqs:sendMessage.waitForTaskToken`).
+    #[default]
+    StepFunctions,
+    /// A Lambda durable execution's callback id (`waitForCallback`).
+    DurableCallback,
+}
+
+impl Completes {
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Completes::StepFunctions => "step-functions",
+            Completes::DurableCallback => "durable-callback",
+        }
     }
 }
 
@@ -199,6 +234,8 @@ pub struct QueuePlan {
     pub url: QueueUrl,
     /// Concurrent receives.
     pub receivers: usize,
+    /// What the messages complete.
+    pub completes: Completes,
     /// Visibility timeout kept while a handler runs.
     pub visibility: Duration,
     /// Where the token is.
@@ -264,25 +301,60 @@ fn plan(
             checks.secs(&at(field), secs.get());
         }
     }
-    let token = match (&q.token_pointer, &q.token_attribute) {
+    // Where the message's id is: a task token, or a durable callback id;
+    // the other kind's fields do not apply.
+    let (pointer, attribute, names, default, other) = match q.completes {
+        Completes::StepFunctions => (
+            &q.token_pointer,
+            &q.token_attribute,
+            ("token_pointer", "token_attribute"),
+            defaults::TOKEN_POINTER,
+            [
+                ("callback_id_pointer", &q.callback_id_pointer),
+                ("callback_id_attribute", &q.callback_id_attribute),
+            ],
+        ),
+        Completes::DurableCallback => (
+            &q.callback_id_pointer,
+            &q.callback_id_attribute,
+            ("callback_id_pointer", "callback_id_attribute"),
+            defaults::CALLBACK_ID_POINTER,
+            [
+                ("token_pointer", &q.token_pointer),
+                ("token_attribute", &q.token_attribute),
+            ],
+        ),
+    };
+    for (field, value) in other {
+        if value.is_some() {
+            checks.error(
+                at(field),
+                format!(
+                    "does not apply with completes = \"{}\"; use {} or {}",
+                    q.completes.as_str(),
+                    names.0,
+                    names.1
+                ),
+            );
+        }
+    }
+    let token = match (pointer, attribute) {
         (Some(_), Some(_)) => {
             checks.error(
-                at("token_attribute"),
-                "set token_pointer or token_attribute, not both",
+                at(names.1),
+                format!("set {} or {}, not both", names.0, names.1),
             );
             TokenSource::Pointer(String::new())
         }
         (_, Some(attr)) if attr.is_empty() => {
-            checks.error(at("token_attribute"), "expected an attribute name");
+            checks.error(at(names.1), "expected an attribute name");
             TokenSource::Pointer(String::new())
         }
         (_, Some(attr)) => TokenSource::Attribute(attr.clone()),
         (pointer, None) => {
-            let pointer = pointer
-                .clone()
-                .unwrap_or_else(|| defaults::TOKEN_POINTER.to_owned());
+            let pointer = pointer.clone().unwrap_or_else(|| default.to_owned());
             if let Err(e) = check_pointer(&pointer) {
-                checks.error(at("token_pointer"), e);
+                checks.error(at(names.0), e);
             }
             TokenSource::Pointer(pointer)
         }
@@ -317,6 +389,7 @@ fn plan(
         },
         url: q.url.clone(),
         receivers,
+        completes: q.completes,
         visibility: Duration::from_secs(visibility),
         token,
         input_pointer: q.input_pointer.clone(),

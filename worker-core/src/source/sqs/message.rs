@@ -15,6 +15,9 @@ pub(crate) enum Malformed {
     TokenMissing,
     TokenNotString,
     InputMissing,
+    /// A durable-callback binding's id is not a callback id (1 to 1,024
+    /// characters of the base64 alphabet).
+    CallbackIdInvalid,
 }
 
 impl Malformed {
@@ -24,6 +27,7 @@ impl Malformed {
             Malformed::TokenMissing => "token_missing",
             Malformed::TokenNotString => "token_not_string",
             Malformed::InputMissing => "input_missing",
+            Malformed::CallbackIdInvalid => "callback_id_invalid",
         }
     }
 }

@@ -24,7 +24,8 @@ use tokio_util::task::TaskTracker;
 
 use super::{Runtime, Source};
 use crate::aws::SqsApi;
-use crate::config::QueuePlan;
+use crate::completion::Reporter;
+use crate::config::{Completes, QueuePlan};
 use crate::handler::TaskSource;
 use crate::runner::Binding;
 use crate::slots::BindingSlots;
@@ -53,6 +54,7 @@ pub(crate) fn source(
     plan: &QueuePlan,
     api: Arc<dyn SqsApi>,
     rt: &Runtime,
+    reporter: Arc<Reporter>,
     give_up: CancellationToken,
 ) -> Arc<QueuePoller> {
     let url: Arc<str> = plan.url.as_str().into();
@@ -67,7 +69,11 @@ pub(crate) fn source(
         in_flight: InFlight::new(settled_memory(plan.visibility), SETTLED_CAPACITY),
         give_up,
     });
-    let binding = Arc::new(Binding::new(&plan.binding, TaskSource::Queue { url }));
+    let source = match plan.completes {
+        Completes::StepFunctions => TaskSource::Queue { url },
+        Completes::DurableCallback => TaskSource::DurableCallback { url },
+    };
+    let binding = Arc::new(Binding::new(&plan.binding, source, reporter));
     Arc::new(QueuePoller {
         queue: shared,
         api,
@@ -76,6 +82,7 @@ pub(crate) fn source(
         env: rt.env.clone(),
         tasks: rt.tasks.clone(),
         fifo: plan.url.is_fifo(),
+        durable: plan.completes == Completes::DurableCallback,
         receivers: plan.receivers,
     })
 }

@@ -32,6 +32,8 @@ pub(crate) struct QueuePoller {
     pub env: Arc<Env>,
     pub tasks: TaskTracker,
     pub fifo: bool,
+    /// The messages carry durable callback ids, checked for shape.
+    pub durable: bool,
     /// Concurrent receives.
     pub receivers: usize,
 }
@@ -115,6 +117,10 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
     let mut groups: Vec<(Option<String>, Chain)> = Vec::new();
     for (m, slot) in messages.into_iter().zip(slots) {
         let (token, input) = match extract(&m, &p.queue.token, p.queue.input_pointer.as_deref()) {
+            Ok((id, _)) if p.durable && !crate::aws::lambda::is_callback_id(&id) => {
+                malformed(p, &m, Malformed::CallbackIdInvalid);
+                continue;
+            }
             Ok(found) => found,
             Err(why) => {
                 malformed(p, &m, why);

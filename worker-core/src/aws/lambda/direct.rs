@@ -1,0 +1,198 @@
+//! [`CompletionTarget`] for durable-execution callbacks, signed and sent
+//! like the direct Step Functions client (`aws::signed`): three small REST
+//! calls per task do not need the AWS SDK for Lambda (a large crate, and
+//! its per-request machinery is the CPU cost the direct clients avoid).
+//!
+//! The endpoint follows the SDK's order: one set in code (`[aws]
+//! endpoint_url`) wins; then the service-specific one
+//! (`AWS_ENDPOINT_URL_LAMBDA`, or `endpoint_url` under `lambda` in the
+//! profile's `services` section); then `AWS_ENDPOINT_URL` or the profile's;
+//! then Lambda's regional endpoint (`lambda-fips.` with FIPS, `.api.aws`
+//! with dual-stack, `amazonaws.com.cn` in the China regions).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_types::service_config::ServiceConfigKey;
+use serde::Serialize;
+
+use crate::aws::sdk_config::CALL_TIMEOUT;
+use crate::aws::signed::{DirectClientError, SignedHttp};
+use crate::aws::{ApiError, CompletionTarget, Operation, TargetOperations};
+
+/// Calls in flight at once, as for the direct Step Functions client: tasks
+/// that start together heartbeat together.
+const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// Completes durable-execution callbacks on the Lambda API.
+pub struct DirectLambda {
+    signed: SignedHttp,
+    /// Without a trailing slash.
+    endpoint: String,
+    calls_in_flight: tokio::sync::Semaphore,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for DirectLambda {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirectLambda")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.signed.region())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DirectLambda {
+    /// A client for the region, endpoint and credentials in `sdk`, which
+    /// must have a region; `endpoint_url` (`[aws] lambda_endpoint_url`), if
+    /// given, wins over every other endpoint setting.
+    pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>) -> Result<Self, DirectClientError> {
+        let signed = SignedHttp::new(sdk, "lambda", MAX_CALLS_IN_FLIGHT)?;
+        let endpoint = endpoint_url
+            .map(str::to_owned)
+            .unwrap_or_else(|| endpoint(sdk, signed.region()));
+        reqwest::Url::parse(&endpoint)
+            .map_err(|e| DirectClientError(format!("Lambda endpoint {endpoint}: {e}")))?;
+        Ok(Self {
+            signed,
+            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
+            timeout: CALL_TIMEOUT,
+        })
+    }
+
+    /// The resolved Lambda endpoint.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The URL of `action` (`succeed`, `fail`, `heartbeat`) on callback `id`.
+    fn url(&self, id: &str, action: &str) -> String {
+        format!(
+            "{}/2025-12-01/durable-execution-callbacks/{}/{action}",
+            self.endpoint,
+            encode_segment(id)
+        )
+    }
+
+    async fn call(
+        &self,
+        id: &str,
+        action: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(), ApiError> {
+        // Never closed, so acquiring cannot fail.
+        let _permit = self.calls_in_flight.acquire().await.ok();
+        let text = self.url(id, action);
+        let url = reqwest::Url::parse(&text).map_err(|e| {
+            ApiError::service(
+                "InvalidParameterValueException",
+                400,
+                format!("callback id does not make a URL: {e}"),
+            )
+        })?;
+        let headers: Vec<(&str, &str)> = content_type
+            .map(|c| ("content-type", c))
+            .into_iter()
+            .collect();
+        self.signed
+            .post(&url, &text, &headers, body, self.timeout)
+            .await
+            .map(drop)
+    }
+}
+
+#[async_trait]
+impl CompletionTarget for DirectLambda {
+    fn operations(&self) -> TargetOperations {
+        TargetOperations {
+            success: Operation::SendDurableExecutionCallbackSuccess,
+            failure: Operation::SendDurableExecutionCallbackFailure,
+            heartbeat: Operation::SendDurableExecutionCallbackHeartbeat,
+        }
+    }
+
+    fn permissions(&self) -> &'static str {
+        "lambda:SendDurableExecutionCallbackSuccess, lambda:SendDurableExecutionCallbackFailure and \
+         lambda:SendDurableExecutionCallbackHeartbeat on arn:aws:lambda:REGION:ACCOUNT:function:NAME:*"
+    }
+
+    async fn succeed(&self, id: &str, output: &str) -> Result<(), ApiError> {
+        // The result is a blob: the handler's JSON output, as it is.
+        self.call(
+            id,
+            "succeed",
+            Some("application/octet-stream"),
+            output.as_bytes().to_vec(),
+        )
+        .await
+    }
+
+    async fn fail(&self, id: &str, error: &str, cause: &str) -> Result<(), ApiError> {
+        #[derive(Serialize)]
+        struct ErrorObject<'a> {
+            #[serde(rename = "ErrorType")]
+            error_type: &'a str,
+            #[serde(rename = "ErrorMessage")]
+            error_message: &'a str,
+        }
+        let body = serde_json::to_vec(&ErrorObject {
+            error_type: error,
+            error_message: cause,
+        })
+        .unwrap_or_default();
+        self.call(id, "fail", Some("application/json"), body).await
+    }
+
+    async fn heartbeat(&self, id: &str) -> Result<(), ApiError> {
+        self.call(id, "heartbeat", None, Vec::new()).await
+    }
+}
+
+/// The endpoint the SDK's Lambda client would use (see the module docs).
+fn endpoint(sdk: &SdkConfig, region: &str) -> String {
+    if sdk.get_origin("endpoint_url").is_client_config()
+        && let Some(url) = sdk.endpoint_url()
+    {
+        return url.to_owned();
+    }
+    let service_specific = ServiceConfigKey::builder()
+        .service_id("Lambda")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()
+        .and_then(|key| sdk.service_config()?.load_config(key));
+    if let Some(url) = service_specific.or_else(|| sdk.endpoint_url().map(str::to_owned)) {
+        return url;
+    }
+    let fips = sdk.use_fips().unwrap_or(false);
+    let dual_stack = sdk.use_dual_stack().unwrap_or(false);
+    let host = if fips { "lambda-fips" } else { "lambda" };
+    let suffix = match (region.starts_with("cn-"), dual_stack) {
+        (true, true) => "api.amazonwebservices.com.cn",
+        (true, false) => "amazonaws.com.cn",
+        (false, true) => "api.aws",
+        (false, false) => "amazonaws.com",
+    };
+    format!("https://{host}.{region}.{suffix}")
+}
+
+/// Percent-encode a path segment: everything but RFC 3986's unreserved
+/// characters (a callback id's `+`, `/` and `=` among them).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

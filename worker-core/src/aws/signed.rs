@@ -1,0 +1,281 @@
+//! Requests signed with SigV4 and sent on one keep-alive pool, without the
+//! SDK's per-request machinery: what the direct clients (Step Functions'
+//! per-task calls, Lambda's durable-execution callbacks) share.
+//!
+//! Credentials come from the SDK's provider chain and are cached until
+//! shortly before they expire; an answer saying they expired or are not
+//! recognized drops them, and an answer saying the request's time is off
+//! corrects the signing clock by the answer's `Date`, as the SDK's
+//! clock-skew interceptor does. Errors are classified by
+//! [`ApiError::kind_for`], from the code in `x-amzn-errortype` or the
+//! body's `__type`.
+
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use aws_config::SdkConfig;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
+use aws_smithy_runtime_api::client::identity::Identity;
+use serde::Deserialize;
+
+use crate::aws::sdk_config::CONNECT_TIMEOUT;
+use crate::aws::{ApiError, ApiErrorKind};
+
+/// Credentials are refreshed this long before they expire.
+const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
+/// Error bodies are kept up to this size in messages.
+const MAX_ERROR_BODY: usize = 512;
+
+/// Why the direct client could not be built; the worker says so and stops.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DirectClientError(pub(crate) String);
+
+/// A SigV4 signer for one service and region, and the pool its requests
+/// go out on.
+pub(crate) struct SignedHttp {
+    http: reqwest::Client,
+    region: String,
+    /// The signing name: `states`, `lambda`.
+    service: &'static str,
+    credentials: Option<SharedCredentialsProvider>,
+    identity: RwLock<Option<(Identity, Option<SystemTime>)>>,
+    refresh: tokio::sync::Mutex<()>,
+    /// The service's clock minus ours, in milliseconds, learned from the
+    /// `Date` of an answer that said our request's time was off.
+    skew_ms: AtomicI64,
+}
+
+impl SignedHttp {
+    /// A signer for `service` with the region and credentials of `sdk`
+    /// (which must have a region); `max_idle` connections are kept warm.
+    pub fn new(
+        sdk: &SdkConfig,
+        service: &'static str,
+        max_idle: usize,
+    ) -> Result<Self, DirectClientError> {
+        let region = sdk
+            .region()
+            .ok_or_else(|| DirectClientError("no AWS region".into()))?
+            .to_string();
+        let http = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .pool_max_idle_per_host(max_idle)
+            .user_agent(concat!("sfn-worker/", env!("CARGO_PKG_VERSION")))
+            // Like the SDK's own clients: no proxy from the environment.
+            .no_proxy()
+            .build()
+            .map_err(|e| DirectClientError(format!("HTTP client: {e}")))?;
+        Ok(Self {
+            http,
+            region,
+            service,
+            credentials: sdk.credentials_provider(),
+            identity: RwLock::new(None),
+            refresh: tokio::sync::Mutex::new(()),
+            skew_ms: AtomicI64::new(0),
+        })
+    }
+
+    /// The region requests are signed for.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Now, by the service's clock as far as we know it.
+    fn now(&self) -> SystemTime {
+        let skew = self.skew_ms.load(Ordering::Relaxed);
+        let now = SystemTime::now();
+        if skew >= 0 {
+            now + Duration::from_millis(skew.unsigned_abs())
+        } else {
+            now - Duration::from_millis(skew.unsigned_abs())
+        }
+    }
+
+    /// The service refused our credentials or our clock: drop the cached
+    /// credentials (the next call fetches them anew) and learn the skew from
+    /// the answer's `Date`, if it has one.
+    fn credentials_refused(&self, date: Option<&str>) {
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = None;
+        let Some(server) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else {
+            return;
+        };
+        let skew_ms = match server.duration_since(SystemTime::now()) {
+            Ok(ahead) => i64::try_from(ahead.as_millis()).unwrap_or(i64::MAX),
+            Err(behind) => -i64::try_from(behind.duration().as_millis()).unwrap_or(i64::MAX),
+        };
+        tracing::warn!(
+            skew_ms,
+            "the service refused the request's credentials or time; credentials dropped, signing clock corrected"
+        );
+        self.skew_ms.store(skew_ms, Ordering::Relaxed);
+    }
+
+    fn cached_identity(&self) -> Option<Identity> {
+        let guard = self.identity.read().unwrap_or_else(|e| e.into_inner());
+        match &*guard {
+            Some((identity, None)) => Some(identity.clone()),
+            Some((identity, Some(expiry)))
+                if SystemTime::now() + REFRESH_BEFORE_EXPIRY < *expiry =>
+            {
+                Some(identity.clone())
+            }
+            _ => None,
+        }
+    }
+
+    async fn identity(&self) -> Result<Identity, ApiError> {
+        if let Some(identity) = self.cached_identity() {
+            return Ok(identity);
+        }
+        // One refresh at a time; the others wait for it and take its result.
+        let _refreshing = self.refresh.lock().await;
+        if let Some(identity) = self.cached_identity() {
+            return Ok(identity);
+        }
+        let provider = self.credentials.as_ref().ok_or_else(|| {
+            ApiError::new(
+                ApiErrorKind::Rejected,
+                "NoCredentials",
+                "no credentials provider is configured",
+            )
+        })?;
+        let credentials = provider.provide_credentials().await.map_err(|e| {
+            ApiError::new(
+                ApiErrorKind::Transient,
+                "CredentialsError",
+                aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            )
+        })?;
+        let expiry = credentials.expiry();
+        let identity = Identity::from(credentials);
+        *self.identity.write().unwrap_or_else(|e| e.into_inner()) =
+            Some((identity.clone(), expiry));
+        Ok(identity)
+    }
+
+    /// Sign and send one POST to `url` (`url_text` is the same URL as
+    /// text, as signed); the body of a 2xx answer, or the classified error.
+    pub async fn post(
+        &self,
+        url: &reqwest::Url,
+        url_text: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, ApiError> {
+        let identity = self.identity().await?;
+        let signing_params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(self.service)
+            .time(self.now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?
+            .into();
+        let signable = SignableRequest::new(
+            "POST",
+            url_text,
+            headers.iter().copied(),
+            SignableBody::Bytes(&body),
+        )
+        .and_then(|r| sign(r, &signing_params))
+        .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?;
+        let (signed_headers, _) = signable.into_parts().0.into_parts();
+
+        let empty = body.is_empty();
+        let mut request = self.http.post(url.clone()).timeout(timeout).body(body);
+        if empty {
+            // As the SDKs send it: some servers want a length on every POST,
+            // and the HTTP client leaves it out for an empty body.
+            request = request.header("content-length", "0");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        for header in &signed_headers {
+            request = request.header(header.name(), header.value());
+        }
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        if status.is_success() {
+            return response.bytes().await.map_err(transport_error);
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let (error_type, date) = (header("x-amzn-errortype"), header("date"));
+        let body = response.bytes().await.map_err(transport_error)?;
+        let err = service_error(status.as_u16(), error_type.as_deref(), &body);
+        if err.kind == ApiErrorKind::Credentials {
+            self.credentials_refused(date.as_deref());
+        }
+        Err(err)
+    }
+}
+
+fn transport_error(e: reqwest::Error) -> ApiError {
+    let code = if e.is_timeout() {
+        "Timeout"
+    } else {
+        "DispatchFailure"
+    };
+    // reqwest's Display stops at the outermost error; the cause says why.
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    ApiError::new(ApiErrorKind::Transient, code, message)
+}
+
+/// An AWS JSON 1.0 or REST-JSON error: the code from `__type` (or `x-amzn-errortype`),
+/// without the namespace before `#` and anything after `:`.
+pub(crate) fn service_error(status: u16, header: Option<&str>, body: &[u8]) -> ApiError {
+    #[derive(Deserialize)]
+    struct ErrorBody {
+        #[serde(rename = "__type")]
+        kind: Option<String>,
+        /// REST-JSON (Lambda): `User`/`Service` on AWS, where the code is in
+        /// the header; the exception's name from the local runner.
+        #[serde(rename = "Type")]
+        rest_type: Option<String>,
+        #[serde(alias = "Message")]
+        message: Option<String>,
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let raw = header
+        .map(str::to_owned)
+        .or_else(|| parsed.as_ref().and_then(|p| p.kind.clone()))
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|p| p.rest_type.clone())
+                .filter(|t| t != "User" && t != "Service")
+        })
+        .unwrap_or_else(|| format!("HTTP{status}"));
+    let code = raw.rsplit('#').next().unwrap_or(&raw);
+    let code = code.split(':').next().unwrap_or(code).to_owned();
+    let message = parsed.and_then(|p| p.message).unwrap_or_else(|| {
+        let text = String::from_utf8_lossy(body);
+        let mut end = text.len().min(MAX_ERROR_BODY);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text[..end].to_owned()
+    });
+    ApiError::new(ApiError::kind_for(&code, status), code, message)
+}
