@@ -133,6 +133,7 @@ case "${1:-}" in
   stop) stop ;;
   install) install ;;
   status) healthy ;;
+  python313) find_python313 ;;
   run) shift; run_with "$@" ;;
   env)
     echo "export AWS_ENDPOINT_URL=$ENDPOINT"

@@ -19,4 +19,8 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
+# The durable-callback suite runs AWS's local durable-execution runner.
+DURABLE_RUNNER_PYTHON=$(scripts/durable-runner.sh install)
+export DURABLE_RUNNER_PYTHON
+
 exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/localstack "$@"

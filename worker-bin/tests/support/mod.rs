@@ -287,10 +287,23 @@ impl Daemon {
         wrapper: &[&str],
         env: &[(&str, &str)],
     ) -> Daemon {
+        Self::start_full(dir, name, "", worker, bindings, wrapper, env)
+    }
+
+    /// As [`Daemon::start_with`], with extra `[aws]` lines.
+    pub fn start_full(
+        dir: &Path,
+        name: &str,
+        aws: &str,
+        worker: &str,
+        bindings: &str,
+        wrapper: &[&str],
+        env: &[(&str, &str)],
+    ) -> Daemon {
         let port = free_port();
         let config = dir.join(format!("{name}.toml"));
         let body = format!(
-            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n\n[worker]\nmetrics_addr = \"127.0.0.1:{port}\"\n{worker}\n\n{bindings}\n",
+            "[aws]\nregion = \"us-east-1\"\nendpoint_url = \"{}\"\n{aws}\n\n[worker]\nmetrics_addr = \"127.0.0.1:{port}\"\n{worker}\n\n{bindings}\n",
             endpoint()
         );
         std::fs::write(&config, body).unwrap();
