@@ -1,8 +1,10 @@
 //! The demo: in LocalStack, create an activity, a queue and the example state
-//! machines (examples/state-machines, as shipped); run the real `sfn-worker`
-//! daemon with `config.toml`; start a batch of executions through both
-//! sources; show progress; print a summary; stop the daemon with SIGTERM.
-//! Exits non-zero if anything did not go as designed.
+//! machines (examples/state-machines, as shipped), and a second queue for a
+//! Lambda durable function (examples/durable-function, on AWS's local
+//! durable-execution runner); run the real `sfn-worker` daemon with
+//! `config.toml`; start a batch of executions through both Step Functions
+//! sources and one durable execution; show progress; print a summary; stop
+//! the daemon with SIGTERM. Exits non-zero if anything did not go as designed.
 //!
 //! Usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS-PER-SOURCE]
 
@@ -52,6 +54,16 @@ async fn main() -> Result<()> {
         .context("CreateQueue")?
         .queue_url
         .context("CreateQueue returned no URL")?;
+    let durable_queue = sqs
+        .create_queue()
+        .queue_name(format!("sfn-worker-demo-durable-{suffix}"))
+        .send()
+        .await
+        .context("CreateQueue")?
+        .queue_url
+        .context("CreateQueue returned no URL")?;
+    let mut runner = DurableRunner::launch(&endpoint)?;
+    println!("==> local durable-execution runner at {}", runner.url);
     let examples = format!("{HERE}/../state-machines");
     let mut machines = BTreeMap::new();
     for (source, file) in [
@@ -86,6 +98,8 @@ async fn main() -> Result<()> {
         .replace("@PORT@", &port.to_string())
         .replace("@ACTIVITY_ARN@", &activity)
         .replace("@QUEUE_URL@", &queue)
+        .replace("@DURABLE_QUEUE_URL@", &durable_queue)
+        .replace("@LAMBDA_ENDPOINT@", &runner.url)
         .replace("@SCRIPT@", &script.display().to_string());
     std::fs::write(&config, text)?;
     let log = dir.join("sfn-worker.log");
@@ -103,10 +117,19 @@ async fn main() -> Result<()> {
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| format!("starting {binary}"))?;
-    let result = run(&sfn, &machines, &mut daemon, port, per_source).await;
+    let result = run(
+        &sfn,
+        &machines,
+        (&runner, &durable_queue),
+        &mut daemon,
+        port,
+        per_source,
+    )
+    .await;
     if daemon.try_wait()?.is_none() {
         let _ = daemon.kill();
     }
+    runner.stop();
     if result.is_err() {
         eprintln!("--- last lines of the worker's log ---");
         let log = std::fs::read_to_string(&log).unwrap_or_default();
@@ -134,6 +157,7 @@ struct Started {
 async fn run(
     sfn: &Client,
     machines: &BTreeMap<&str, String>,
+    (runner, durable_queue): (&DurableRunner, &str),
     daemon: &mut Child,
     port: u16,
     per_source: usize,
@@ -166,6 +190,8 @@ async fn run(
         "==> worker ready; starting {} executions (one a Map over {MAP_ORDERS} orders)",
         plan.len()
     );
+    let durable_input = serde_json::json!({ "id": "durable-1" });
+    let durable_arn = runner.start(durable_queue, &durable_input).await?;
     let mut executions = Vec::new();
     for (source, kind, input) in plan {
         let arn = sfn
@@ -213,6 +239,7 @@ async fn run(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     };
+    let durable = runner.ended(&durable_arn, Duration::from_secs(60)).await?;
     let metrics = http_get(port, "/metrics").await.unwrap_or_default();
 
     println!(
@@ -268,9 +295,26 @@ async fn run(
         println!("  {status:<12} {n:>5}");
     }
     println!();
+    println!("Durable-function callback (local durable-execution runner)");
+    println!(
+        "  {:<12} {}",
+        durable["Status"].as_str().unwrap_or("?"),
+        durable["Result"]
+    );
+    let expected = serde_json::json!({ "result": { "processed": durable_input } });
+    let got: serde_json::Value = durable["Result"]
+        .as_str()
+        .and_then(|r| serde_json::from_str(r).ok())
+        .unwrap_or_default();
+    if durable["Status"] != "SUCCEEDED" || got != expected {
+        problems.push(format!(
+            "the durable execution ended {durable}, expected {expected}"
+        ));
+    }
+    println!();
     println!("Task outcomes (from /metrics)");
     println!(
-        "  {:<8} {:<14} {:<14} {:>6}",
+        "  {:<16} {:<14} {:<14} {:>6}",
         "source", "binding", "outcome", "tasks"
     );
     for line in metrics
@@ -286,7 +330,7 @@ async fn run(
         };
         let value = line.rsplit(' ').next().unwrap_or("?");
         println!(
-            "  {:<8} {:<14} {:<14} {:>6}",
+            "  {:<16} {:<14} {:<14} {:>6}",
             label("source"),
             label("binding"),
             label("outcome"),
@@ -388,4 +432,103 @@ async fn http_get(port: u16, path: &str) -> Option<String> {
     let mut text = String::new();
     s.read_to_string(&mut text).await.ok()?;
     text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())
+}
+
+/// AWS's local durable-execution runner serving examples/durable-function.
+struct DurableRunner {
+    child: Child,
+    url: String,
+    http: reqwest::Client,
+}
+
+impl DurableRunner {
+    fn launch(sqs_endpoint: &str) -> Result<Self> {
+        use std::io::BufRead;
+        let python = std::env::var("DURABLE_RUNNER_PYTHON")
+            .context("DURABLE_RUNNER_PYTHON is not set: run the demo with scripts/demo.sh")?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let mut child = Command::new(python)
+            .arg("runner.py")
+            .arg(port.to_string())
+            .current_dir(format!("{HERE}/../durable-function"))
+            .env("SQS_ENDPOINT_URL", sqs_endpoint)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the local durable-execution runner")?;
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().context("runner stdout")?)
+            .read_line(&mut line)?;
+        anyhow::ensure!(
+            line.trim() == "READY",
+            "the durable-execution runner did not start"
+        );
+        Ok(Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        })
+    }
+
+    async fn start(&self, queue_url: &str, input: &serde_json::Value) -> Result<String> {
+        let event = serde_json::json!({ "queue_url": queue_url, "input": input, "timeout": 120, "heartbeat": 10 });
+        let body = serde_json::json!({
+            "AccountId": "000000000000", "FunctionName": "orders", "FunctionQualifier": "$LATEST",
+            "ExecutionName": format!("demo-{}", std::process::id()), "ExecutionTimeoutSeconds": 300,
+            "ExecutionRetentionPeriodDays": 1, "Input": event.to_string(),
+        });
+        let answer: serde_json::Value = self
+            .http
+            .post(format!("{}/start-durable-execution", self.url))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?
+            .text()
+            .await
+            .map(|t| serde_json::from_str(&t))??;
+        answer["ExecutionArn"]
+            .as_str()
+            .map(str::to_owned)
+            .context("start-durable-execution returned no ExecutionArn")
+    }
+
+    async fn ended(&self, arn: &str, within: Duration) -> Result<serde_json::Value> {
+        let encoded: String = arn
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' => char::from(b).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        let deadline = Instant::now() + within;
+        loop {
+            let e: serde_json::Value = self
+                .http
+                .get(format!(
+                    "{}/2025-12-01/durable-executions/{encoded}",
+                    self.url
+                ))
+                .send()
+                .await?
+                .text()
+                .await
+                .map(|t| serde_json::from_str(&t))??;
+            if e["Status"] != "RUNNING" {
+                return Ok(e);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "the durable execution is still running"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
