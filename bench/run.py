@@ -189,12 +189,13 @@ def versions():
 # --- the fake backend ----------------------------------------------------------
 
 class Fake:
-    def __init__(self, binary, activity_tasks=0, messages=0, poll_hold_ms=500):
+    def __init__(self, binary, activity_tasks=0, messages=0, poll_hold_ms=500, callback_ids=False):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(activity_tasks),
-             "--messages", str(messages), "--poll-hold-ms", str(poll_hold_ms)],
+             "--messages", str(messages), "--poll-hold-ms", str(poll_hold_ms)]
+            + (["--callback-ids"] if callback_ids else []),
             stderr=subprocess.DEVNULL)
         wait_until(self.up, 10, "fake-aws")
 
@@ -224,6 +225,7 @@ def activity_arn(name):
 # A contender turns a job into a running process. Jobs:
 #   ("activity", fake, None)   scenario 1
 #   ("sqs", fake, None)        scenario 2
+#   ("durable", fake, None)    scenario 2d: SQS messages with Lambda durable callback ids
 #   ("held-activity", fake, n) scenario 3, n tasks held, heartbeat every 10 s
 #   ("held-sqs", fake, n)      scenario 3 over SQS (heartbeat + visibility)
 #   ("idle", fake, None)       scenario 4: 4 activity and 4 queue bindings
@@ -282,6 +284,9 @@ class SfnWorker(Contender):
             bindings, extra = self.activity("bench", 256, "heartbeat_secs = 0"), "max_concurrency = 256"
         elif job == "sqs":
             bindings, extra = self.queue("bench", fake, 256), "max_concurrency = 256"
+        elif job == "durable":
+            bindings = self.queue("bench", fake, 256, 'completes = "durable-callback"')
+            extra = "max_concurrency = 256"
         elif job == "held-activity":
             bindings = self.activity("held", n, f"heartbeat_secs = {HEARTBEAT_SECS}\n"
                                                  f"[activity.params]\ndelay_ms = {HOLD_SECS * 1000}")
@@ -296,7 +301,8 @@ class SfnWorker(Contender):
             extra = ""
         config = os.path.join(self.dir, "config.toml")
         with open(config, "w") as f:
-            f.write(f'[aws]\nregion = "{REGION}"\nendpoint_url = "{fake.url}"\n\n'
+            f.write(f'[aws]\nregion = "{REGION}"\nendpoint_url = "{fake.url}"\n'
+                    f'lambda_endpoint_url = "{fake.url}"\n\n'
                     f'[worker]\nmetrics_addr = "127.0.0.1:{port}"\nshutdown_grace_secs = 5\n{extra}\n\n{bindings}\n')
         proc = self.spawn([self.bins["sfn-worker"], "run", "--config", config], self.env(fake, RUST_LOG="warn"))
 
@@ -437,7 +443,8 @@ def throughput(c, fake_bin, source, n):
     """Scenarios 1 and 2: n trivial tasks. The clock and the CPU reading start
     at the contender's first poll, so start-up (module loading, JIT) is not
     counted against anyone."""
-    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0, messages=n if source == "sqs" else 0)
+    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
+                messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable")
     try:
         launched = c.start(source, fake, n)
         if launched is None:
@@ -465,7 +472,8 @@ def held(c, fake_bin, source, n, window_secs):
     every 10 s (SQS: and visibility extended). Steady CPU over the window,
     and CPU per keep-alive call (heartbeats plus visibility changes), which
     is the figure that compares across different n."""
-    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0, messages=n if source == "sqs" else 0)
+    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
+                messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable")
     try:
         launched = c.start(f"held-{source}", fake, n)
         if launched is None:
@@ -528,7 +536,9 @@ def idle(c, fake_bin, window_secs):
 # For each scenario, the figure its ratios are taken on (higher is better?).
 RATIO_ON = {"1": ("cpu_us_per_task", False), "2": ("cpu_us_per_task", False), "3a": ("cpu_us_per_keepalive", False),
             "3b": ("cpu_us_per_keepalive", False)}
-SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo", "3a": "held with heartbeats, activity",
+SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo",
+             "2d": "Lambda durable callbacks over SQS, echo (sfn-worker only: no peer serves them)",
+             "3a": "held with heartbeats, activity",
              "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings"}
 
 
@@ -539,7 +549,7 @@ def main():
     p.add_argument("--n", type=int, default=None, help="scenario 1/2 size for sfn-worker (default 100,000)")
     p.add_argument("--window", type=float, default=None, help="scenario 3 measuring window, s (default 60)")
     p.add_argument("--only", default=None, help="comma-separated contenders")
-    p.add_argument("--scenarios", default="1,2,3a,3b,4")
+    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     profile = "debug" if a.short else "release"
@@ -562,6 +572,10 @@ def main():
             return throughput(c, bins["fake-aws"], "activity", max(50, int(n * c.share)))
         if key == "2":
             return throughput(c, bins["fake-aws"], "sqs", max(50, int(n * c.share)))
+        if key == "2d":
+            if c.name != "sfn-worker":
+                return None
+            return throughput(c, bins["fake-aws"], "durable", n)
         if key in ("3a", "3b"):
             if not c.held:
                 return None

@@ -15,6 +15,7 @@
 //! (`GET /chaos`) for `bench/chaos.py`. Signatures are accepted, not
 //! verified: it is a test fixture.
 
+mod durable;
 mod faults;
 mod sfn;
 mod sqs;
@@ -91,6 +92,10 @@ struct Args {
     /// Chaos mode: tasks ask the chaos handler to sit in spawn_blocking.
     #[arg(long)]
     blocking: bool,
+    /// SQS messages carry a Lambda durable callback id (`callbackId`)
+    /// instead of a task token, completed on the callback routes.
+    #[arg(long)]
+    callback_ids: bool,
 }
 
 #[tokio::main]
@@ -116,11 +121,16 @@ async fn main() {
             heartbeat_timeout: std::time::Duration::from_secs(secs),
             blocking: args.blocking,
         }),
+        args.callback_ids,
     ));
     let sweeper = backend.clone();
     tokio::spawn(async move { sweeper.sweep().await });
     let app = Router::new()
         .route("/", post(dispatch))
+        .route(
+            "/2025-12-01/durable-execution-callbacks/{id}/{action}",
+            post(durable::handle),
+        )
         .route("/stats", get(stats))
         .route("/chaos", get(chaos))
         .route("/healthz", get(|| async { "ok" }))

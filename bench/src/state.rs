@@ -100,6 +100,8 @@ pub(crate) struct Chaos {
 }
 
 pub(crate) struct Backend {
+    /// Messages carry a durable callback id instead of a task token.
+    pub callback_ids: bool,
     /// `FAKE_TRACE=FILE`: every SQS message's and token's events, one line each.
     pub trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     pub faults: Faults,
@@ -118,6 +120,18 @@ pub(crate) struct Backend {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A token as a durable callback id (`[A-Za-z0-9+/]+`): `sqs-7.1` is
+/// `sqs+7/1`. The messages carry it instead of the token with
+/// `--callback-ids`; the callback routes turn it back.
+pub(crate) fn callback_id(token: &str) -> String {
+    token.replace('-', "+").replace('.', "/")
+}
+
+/// The token a callback id stands for.
+pub(crate) fn token_of_callback_id(id: &str) -> String {
+    id.replace('+', "-").replace('/', ".")
 }
 
 fn token_name(source: Source, n: u64, attempt: u32) -> String {
@@ -139,8 +153,10 @@ impl Backend {
         poll_hold: Duration,
         faults: Faults,
         chaos: Option<Chaos>,
+        callback_ids: bool,
     ) -> Self {
         let backend = Self {
+            callback_ids,
             trace: std::env::var_os("FAKE_TRACE")
                 .and_then(|p| std::fs::File::create(p).ok())
                 .map(|f| Mutex::new(std::io::BufWriter::new(f))),
@@ -208,7 +224,12 @@ impl Backend {
         match source {
             Source::Activity => lock(&self.tasks).push_back((token, input)),
             Source::Sqs => {
-                let body = format!("{{\"taskToken\":\"{token}\",\"input\":{input}}}");
+                let body = if self.callback_ids {
+                    let id = callback_id(&token);
+                    format!("{{\"callbackId\":\"{id}\",\"input\":{input}}}")
+                } else {
+                    format!("{{\"taskToken\":\"{token}\",\"input\":{input}}}")
+                };
                 let md5 = format!("{:x}", Md5::digest(body.as_bytes()));
                 let id = self.next_message.fetch_add(1, Ordering::Relaxed);
                 lock(&self.queue).visible.push_back(Message {
