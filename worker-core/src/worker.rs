@@ -22,6 +22,11 @@ use crate::source::{Runtime, Source, activity, sqs};
 const REPORT_GRACE: Duration = Duration::from_secs(10);
 /// On a forced shutdown, how long tasks get to send their last report.
 const FORCED_EXIT: Duration = Duration::from_secs(20);
+/// How long start-up checks retry throttling, 5xx and network errors before
+/// the worker gives up: long enough to ride out a throttled or flaky minute
+/// (five tries in a row failed 2.5% of the time under the chaos suite's
+/// faults), short enough that a wrong endpoint is reported, not hidden.
+const START_UP_CHECK_FOR: Duration = Duration::from_secs(60);
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]
@@ -324,13 +329,15 @@ impl Worker {
         Ok(())
     }
 
-    /// Run one existence check with a few retries: `Ok(false)` if it does not exist.
+    /// Run one existence check, retrying what may pass later for up to
+    /// [`START_UP_CHECK_FOR`]: `Ok(false)` if it does not exist.
     async fn checked<F, Fut>(&self, what: &str, check: F) -> Result<bool, WorkerError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(), ApiError>>,
     {
-        let mut attempt = 0;
+        let give_up_at = tokio::time::Instant::now() + START_UP_CHECK_FOR;
+        let mut attempt: u64 = 0;
         loop {
             attempt += 1;
             match check().await {
@@ -343,9 +350,13 @@ impl Worker {
                 {
                     return Ok(false);
                 }
-                Err(e) if e.is_retryable() && attempt < 5 && !self.shutdown.is_draining() => {
+                Err(e)
+                    if e.is_retryable()
+                        && tokio::time::Instant::now() < give_up_at
+                        && !self.shutdown.is_draining() =>
+                {
                     tracing::warn!(%what, code = %e.code, error = %e.message, "start-up check failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(attempt)).await;
+                    tokio::time::sleep(Duration::from_secs(attempt.min(5))).await;
                 }
                 Err(e) if e.kind == ApiErrorKind::Rejected => {
                     tracing::warn!(%what, code = %e.code, error = %e.message,

@@ -474,3 +474,50 @@ async fn a_handler_cancelling_its_own_context_is_still_reported() {
     shutdown.shutdown();
     run.await.unwrap().unwrap();
 }
+
+/// Start-up checks ride out a bad minute: eight throttled or failed
+/// `DescribeActivity` calls in a row (five gave up before) and the worker
+/// still starts; failing for longer than a minute, it says why and stops.
+#[tokio::test(start_paused = true)]
+async fn start_up_checks_retry_transient_errors_for_a_minute() {
+    let transient = || ApiError::service("ThrottlingException", 400, "injected");
+    let fake = FakeSfn::new();
+    for _ in 0..8 {
+        fake.fail_next(Operation::DescribeActivity, transient());
+    }
+    let mut r = Registry::new();
+    r.handler("h", |v: serde_json::Value, _ctx| async move {
+        Ok::<_, TaskError>(v)
+    });
+    let (shutdown, run) = start(worker(
+        &fake,
+        r,
+        serde_json::json!({}),
+        serde_json::json!({}),
+    ));
+    fake.push_task(ARN, "t", "{}");
+    assert_eq!(fake.wait_for_reports(1).await.len(), 1);
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+
+    // The control: failing for good, it gives up after about a minute.
+    let fake = FakeSfn::new();
+    for _ in 0..1000 {
+        fake.fail_next(Operation::DescribeActivity, transient());
+    }
+    let mut r = Registry::new();
+    r.handler("h", |v: serde_json::Value, _ctx| async move {
+        Ok::<_, TaskError>(v)
+    });
+    let started = Instant::now();
+    let err = worker(&fake, r, serde_json::json!({}), serde_json::json!({}))
+        .run()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("could not reach AWS"), "{err}");
+    let took = started.elapsed();
+    assert!(
+        (Duration::from_secs(60)..Duration::from_secs(70)).contains(&took),
+        "{took:?}"
+    );
+}

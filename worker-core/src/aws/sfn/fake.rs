@@ -318,6 +318,9 @@ impl SfnApi for FakeSfn {
     }
 
     async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError> {
+        if let Some(err) = self.scripted(Operation::DescribeActivity) {
+            return Err(err);
+        }
         if self.state().unknown_activities.contains(activity_arn) {
             return Err(ApiError::new(
                 ApiErrorKind::ActivityDoesNotExist,
