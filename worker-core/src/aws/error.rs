@@ -15,8 +15,9 @@
 #[non_exhaustive]
 pub enum ApiErrorKind {
     /// `TaskTimedOut`, `TaskDoesNotExist` (Lambda callbacks:
-    /// `CallbackTimeoutException`, `ResourceNotFoundException`): the task is
-    /// over (timed out, stopped, or already completed). Stop working on it.
+    /// `CallbackTimeoutException`, and from the Lambda client
+    /// `ResourceNotFoundException`): the task is over (timed out, stopped,
+    /// or already completed). Stop working on it.
     TaskClosed,
     /// `InvalidToken`. On AWS: the token string itself is not valid. On
     /// LocalStack also the answer to a heartbeat for a state without
@@ -102,14 +103,10 @@ impl ApiError {
         use ApiErrorKind::*;
         match code {
             // Step Functions: the task is over. Lambda durable callbacks:
-            // expired or already completed (`CallbackTimeoutException`), or
-            // no such callback or execution any more (`ResourceNotFound...`,
-            // which is also what the local durable-execution runner answers
-            // for an expired callback).
-            "TaskTimedOut"
-            | "TaskDoesNotExist"
-            | "CallbackTimeoutException"
-            | "ResourceNotFoundException" => TaskClosed,
+            // expired or already completed. (Lambda's
+            // `ResourceNotFoundException` is read as closed by the Lambda
+            // client alone: elsewhere it would say nothing about a task.)
+            "TaskTimedOut" | "TaskDoesNotExist" | "CallbackTimeoutException" => TaskClosed,
             "InvalidToken" => InvalidToken,
             // Throttling: common to all APIs, KMS behind Step Functions and
             // SQS, SQS's own, and the worker limit of GetActivityTask.

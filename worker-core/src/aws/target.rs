@@ -26,6 +26,21 @@ pub struct TargetOperations {
     pub heartbeat: Operation,
 }
 
+impl TargetOperations {
+    /// Step Functions task tokens.
+    pub const STEP_FUNCTIONS: Self = Self {
+        success: Operation::SendTaskSuccess,
+        failure: Operation::SendTaskFailure,
+        heartbeat: Operation::SendTaskHeartbeat,
+    };
+    /// Lambda durable-execution callbacks.
+    pub const DURABLE_CALLBACK: Self = Self {
+        success: Operation::SendDurableExecutionCallbackSuccess,
+        failure: Operation::SendDurableExecutionCallbackFailure,
+        heartbeat: Operation::SendDurableExecutionCallbackHeartbeat,
+    };
+}
+
 /// Where task results go. Errors come classified ([`super::ApiErrorKind`]):
 /// "the task is closed" is [`super::ApiErrorKind::TaskClosed`] whatever the
 /// service calls it.
@@ -50,11 +65,7 @@ pub struct StepFunctions(pub Arc<dyn SfnApi>);
 #[async_trait]
 impl CompletionTarget for StepFunctions {
     fn operations(&self) -> TargetOperations {
-        TargetOperations {
-            success: Operation::SendTaskSuccess,
-            failure: Operation::SendTaskFailure,
-            heartbeat: Operation::SendTaskHeartbeat,
-        }
+        TargetOperations::STEP_FUNCTIONS
     }
     fn permissions(&self) -> &'static str {
         "states:SendTaskSuccess, states:SendTaskFailure and states:SendTaskHeartbeat on \"*\""

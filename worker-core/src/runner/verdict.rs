@@ -51,7 +51,7 @@ pub(crate) fn verdict(
         (Some(CancelReason::TaskClosed), Ending::Abandoned) => Report::Failure(TaskError::new(
             error_names::TASK_CLOSED,
             format!(
-                "Step Functions answered a heartbeat that the task is closed, so the handler was \
+                "the service answered a heartbeat that the task is closed, so the handler was \
                  cancelled; it did not return within cancel_grace_secs ({} s)",
                 env.cancel_grace.as_secs()
             ),
@@ -165,7 +165,7 @@ fn success_or_too_large(output: String) -> Report {
         Report::Failure(TaskError::new(
             error_names::OUTPUT_TOO_LARGE,
             format!(
-                "the handler's output is {} bytes; Step Functions accepts at most {}. \
+                "the handler's output is {} bytes; the service accepts at most {}. \
                  Return a reference (an S3 key, say) instead of the data",
                 output.len(),
                 limits::MAX_OUTPUT_BYTES

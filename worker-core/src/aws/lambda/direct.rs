@@ -3,23 +3,24 @@
 //! calls per task do not need the AWS SDK for Lambda (a large crate, and
 //! its per-request machinery is the CPU cost the direct clients avoid).
 //!
-//! The endpoint follows the SDK's order: one set in code (`[aws]
-//! endpoint_url`) wins; then the service-specific one
-//! (`AWS_ENDPOINT_URL_LAMBDA`, or `endpoint_url` under `lambda` in the
-//! profile's `services` section); then `AWS_ENDPOINT_URL` or the profile's;
-//! then Lambda's regional endpoint (`lambda-fips.` with FIPS, `.api.aws`
-//! with dual-stack, `amazonaws.com.cn` in the China regions).
+//! The endpoint: `[aws] lambda_endpoint_url` if set; otherwise the SDK's
+//! order: the service-specific one (`AWS_ENDPOINT_URL_LAMBDA`, or
+//! `endpoint_url` under `lambda` in the profile's `services` section); then
+//! `[aws] endpoint_url`, `AWS_ENDPOINT_URL` or the profile's; then Lambda's
+//! regional endpoint (`lambda-fips.` with FIPS, `.api.aws` with dual-stack,
+//! `amazonaws.com.cn` in the China regions). In the other partitions (ISO,
+//! European Sovereign Cloud) the worker asks for `lambda_endpoint_url`
+//! rather than guess a host name.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_types::service_config::ServiceConfigKey;
 use serde::Serialize;
 
 use crate::aws::sdk_config::CALL_TIMEOUT;
-use crate::aws::signed::{DirectClientError, SignedHttp};
-use crate::aws::{ApiError, CompletionTarget, Operation, TargetOperations};
+use crate::aws::signed::{DirectClientError, SignedHttp, configured_endpoint};
+use crate::aws::{ApiError, CompletionTarget, TargetOperations};
 
 /// Calls in flight at once, as for the direct Step Functions client: tasks
 /// that start together heartbeat together.
@@ -49,9 +50,10 @@ impl DirectLambda {
     /// given, wins over every other endpoint setting.
     pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>) -> Result<Self, DirectClientError> {
         let signed = SignedHttp::new(sdk, "lambda", MAX_CALLS_IN_FLIGHT)?;
-        let endpoint = endpoint_url
-            .map(str::to_owned)
-            .unwrap_or_else(|| endpoint(sdk, signed.region()));
+        let endpoint = match endpoint_url {
+            Some(url) => url.to_owned(),
+            None => endpoint(sdk, signed.region())?,
+        };
         reqwest::Url::parse(&endpoint)
             .map_err(|e| DirectClientError(format!("Lambda endpoint {endpoint}: {e}")))?;
         Ok(Self {
@@ -97,21 +99,27 @@ impl DirectLambda {
             .map(|c| ("content-type", c))
             .into_iter()
             .collect();
-        self.signed
-            .post(&url, &text, &headers, body, self.timeout)
-            .await
-            .map(drop)
+        match self.signed.post(&url, &headers, body, self.timeout).await {
+            Ok(_) => Ok(()),
+            // No such callback (or execution) any more: Lambda's answer, and
+            // the local runner's for an expired callback. Closed, as for
+            // `CallbackTimeoutException`; but a worker pointed at the wrong
+            // region or account gets it for every callback, so say so.
+            Err(mut e) if e.code == "ResourceNotFoundException" => {
+                tracing::warn!(code = %e.code, error = %e.message,
+                    "Lambda does not know this callback: expired, completed, or (for every callback) the wrong region or account");
+                e.kind = crate::aws::ApiErrorKind::TaskClosed;
+                Err(e)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
 #[async_trait]
 impl CompletionTarget for DirectLambda {
     fn operations(&self) -> TargetOperations {
-        TargetOperations {
-            success: Operation::SendDurableExecutionCallbackSuccess,
-            failure: Operation::SendDurableExecutionCallbackFailure,
-            heartbeat: Operation::SendDurableExecutionCallbackHeartbeat,
-        }
+        TargetOperations::DURABLE_CALLBACK
     }
 
     fn permissions(&self) -> &'static str {
@@ -131,11 +139,13 @@ impl CompletionTarget for DirectLambda {
     }
 
     async fn fail(&self, id: &str, error: &str, cause: &str) -> Result<(), ApiError> {
+        // The fallback failure has neither (a KMS key refused them): send
+        // an error object without them, not empty strings.
         #[derive(Serialize)]
         struct ErrorObject<'a> {
-            #[serde(rename = "ErrorType")]
+            #[serde(rename = "ErrorType", skip_serializing_if = "str::is_empty")]
             error_type: &'a str,
-            #[serde(rename = "ErrorMessage")]
+            #[serde(rename = "ErrorMessage", skip_serializing_if = "str::is_empty")]
             error_message: &'a str,
         }
         let body = serde_json::to_vec(&ErrorObject {
@@ -152,21 +162,17 @@ impl CompletionTarget for DirectLambda {
 }
 
 /// The endpoint the SDK's Lambda client would use (see the module docs).
-fn endpoint(sdk: &SdkConfig, region: &str) -> String {
-    if sdk.get_origin("endpoint_url").is_client_config()
-        && let Some(url) = sdk.endpoint_url()
-    {
-        return url.to_owned();
+fn endpoint(sdk: &SdkConfig, region: &str) -> Result<String, DirectClientError> {
+    if let Some(url) = configured_endpoint(sdk, "Lambda") {
+        return Ok(url);
     }
-    let service_specific = ServiceConfigKey::builder()
-        .service_id("Lambda")
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-        .ok()
-        .and_then(|key| sdk.service_config()?.load_config(key));
-    if let Some(url) = service_specific.or_else(|| sdk.endpoint_url().map(str::to_owned)) {
-        return url;
+    if ["us-iso", "eu-iso", "eusc-"]
+        .iter()
+        .any(|p| region.starts_with(p))
+    {
+        return Err(DirectClientError(format!(
+            "no default Lambda endpoint is known for {region}: set [aws] lambda_endpoint_url"
+        )));
     }
     let fips = sdk.use_fips().unwrap_or(false);
     let dual_stack = sdk.use_dual_stack().unwrap_or(false);
@@ -177,7 +183,7 @@ fn endpoint(sdk: &SdkConfig, region: &str) -> String {
         (false, true) => "api.aws",
         (false, false) => "amazonaws.com",
     };
-    format!("https://{host}.{region}.{suffix}")
+    Ok(format!("https://{host}.{region}.{suffix}"))
 }
 
 /// Percent-encode a path segment: everything but RFC 3986's unreserved

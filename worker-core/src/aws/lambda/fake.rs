@@ -97,11 +97,7 @@ impl FakeLambda {
 #[async_trait]
 impl CompletionTarget for FakeLambda {
     fn operations(&self) -> TargetOperations {
-        TargetOperations {
-            success: Operation::SendDurableExecutionCallbackSuccess,
-            failure: Operation::SendDurableExecutionCallbackFailure,
-            heartbeat: Operation::SendDurableExecutionCallbackHeartbeat,
-        }
+        TargetOperations::DURABLE_CALLBACK
     }
     fn permissions(&self) -> &'static str {
         "lambda:SendDurableExecutionCallback*"

@@ -178,22 +178,25 @@ fn the_endpoint_follows_the_sdk() {
             .region(Region::new(region.to_owned()))
     };
     assert_eq!(
-        endpoint(&base("eu-west-1").build(), "eu-west-1"),
+        endpoint(&base("eu-west-1").build(), "eu-west-1").unwrap(),
         "https://lambda.eu-west-1.amazonaws.com"
     );
     assert_eq!(
-        endpoint(&base("cn-north-1").build(), "cn-north-1"),
+        endpoint(&base("cn-north-1").build(), "cn-north-1").unwrap(),
         "https://lambda.cn-north-1.amazonaws.com.cn"
     );
     assert_eq!(
-        endpoint(&base("us-east-1").use_fips(true).build(), "us-east-1"),
+        endpoint(&base("us-east-1").use_fips(true).build(), "us-east-1").unwrap(),
         "https://lambda-fips.us-east-1.amazonaws.com"
     );
     assert_eq!(
         endpoint(
             &base("us-east-1").endpoint_url("http://127.0.0.1:9").build(),
             "us-east-1"
-        ),
+        )
+        .unwrap(),
         "http://127.0.0.1:9"
     );
+    // No guessing in partitions whose host names differ.
+    assert!(endpoint(&base("us-isob-east-1").build(), "us-isob-east-1").is_err());
 }
