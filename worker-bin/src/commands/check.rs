@@ -59,6 +59,7 @@ fn render(plan: &Plan) -> String {
         aws.profile.as_deref().unwrap_or("(from the environment)")
     );
     line!(out, "  sfn_client    = {}", config_name(&aws.sfn_client));
+    line!(out, "  sqs_client    = {}", config_name(&aws.sqs_client));
     line!(
         out,
         "  lambda_endpoint_url = {}",

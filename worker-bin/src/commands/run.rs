@@ -4,8 +4,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sfn_worker_core::aws::{DirectLambda, DirectSfn, SdkSfn, SdkSqs, SfnApi, load_sdk_config};
-use sfn_worker_core::config::{Completes, SfnClient};
+use sfn_worker_core::aws::{
+    DirectLambda, DirectSfn, DirectSqs, SdkSfn, SdkSqs, SfnApi, SqsApi, load_sdk_config,
+};
+use sfn_worker_core::config::{ClientKind, Completes};
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -71,19 +73,27 @@ async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> 
 
     let poll_timeout = Duration::from_secs(plan.config.worker.poll_timeout_secs);
     let api: Arc<dyn SfnApi> = match plan.config.aws.sfn_client {
-        SfnClient::Direct => Arc::new(
+        ClientKind::Direct => Arc::new(
             DirectSfn::new(&sdk, poll_timeout)
                 .await
                 .map_err(|e| format!("{config}: aws: {e}"))?,
         ),
-        SfnClient::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
+        ClientKind::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
     };
     let lambda_endpoint = plan.config.aws.lambda_endpoint_url.clone();
     let durable = plan
         .queues
         .iter()
         .any(|q| q.completes == Completes::DurableCallback);
-    let mut worker = Worker::new(plan, api).with_sqs(Arc::new(SdkSqs::new(&sdk)));
+    let sqs: Arc<dyn SqsApi> = match plan.config.aws.sqs_client {
+        ClientKind::Direct => Arc::new(
+            DirectSqs::new(&sdk)
+                .await
+                .map_err(|e| format!("{config}: aws: {e}"))?,
+        ),
+        ClientKind::Sdk => Arc::new(SdkSqs::new(&sdk)),
+    };
+    let mut worker = Worker::new(plan, api).with_sqs(sqs);
     if durable {
         let lambda = DirectLambda::new(&sdk, lambda_endpoint.as_deref())
             .map_err(|e| format!("{config}: aws: {e}"))?;

@@ -29,7 +29,7 @@ pub use lambda::DirectLambda;
 pub use operation::Operation;
 pub use sdk_config::load_sdk_config;
 pub use sfn::{ActivityTask, DirectClientError, DirectSfn, SdkSfn, SfnApi};
-pub use sqs::{BatchEntry, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
+pub use sqs::{BatchEntry, DirectSqs, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
 pub use target::{CompletionTarget, StepFunctions, TargetOperations};
 
 /// The in-process fakes of the seam, for tests of code built on this crate.

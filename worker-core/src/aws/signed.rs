@@ -19,6 +19,7 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use aws_types::service_config::ServiceConfigKey;
 use serde::Deserialize;
 
 use crate::aws::sdk_config::CONNECT_TIMEOUT;
@@ -160,12 +161,11 @@ impl SignedHttp {
         Ok(identity)
     }
 
-    /// Sign and send one POST to `url` (`url_text` is the same URL as
-    /// text, as signed); the body of a 2xx answer, or the classified error.
+    /// Sign and send one POST to `url`; the body of a 2xx answer, or the
+    /// classified error.
     pub async fn post(
         &self,
         url: &reqwest::Url,
-        url_text: &str,
         headers: &[(&str, &str)],
         body: Vec<u8>,
         timeout: Duration,
@@ -180,9 +180,10 @@ impl SignedHttp {
             .build()
             .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?
             .into();
+        // The URL as it is sent is the URL that is signed.
         let signable = SignableRequest::new(
             "POST",
-            url_text,
+            url.as_str(),
             headers.iter().copied(),
             SignableBody::Bytes(&body),
         )
@@ -215,7 +216,13 @@ impl SignedHttp {
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (error_type, date) = (header("x-amzn-errortype"), header("date"));
+        // SQS's JSON protocol names the query-compatible code there
+        // (`AWS.SimpleQueueService.NonExistentQueue;Sender`), as the SDK reads it.
+        let query_error = header("x-amzn-query-error")
+            .and_then(|q| q.split(';').next().map(str::to_owned))
+            .filter(|code| !code.is_empty());
+        let error_type = query_error.or_else(|| header("x-amzn-errortype"));
+        let date = header("date");
         let body = response.bytes().await.map_err(transport_error)?;
         let err = service_error(status.as_u16(), error_type.as_deref(), &body);
         if err.kind == ApiErrorKind::Credentials {
@@ -278,4 +285,26 @@ pub(crate) fn service_error(status: u16, header: Option<&str>, body: &[u8]) -> A
         text[..end].to_owned()
     });
     ApiError::new(ApiError::kind_for(&code, status), code, message)
+}
+
+/// The endpoint URL the SDK's client for `service_id` (`SFN`, `SQS`,
+/// `Lambda`) would be configured with, in the same order as
+/// `<service>::config::Builder::from(&SdkConfig)`: one set on the
+/// `SdkConfig` in code (`[aws] endpoint_url`) wins; then the
+/// service-specific one (`AWS_ENDPOINT_URL_<SERVICE>`, or `endpoint_url`
+/// under the service in the profile's `services` section); then the
+/// loader's (`AWS_ENDPOINT_URL`, the profile's `endpoint_url`). `None`: the
+/// service's regional endpoint.
+pub(crate) fn configured_endpoint(sdk: &SdkConfig, service_id: &str) -> Option<String> {
+    if sdk.get_origin("endpoint_url").is_client_config() {
+        return sdk.endpoint_url().map(str::to_owned);
+    }
+    let service_specific = ServiceConfigKey::builder()
+        .service_id(service_id)
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .ok()
+        .and_then(|key| sdk.service_config()?.load_config(key));
+    service_specific.or_else(|| sdk.endpoint_url().map(str::to_owned))
 }

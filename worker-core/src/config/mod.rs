@@ -64,23 +64,30 @@ pub struct AwsConfig {
     pub lambda_endpoint_url: Option<String>,
     /// How the per-task Step Functions calls are sent. Default `direct`.
     #[serde(default)]
-    pub sfn_client: SfnClient,
+    pub sfn_client: ClientKind,
+    /// How SQS's `ReceiveMessage` and batch calls are sent. Default `direct`.
+    #[serde(default)]
+    pub sqs_client: ClientKind,
 }
 
-/// `[aws] sfn_client`: which client sends `GetActivityTask` and `SendTask*`.
+/// `[aws] sfn_client` and `sqs_client`: which client sends a service's
+/// per-task calls.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
-pub enum SfnClient {
+pub enum ClientKind {
     /// Signed with the SDK's signer and sent on one keep-alive pool, without
-    /// the SDK's per-request machinery: about a tenth of the CPU per call
+    /// the SDK's per-request machinery: a fraction of the CPU per call
     /// (BENCHMARKS.md). Endpoint, region and credentials are the SDK's.
     #[default]
     Direct,
     /// The AWS SDK's client for every call.
     Sdk,
 }
+
+/// The name this had when only Step Functions had a direct client.
+pub type SfnClient = ClientKind;
 
 /// `[worker]`: process-wide settings.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]

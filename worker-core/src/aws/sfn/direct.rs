@@ -29,13 +29,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_sdk_sfn::config::endpoint::{DefaultResolver, Params, ResolveEndpoint};
-use aws_types::service_config::ServiceConfigKey;
 use serde::{Deserialize, Serialize};
 
 use super::{ActivityTask, SdkSfn, SfnApi};
 use crate::aws::sdk_config::CALL_TIMEOUT;
 pub use crate::aws::signed::DirectClientError;
-use crate::aws::signed::SignedHttp;
+use crate::aws::signed::{SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// `SendTask*` calls in flight at once. Tasks that start together heartbeat
@@ -79,7 +78,7 @@ impl DirectSfn {
             .region(region.clone())
             .use_fips(sdk.use_fips().unwrap_or(false))
             .use_dual_stack(sdk.use_dual_stack().unwrap_or(false))
-            .set_endpoint(endpoint_url(sdk))
+            .set_endpoint(configured_endpoint(sdk, "SFN"))
             .build()
             .map_err(|e| DirectClientError(format!("Step Functions endpoint parameters: {e}")))?;
         let endpoint = DefaultResolver::new()
@@ -121,30 +120,8 @@ impl DirectSfn {
             ("content-type", "application/x-amz-json-1.0"),
             ("x-amz-target", operation.target()),
         ];
-        self.signed
-            .post(&self.url, &self.endpoint, &headers, body, timeout)
-            .await
+        self.signed.post(&self.url, &headers, body, timeout).await
     }
-}
-
-/// The endpoint URL the SDK's Step Functions client would use, in the same
-/// order as `aws_sdk_sfn::config::Builder::from(&SdkConfig)`: one set on the
-/// `SdkConfig` itself wins; then the service-specific one
-/// (`AWS_ENDPOINT_URL_SFN`, or `endpoint_url` under `sfn` in the profile's
-/// `services` section); then the loader's (`[aws] endpoint_url`,
-/// `AWS_ENDPOINT_URL`, the profile's `endpoint_url`).
-fn endpoint_url(sdk: &SdkConfig) -> Option<String> {
-    if sdk.get_origin("endpoint_url").is_client_config() {
-        return sdk.endpoint_url().map(str::to_owned);
-    }
-    let service_specific = ServiceConfigKey::builder()
-        .service_id("SFN")
-        .env("AWS_ENDPOINT_URL")
-        .profile("endpoint_url")
-        .build()
-        .ok()
-        .and_then(|key| sdk.service_config()?.load_config(key));
-    service_specific.or_else(|| sdk.endpoint_url().map(str::to_owned))
 }
 
 /// What kind of call, for its timeout and whether it counts against

@@ -2,6 +2,7 @@
 //! `[[queue]]` bindings, with the SDK client [`SdkSqs`] and (feature
 //! `test-util`) the in-process `fake::FakeSqs`.
 
+mod direct;
 mod sdk;
 
 #[cfg(any(test, feature = "test-util"))]
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 
 use super::ApiError;
 
+pub use direct::DirectSqs;
 pub use sdk::SdkSqs;
 
 /// One `ReceiveMessage` long poll.
