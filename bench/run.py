@@ -301,8 +301,11 @@ class SfnWorker(Contender):
             extra = ""
         config = os.path.join(self.dir, "config.toml")
         with open(config, "w") as f:
+            # BENCH_SFN_WORKER_AWS: extra [aws] lines, to compare client settings
+            # (sqs_client = "sdk") with the same binary.
+            aws_extra = os.environ.get("BENCH_SFN_WORKER_AWS", "")
             f.write(f'[aws]\nregion = "{REGION}"\nendpoint_url = "{fake.url}"\n'
-                    f'lambda_endpoint_url = "{fake.url}"\n\n'
+                    f'lambda_endpoint_url = "{fake.url}"\n{aws_extra}\n\n'
                     f'[worker]\nmetrics_addr = "127.0.0.1:{port}"\nshutdown_grace_secs = 5\n{extra}\n\n{bindings}\n')
         proc = self.spawn([self.bins["sfn-worker"], "run", "--config", config], self.env(fake, RUST_LOG="warn"))
 

@@ -25,12 +25,14 @@ fuzz_target!(|data: &[u8]| {
         ),
         Ok(plan) => {
             for a in &plan.activities {
-                assert!(a.concurrency > 0 && a.pollers > 0 && a.pollers <= a.concurrency);
-                assert!(fits(a.heartbeat) && fits(a.timeout));
+                let b = &a.binding;
+                assert!(b.concurrency > 0 && a.pollers > 0 && a.pollers <= b.concurrency);
+                assert!(fits(b.heartbeat) && fits(b.timeout));
             }
             for q in &plan.queues {
-                assert!(q.concurrency > 0 && q.receivers > 0);
-                assert!(fits(q.heartbeat) && fits(q.timeout) && fits(Some(q.visibility * 3)));
+                let b = &q.binding;
+                assert!(b.concurrency > 0 && q.receivers > 0);
+                assert!(fits(b.heartbeat) && fits(b.timeout) && fits(Some(q.visibility * 3)));
             }
         }
     }
