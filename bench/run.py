@@ -135,7 +135,11 @@ def build(profile):
     meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
                                      cwd=ROOT, check=True, capture_output=True).stdout)
     target = os.path.join(meta["target_directory"], profile)
-    return {name: os.path.join(target, name) for name in ("sfn-worker", "fake-aws", "floor")}
+    bins = {name: os.path.join(target, name) for name in ("sfn-worker", "fake-aws", "floor")}
+    # BENCH_SFN_WORKER_BIN: another sfn-worker binary (a build from before a
+    # change), run against the same fake-aws and floor as this checkout's.
+    bins["sfn-worker"] = os.environ.get("BENCH_SFN_WORKER_BIN", bins["sfn-worker"])
+    return bins
 
 
 def install_peers():
