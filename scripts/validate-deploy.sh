@@ -93,6 +93,11 @@ if have promtool "alert rules check"; then
   check promtool check rules "$CHART/files/alerts.yaml"
 fi
 
+step "promtool test rules: every alert fires when it should and stays quiet when it should not"
+if have promtool "alert rules unit tests"; then
+  check promtool test rules "$CHART/files/alerts.test.yaml"
+fi
+
 step "the dashboard and the alerts use only metrics the worker exports"
 check python3 - "$CHART/files/dashboard.json" "$CHART/files/alerts.yaml" worker-core/src/metrics.rs <<'PY'
 import json, re, sys
