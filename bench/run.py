@@ -444,6 +444,27 @@ def started(fake):
     return s["polls"] + s["receives"] > 0
 
 
+def start_perf(c, source, proc):
+    """BENCH_PERF=DIR: record a `perf record -g` profile of sfn-worker over the
+    measured span of scenarios 1 and 2, to DIR/<scenario>.data. perf's own
+    CPU is not in the contender's process tree, so the figures stand, but
+    sampling does slow the worker a little: take profiles and figures from
+    separate runs."""
+    out = os.environ.get("BENCH_PERF")
+    if not out or c.name != "sfn-worker":
+        return None
+    os.makedirs(out, exist_ok=True)
+    return subprocess.Popen(["perf", "record", "-F", os.environ.get("BENCH_PERF_FREQ", "999")] + os.environ.get("BENCH_PERF_CALLGRAPH", "-g").split() + ["-q", "-p", str(proc.pid),
+                             "-o", os.path.join(out, f"{source}.data")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_perf(perf):
+    if perf is not None:
+        perf.send_signal(signal.SIGINT)
+        perf.wait()
+
+
 # --- scenarios -------------------------------------------------------------------
 
 def throughput(c, fake_bin, source, n):
@@ -459,9 +480,11 @@ def throughput(c, fake_bin, source, n):
         proc, _ = launched
         try:
             wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.005, proc=proc)
+            perf = start_perf(c, source, proc)
             cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
             wait_until(lambda: fake.stats()["completed"] >= n, 900, f"{c.name}: {n} completions", step=0.02, proc=proc)
             t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            stop_perf(perf)
             rss = memory_kib(proc.pid, "VmHWM")
         finally:
             exit_code = stop(proc, gently=c.name == "sfn-worker")

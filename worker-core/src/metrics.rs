@@ -6,9 +6,11 @@
 //! (AWS error codes). The worker records through the `metrics` facade; the
 //! binary installs the Prometheus exporter and calls [`describe`].
 
+use std::sync::OnceLock;
+
 use metrics::{
-    Label, SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Gauge, Histogram, Label, SharedString, Unit, counter, describe_counter,
+    describe_gauge, describe_histogram, gauge, histogram,
 };
 
 /// Tasks handed to this worker. Labels: source, binding.
@@ -61,6 +63,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (the discriminants index it).
+    pub const ALL: [Outcome; 6] = [
+        Outcome::Succeeded,
+        Outcome::Failed,
+        Outcome::Cancelled,
+        Outcome::ShuttingDown,
+        Outcome::ReportFailed,
+        Outcome::Released,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -116,6 +128,9 @@ pub enum PollResult {
 }
 
 impl PollResult {
+    /// Every result, in declaration order (the discriminants index it).
+    pub const ALL: [PollResult; 3] = [PollResult::Task, PollResult::Empty, PollResult::Error];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +159,15 @@ pub enum HeartbeatResult {
 }
 
 impl HeartbeatResult {
+    /// Every result, in declaration order (the discriminants index it).
+    pub const ALL: [HeartbeatResult; 5] = [
+        HeartbeatResult::Ok,
+        HeartbeatResult::TaskGone,
+        HeartbeatResult::InvalidToken,
+        HeartbeatResult::Throttled,
+        HeartbeatResult::Error,
+    ];
+
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -156,16 +180,44 @@ impl HeartbeatResult {
     }
 }
 
-/// The labels every per-binding metric carries.
+/// The labels every per-binding metric carries, and the binding's metric
+/// handles.
+///
+/// Each handle is registered on first use and kept: looking a metric up by
+/// name and labels hashes and compares the whole key in the recorder's
+/// registry, several times per task. Registering on first use (not up
+/// front) keeps the exposition as it was: a series appears once it has
+/// happened.
 #[derive(Debug, Clone)]
 pub(crate) struct BindingLabels {
     pub source: &'static str,
     pub binding: std::sync::Arc<str>,
+    handles: std::sync::Arc<Handles>,
+}
+
+#[derive(Debug, Default)]
+struct Handles {
+    received: OnceLock<Counter>,
+    in_flight: OnceLock<Gauge>,
+    slots_available: OnceLock<Gauge>,
+    duplicates: OnceLock<Counter>,
+    /// By [`Outcome`], in declaration order.
+    completed: [OnceLock<(Counter, Histogram)>; Outcome::ALL.len()],
+    /// By [`PollResult`].
+    polls: [OnceLock<Counter>; PollResult::ALL.len()],
+    /// By [`HeartbeatResult`].
+    heartbeats: [OnceLock<Counter>; HeartbeatResult::ALL.len()],
 }
 
 impl BindingLabels {
-    /// The binding's labels, without allocating: these are built for every
-    /// metric call on the per-task path.
+    pub fn new(source: &'static str, binding: std::sync::Arc<str>) -> Self {
+        Self {
+            source,
+            binding,
+            handles: Default::default(),
+        }
+    }
+
     fn pairs(&self) -> [Label; 2] {
         [
             Label::from_static_parts("source", self.source),
@@ -173,54 +225,67 @@ impl BindingLabels {
         ]
     }
 
+    /// The binding's labels and one more.
+    fn pairs_and(&self, name: &'static str, value: &'static str) -> [Label; 3] {
+        let [s, b] = self.pairs();
+        [s, b, Label::from_static_parts(name, value)]
+    }
+
     pub fn task_received(&self) {
-        counter!(TASKS_RECEIVED, self.pairs().iter()).increment(1);
+        self.handles
+            .received
+            .get_or_init(|| counter!(TASKS_RECEIVED, self.pairs().iter()))
+            .increment(1);
     }
 
     pub fn task_completed(&self, outcome: Outcome, seconds: f64) {
-        let [s, b] = self.pairs();
-        let labels = [s, b, Label::from_static_parts("outcome", outcome.as_str())];
-        counter!(TASKS_COMPLETED, labels.iter()).increment(1);
-        histogram!(TASK_DURATION, labels.iter()).record(seconds);
+        let (completed, duration) = self.handles.completed[outcome as usize].get_or_init(|| {
+            let labels = self.pairs_and("outcome", outcome.as_str());
+            (
+                counter!(TASKS_COMPLETED, labels.iter()),
+                histogram!(TASK_DURATION, labels.iter()),
+            )
+        });
+        completed.increment(1);
+        duration.record(seconds);
     }
 
     pub fn in_flight(&self, delta: f64) {
-        gauge!(TASKS_IN_FLIGHT, self.pairs().iter()).increment(delta);
+        self.handles
+            .in_flight
+            .get_or_init(|| gauge!(TASKS_IN_FLIGHT, self.pairs().iter()))
+            .increment(delta);
     }
 
     pub fn slots_available(&self, n: usize) {
-        gauge!(SLOTS_AVAILABLE, self.pairs().iter()).set(n as f64);
+        self.handles
+            .slots_available
+            .get_or_init(|| gauge!(SLOTS_AVAILABLE, self.pairs().iter()))
+            .set(n as f64);
     }
 
     pub fn poll(&self, result: PollResult) {
-        let [s, b] = self.pairs();
-        counter!(
-            POLLS,
-            [s, b, Label::from_static_parts("result", result.as_str())].iter()
-        )
-        .increment(1);
+        self.handles.polls[result as usize]
+            .get_or_init(|| counter!(POLLS, self.pairs_and("result", result.as_str()).iter()))
+            .increment(1);
     }
 
+    /// Rare, so not cached: `reason` has more values than are worth a slot each.
     pub fn malformed_message(&self, reason: &'static str) {
-        let [s, b] = self.pairs();
-        counter!(
-            MALFORMED_MESSAGES,
-            [s, b, Label::from_static_parts("reason", reason)].iter()
-        )
-        .increment(1);
+        counter!(MALFORMED_MESSAGES, self.pairs_and("reason", reason).iter()).increment(1);
     }
 
     pub fn duplicate_message(&self) {
-        counter!(DUPLICATE_MESSAGES, self.pairs().iter()).increment(1);
+        self.handles
+            .duplicates
+            .get_or_init(|| counter!(DUPLICATE_MESSAGES, self.pairs().iter()))
+            .increment(1);
     }
 
     pub fn heartbeat(&self, result: HeartbeatResult) {
-        let [s, b] = self.pairs();
-        counter!(
-            HEARTBEATS,
-            [s, b, Label::from_static_parts("result", result.as_str())].iter()
-        )
-        .increment(1);
+        self.handles.heartbeats[result as usize]
+            .get_or_init(|| counter!(HEARTBEATS, self.pairs_and("result", result.as_str()).iter()))
+            .increment(1);
     }
 }
 
@@ -234,4 +299,72 @@ pub(crate) fn api_error(operation: crate::aws::Operation, code: &str) {
 
 pub(crate) fn ready(is_ready: bool) {
     gauge!(READY).set(if is_ready { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_enums_are_indexed_by_their_discriminants() {
+        for (i, o) in Outcome::ALL.iter().enumerate() {
+            assert_eq!(*o as usize, i, "{o:?}");
+        }
+        for (i, r) in PollResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+        for (i, r) in HeartbeatResult::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{r:?}");
+        }
+    }
+
+    /// The cached handles land on the series their labels name, one per
+    /// label value, and a series appears only once it has happened.
+    #[test]
+    fn cached_handles_record_each_label_value_on_its_own_series() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let labels = BindingLabels::new("sqs", "orders".into());
+            let copy = labels.clone();
+            labels.task_completed(Outcome::Succeeded, 0.1);
+            copy.task_completed(Outcome::Succeeded, 0.1);
+            labels.task_completed(Outcome::Failed, 0.1);
+            labels.poll(PollResult::Empty);
+            labels.heartbeat(HeartbeatResult::Throttled);
+            labels.heartbeat(HeartbeatResult::Throttled);
+            labels.in_flight(1.0);
+            labels.in_flight(1.0);
+            labels.in_flight(-1.0);
+        });
+        let text = handle.render();
+        let value = |series: &str| {
+            text.lines()
+                .find(|l| l.starts_with(series))
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .to_owned()
+        };
+        let ours = r#"source="sqs",binding="orders""#;
+        assert_eq!(
+            value(&format!(
+                r#"{TASKS_COMPLETED}{{{ours},outcome="succeeded"}}"#
+            )),
+            "2"
+        );
+        assert_eq!(
+            value(&format!(r#"{TASKS_COMPLETED}{{{ours},outcome="failed"}}"#)),
+            "1"
+        );
+        assert_eq!(value(&format!(r#"{POLLS}{{{ours},result="empty"}}"#)), "1");
+        assert_eq!(
+            value(&format!(r#"{HEARTBEATS}{{{ours},result="throttled"}}"#)),
+            "2"
+        );
+        assert_eq!(value(&format!(r#"{TASKS_IN_FLIGHT}{{{ours}}}"#)), "1");
+        assert!(!text.contains(r#"outcome="cancelled""#), "{text}");
+        assert!(!text.contains(r#"result="task""#), "{text}");
+    }
 }

@@ -124,10 +124,7 @@ mod tests {
     use super::*;
 
     fn labels(name: &str) -> BindingLabels {
-        BindingLabels {
-            source: "activity",
-            binding: name.into(),
-        }
+        BindingLabels::new("activity", name.into())
     }
 
     #[tokio::test]

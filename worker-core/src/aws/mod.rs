@@ -21,6 +21,7 @@ pub(crate) mod retry;
 mod sdk_config;
 pub mod sfn;
 mod signed;
+mod sigv4;
 pub mod sqs;
 mod target;
 

@@ -1,6 +1,7 @@
-//! Requests signed with SigV4 and sent on one keep-alive pool, without the
-//! SDK's per-request machinery: what the direct clients (Step Functions'
-//! per-task calls, Lambda's durable-execution callbacks) share.
+//! Requests signed with SigV4 ([`crate::aws::sigv4`]) and sent on one
+//! keep-alive pool, without the SDK's per-request machinery: what the direct
+//! clients (Step Functions' per-task calls, SQS, Lambda's durable-execution
+//! callbacks) share.
 //!
 //! Credentials come from the SDK's provider chain and are cached until
 //! shortly before they expire; an answer saying they expired or are not
@@ -15,14 +16,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
+use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
-use aws_sigv4::sign::v4;
-use aws_smithy_runtime_api::client::identity::Identity;
 use aws_types::service_config::ServiceConfigKey;
 use serde::Deserialize;
 
 use crate::aws::sdk_config::CONNECT_TIMEOUT;
+use crate::aws::sigv4::Signer;
 use crate::aws::{ApiError, ApiErrorKind};
 
 /// Credentials are refreshed this long before they expire.
@@ -40,10 +40,9 @@ pub struct DirectClientError(pub(crate) String);
 pub(crate) struct SignedHttp {
     http: reqwest::Client,
     region: String,
-    /// The signing name: `states`, `lambda`.
-    service: &'static str,
+    signer: Signer,
     credentials: Option<SharedCredentialsProvider>,
-    identity: RwLock<Option<(Identity, Option<SystemTime>)>>,
+    identity: RwLock<Option<(Credentials, Option<SystemTime>)>>,
     refresh: tokio::sync::Mutex<()>,
     /// The service's clock minus ours, in milliseconds, learned from the
     /// `Date` of an answer that said our request's time was off.
@@ -74,8 +73,8 @@ impl SignedHttp {
             .map_err(|e| DirectClientError(format!("HTTP client: {e}")))?;
         Ok(Self {
             http,
+            signer: Signer::new(&region, service),
             region,
-            service,
             credentials: sdk.credentials_provider(),
             identity: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
@@ -118,7 +117,7 @@ impl SignedHttp {
         self.skew_ms.store(skew_ms, Ordering::Relaxed);
     }
 
-    fn cached_identity(&self) -> Option<Identity> {
+    fn cached_identity(&self) -> Option<Credentials> {
         let guard = self.identity.read().unwrap_or_else(|e| e.into_inner());
         match &*guard {
             Some((identity, None)) => Some(identity.clone()),
@@ -131,7 +130,7 @@ impl SignedHttp {
         }
     }
 
-    async fn identity(&self) -> Result<Identity, ApiError> {
+    async fn identity(&self) -> Result<Credentials, ApiError> {
         if let Some(identity) = self.cached_identity() {
             return Ok(identity);
         }
@@ -155,10 +154,9 @@ impl SignedHttp {
             )
         })?;
         let expiry = credentials.expiry();
-        let identity = Identity::from(credentials);
         *self.identity.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((identity.clone(), expiry));
-        Ok(identity)
+            Some((credentials.clone(), expiry));
+        Ok(credentials)
     }
 
     /// Sign and send one POST to `url`; the body of a 2xx answer, or the
@@ -170,26 +168,11 @@ impl SignedHttp {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<bytes::Bytes, ApiError> {
-        let identity = self.identity().await?;
-        let signing_params = v4::SigningParams::builder()
-            .identity(&identity)
-            .region(&self.region)
-            .name(self.service)
-            .time(self.now())
-            .settings(SigningSettings::default())
-            .build()
-            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?
-            .into();
+        let credentials = self.identity().await?;
         // The URL as it is sent is the URL that is signed.
-        let signable = SignableRequest::new(
-            "POST",
-            url.as_str(),
-            headers.iter().copied(),
-            SignableBody::Bytes(&body),
-        )
-        .and_then(|r| sign(r, &signing_params))
-        .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "SigningError", e.to_string()))?;
-        let (signed_headers, _) = signable.into_parts().0.into_parts();
+        let signature = self
+            .signer
+            .sign(&credentials, self.now(), url, headers, &body);
 
         let empty = body.is_empty();
         let mut request = self.http.post(url.clone()).timeout(timeout).body(body);
@@ -201,8 +184,11 @@ impl SignedHttp {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        for header in &signed_headers {
-            request = request.header(header.name(), header.value());
+        request = request
+            .header("authorization", signature.authorization)
+            .header("x-amz-date", signature.amz_date);
+        if let Some(token) = signature.security_token {
+            request = request.header("x-amz-security-token", token);
         }
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();

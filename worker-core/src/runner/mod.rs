@@ -39,10 +39,7 @@ pub(crate) struct Binding {
 impl Binding {
     /// A binding; its metric labels come from its name and source.
     pub fn new(plan: &BindingPlan, source: TaskSource, reporter: Arc<Reporter>) -> Self {
-        let labels = BindingLabels {
-            source: source.kind(),
-            binding: plan.name.clone(),
-        };
+        let labels = BindingLabels::new(source.kind(), plan.name.clone());
         Self {
             name: plan.name.clone(),
             kind: plan.kind.clone(),

@@ -11,8 +11,9 @@
 //! (`GetActivityTask`, `SendTaskSuccess`, `SendTaskFailure`,
 //! `SendTaskHeartbeat`) itself: the endpoint is resolved once by the SDK's
 //! own resolver, credentials come from the SDK's provider chain (cached
-//! until shortly before they expire), requests are signed with `aws-sigv4`
-//! (the SDK's signer) and sent over one keep-alive pool. Everything else
+//! until shortly before they expire), requests are signed by
+//! [`crate::aws::sigv4`] (checked against `aws-sigv4`, the SDK's signer) and
+//! sent over one keep-alive pool. Everything else
 //! (`DescribeActivity` at start-up, all of SQS) stays on the SDK. The SDK
 //! client is still available (`[aws] sfn_client = "sdk"`).
 //!
