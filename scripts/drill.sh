@@ -815,6 +815,7 @@ $DRILL metric-names "$W0/metrics" "$FILES/dashboard.json" || die "the dashboard 
 # --- b3: stopped backend ----------------------------------------------------------------------------
 
 step "b3. the backend stops (every poll fails): what the worker shows, what fires"
+before=$($DRILL am-keys)
 stop fake
 sleep 20
 $DRILL wait-query 'sum by (binding) (increase(sfn_worker_polls_total{pod="drill-0", result="error"}[15s])) > 0' 5 \
@@ -833,7 +834,7 @@ if ! rules=$($DRILL has-rule 'sfn_worker_polls_total\{[^}]*result="error"'); the
     "the proposed SfnWorkerPollsFailing expression (not shipped) finds the bindings" || die "the proposed rule's expression does not find the dead backend"
 else
   info "rules on failing polls: $rules"
-  $DRILL any-alert "$rules" '{"namespace": "drill"}' 40 "$($DRILL am-keys)" || die "no alert reached Alertmanager for the dead backend ($rules)"
+  $DRILL any-alert "$rules" '{"namespace": "drill", "pod": "drill-0"}' 40 "$before" || die "no alert reached Alertmanager for the dead backend ($rules)"
 fi
 
 # --- c: stopped worker --------------------------------------------------------------------------------

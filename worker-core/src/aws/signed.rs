@@ -29,6 +29,23 @@ use crate::aws::{ApiError, ApiErrorKind};
 const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// Error bodies are kept up to this size in messages.
 const MAX_ERROR_BODY: usize = 512;
+/// Calls in flight at once per client, not counting long polls. Tasks that
+/// start together heartbeat together: 10,000 tasks taken in one second send
+/// 10,000 heartbeats in the same second ten seconds later. Without a bound
+/// each would open its own connection (tens of MiB of buffers, and a burst
+/// of new TLS sessions at AWS); with it they queue for a moment on a few
+/// warm connections, which the pool keeps as many of.
+pub(crate) const MAX_CALLS_IN_FLIGHT: usize = 64;
+
+/// Whether a call takes one of the [`MAX_CALLS_IN_FLIGHT`] places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InFlight {
+    /// Per-task calls: reports, heartbeats, batches.
+    Bounded,
+    /// Long polls (`GetActivityTask`, `ReceiveMessage`): few (one per
+    /// poller), and each holds its connection for up to a minute.
+    Unbounded,
+}
 
 /// Why the direct client could not be built; the worker says so and stops.
 #[derive(Debug, thiserror::Error)]
@@ -47,16 +64,13 @@ pub(crate) struct SignedHttp {
     /// The service's clock minus ours, in milliseconds, learned from the
     /// `Date` of an answer that said our request's time was off.
     skew_ms: AtomicI64,
+    calls_in_flight: tokio::sync::Semaphore,
 }
 
 impl SignedHttp {
     /// A signer for `service` with the region and credentials of `sdk`
-    /// (which must have a region); `max_idle` connections are kept warm.
-    pub fn new(
-        sdk: &SdkConfig,
-        service: &'static str,
-        max_idle: usize,
-    ) -> Result<Self, DirectClientError> {
+    /// (which must have a region).
+    pub fn new(sdk: &SdkConfig, service: &'static str) -> Result<Self, DirectClientError> {
         let region = sdk
             .region()
             .ok_or_else(|| DirectClientError("no AWS region".into()))?
@@ -65,7 +79,7 @@ impl SignedHttp {
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(50))
-            .pool_max_idle_per_host(max_idle)
+            .pool_max_idle_per_host(MAX_CALLS_IN_FLIGHT)
             .user_agent(concat!("sfn-worker/", env!("CARGO_PKG_VERSION")))
             // Like the SDK's own clients: no proxy from the environment.
             .no_proxy()
@@ -79,6 +93,7 @@ impl SignedHttp {
             identity: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
             skew_ms: AtomicI64::new(0),
+            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
         })
     }
 
@@ -167,7 +182,13 @@ impl SignedHttp {
         headers: &[(&str, &str)],
         body: Vec<u8>,
         timeout: Duration,
+        in_flight: InFlight,
     ) -> Result<bytes::Bytes, ApiError> {
+        // Never closed, so acquiring cannot fail.
+        let _permit = match in_flight {
+            InFlight::Bounded => self.calls_in_flight.acquire().await.ok(),
+            InFlight::Unbounded => None,
+        };
         let credentials = self.identity().await?;
         // The URL as it is sent is the URL that is signed.
         let signature = self

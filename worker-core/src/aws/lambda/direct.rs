@@ -19,19 +19,14 @@ use aws_config::SdkConfig;
 use serde::Serialize;
 
 use crate::aws::sdk_config::CALL_TIMEOUT;
-use crate::aws::signed::{DirectClientError, SignedHttp, configured_endpoint};
+use crate::aws::signed::{DirectClientError, InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, CompletionTarget, TargetOperations};
-
-/// Calls in flight at once, as for the direct Step Functions client: tasks
-/// that start together heartbeat together.
-const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// Completes durable-execution callbacks on the Lambda API.
 pub struct DirectLambda {
     signed: SignedHttp,
     /// Without a trailing slash.
     endpoint: String,
-    calls_in_flight: tokio::sync::Semaphore,
     timeout: Duration,
 }
 
@@ -49,7 +44,7 @@ impl DirectLambda {
     /// must have a region; `endpoint_url` (`[aws] lambda_endpoint_url`), if
     /// given, wins over every other endpoint setting.
     pub fn new(sdk: &SdkConfig, endpoint_url: Option<&str>) -> Result<Self, DirectClientError> {
-        let signed = SignedHttp::new(sdk, "lambda", MAX_CALLS_IN_FLIGHT)?;
+        let signed = SignedHttp::new(sdk, "lambda")?;
         let endpoint = match endpoint_url {
             Some(url) => url.to_owned(),
             None => endpoint(sdk, signed.region())?,
@@ -59,7 +54,6 @@ impl DirectLambda {
         Ok(Self {
             signed,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
-            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             timeout: CALL_TIMEOUT,
         })
     }
@@ -85,8 +79,6 @@ impl DirectLambda {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(), ApiError> {
-        // Never closed, so acquiring cannot fail.
-        let _permit = self.calls_in_flight.acquire().await.ok();
         let text = self.url(id, action);
         let url = reqwest::Url::parse(&text).map_err(|e| {
             ApiError::service(
@@ -99,7 +91,11 @@ impl DirectLambda {
             .map(|c| ("content-type", c))
             .into_iter()
             .collect();
-        match self.signed.post(&url, &headers, body, self.timeout).await {
+        match self
+            .signed
+            .post(&url, &headers, body, self.timeout, InFlight::Bounded)
+            .await
+        {
             Ok(_) => Ok(()),
             // No such callback (or execution) any more: Lambda's answer, and
             // the local runner's for an expired callback. Closed, as for

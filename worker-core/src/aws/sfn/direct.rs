@@ -35,17 +35,9 @@ use serde::{Deserialize, Serialize};
 use super::{ActivityTask, SdkSfn, SfnApi};
 use crate::aws::sdk_config::CALL_TIMEOUT;
 pub use crate::aws::signed::DirectClientError;
-use crate::aws::signed::{SignedHttp, configured_endpoint};
+use crate::aws::signed::{InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, ApiErrorKind, Operation};
 
-/// `SendTask*` calls in flight at once. Tasks that start together heartbeat
-/// together: 10,000 tasks taken in one second send 10,000 heartbeats in the
-/// same second ten seconds later. Without a bound each would open its own
-/// connection (tens of MiB of buffers, and a burst of new TLS sessions at
-/// AWS); with it they queue for a moment on a few warm connections. Polls are
-/// not counted: they are few (`pollers`) and each holds its connection for
-/// up to a minute.
-const MAX_CALLS_IN_FLIGHT: usize = 64;
 /// [`SfnApi`] that signs and sends the per-task calls itself. See the module
 /// documentation for why.
 pub struct DirectSfn {
@@ -55,7 +47,6 @@ pub struct DirectSfn {
     /// the URL on every call.
     url: reqwest::Url,
     poll_timeout: Duration,
-    calls_in_flight: tokio::sync::Semaphore,
     /// For the calls that are not per task.
     sdk: SdkSfn,
 }
@@ -73,7 +64,7 @@ impl DirectSfn {
     /// A client for the region, endpoint and credentials in `sdk`, which
     /// must have a region. `poll_timeout` must be at least 65 s.
     pub async fn new(sdk: &SdkConfig, poll_timeout: Duration) -> Result<Self, DirectClientError> {
-        let signed = SignedHttp::new(sdk, "states", MAX_CALLS_IN_FLIGHT)?;
+        let signed = SignedHttp::new(sdk, "states")?;
         let region = signed.region().to_owned();
         let params = Params::builder()
             .region(region.clone())
@@ -95,7 +86,6 @@ impl DirectSfn {
             endpoint,
             url,
             poll_timeout,
-            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             sdk: SdkSfn::new(sdk, poll_timeout),
         })
     }
@@ -112,21 +102,22 @@ impl DirectSfn {
         body: Vec<u8>,
         call: Call,
     ) -> Result<bytes::Bytes, ApiError> {
-        let (timeout, _permit) = match call {
-            Call::Poll => (self.poll_timeout, None),
-            // Never closed, so acquiring cannot fail.
-            Call::Report => (CALL_TIMEOUT, self.calls_in_flight.acquire().await.ok()),
+        let (timeout, in_flight) = match call {
+            Call::Poll => (self.poll_timeout, InFlight::Unbounded),
+            Call::Report => (CALL_TIMEOUT, InFlight::Bounded),
         };
         let headers = [
             ("content-type", "application/x-amz-json-1.0"),
             ("x-amz-target", operation.target()),
         ];
-        self.signed.post(&self.url, &headers, body, timeout).await
+        self.signed
+            .post(&self.url, &headers, body, timeout, in_flight)
+            .await
     }
 }
 
-/// What kind of call, for its timeout and whether it counts against
-/// [`MAX_CALLS_IN_FLIGHT`].
+/// What kind of call, for its timeout and whether it takes a place in
+/// flight ([`InFlight`]).
 #[derive(Clone, Copy)]
 enum Call {
     Poll,

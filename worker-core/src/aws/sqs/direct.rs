@@ -15,13 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{BatchEntry, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
 use crate::aws::sdk_config::CALL_TIMEOUT;
-use crate::aws::signed::{DirectClientError, SignedHttp, configured_endpoint};
+use crate::aws::signed::{DirectClientError, InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// A receive waits up to 20 s on the server; allow for the network on top.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Batch calls in flight at once (receives not counted: few, and long).
-const MAX_CALLS_IN_FLIGHT: usize = 64;
 
 /// SQS over signed JSON calls.
 pub struct DirectSqs {
@@ -29,7 +27,6 @@ pub struct DirectSqs {
     endpoint: String,
     /// `endpoint`, parsed once.
     url: reqwest::Url,
-    calls_in_flight: tokio::sync::Semaphore,
     /// For the start-up check.
     sdk: SdkSqs,
 }
@@ -47,7 +44,7 @@ impl DirectSqs {
     /// A client for the region, endpoint and credentials in `sdk`, which
     /// must have a region.
     pub async fn new(sdk: &SdkConfig) -> Result<Self, DirectClientError> {
-        let signed = SignedHttp::new(sdk, "sqs", MAX_CALLS_IN_FLIGHT)?;
+        let signed = SignedHttp::new(sdk, "sqs")?;
         let params = Params::builder()
             .region(signed.region().to_owned())
             .use_fips(sdk.use_fips().unwrap_or(false))
@@ -67,7 +64,6 @@ impl DirectSqs {
             signed,
             endpoint,
             url,
-            calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
             sdk: SdkSqs::new(sdk),
         })
     }
@@ -82,12 +78,16 @@ impl DirectSqs {
         operation: Operation,
         body: Vec<u8>,
         timeout: Duration,
+        in_flight: InFlight,
     ) -> Result<T, ApiError> {
         let headers = [
             ("content-type", "application/x-amz-json-1.0"),
             ("x-amz-target", operation.target()),
         ];
-        let bytes = self.signed.post(&self.url, &headers, body, timeout).await?;
+        let bytes = self
+            .signed
+            .post(&self.url, &headers, body, timeout, in_flight)
+            .await?;
         serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::new(
                 ApiErrorKind::Transient,
@@ -157,9 +157,9 @@ impl DirectSqs {
                 .collect(),
         };
         let body = serde_json::to_vec(&request).unwrap_or_default();
-        // Never closed, so acquiring cannot fail.
-        let _permit = self.calls_in_flight.acquire().await.ok();
-        let response: Response = self.call(operation, body, CALL_TIMEOUT).await?;
+        let response: Response = self
+            .call(operation, body, CALL_TIMEOUT, InFlight::Bounded)
+            .await?;
         let mut out: Vec<EntryResult> = response
             .successful
             .into_iter()
@@ -233,7 +233,12 @@ impl SqsApi for DirectSqs {
         };
         let body = serde_json::to_vec(&request).unwrap_or_default();
         let response: Response = self
-            .call(Operation::ReceiveMessage, body, RECEIVE_TIMEOUT)
+            .call(
+                Operation::ReceiveMessage,
+                body,
+                RECEIVE_TIMEOUT,
+                InFlight::Unbounded,
+            )
             .await?;
         Ok(response
             .messages
