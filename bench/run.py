@@ -311,7 +311,10 @@ class SfnWorker(Contender):
             f.write(f'[aws]\nregion = "{REGION}"\nendpoint_url = "{fake.url}"\n'
                     f'lambda_endpoint_url = "{fake.url}"\n{aws_extra}\n\n'
                     f'[worker]\nmetrics_addr = "127.0.0.1:{port}"\nshutdown_grace_secs = 5\n{extra}\n\n{bindings}\n')
-        proc = self.spawn([self.bins["sfn-worker"], "run", "--config", config], self.env(fake, RUST_LOG="warn"))
+        # The worker's default log level (info), as users run it; BENCH_RUST_LOG
+        # to measure another.
+        log_level = os.environ.get("BENCH_RUST_LOG", "info")
+        proc = self.spawn([self.bins["sfn-worker"], "run", "--config", config], self.env(fake, RUST_LOG=log_level))
 
         def ready():
             try:

@@ -21,6 +21,13 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 use aws_types::service_config::ServiceConfigKey;
 use serde::Deserialize;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
 use crate::aws::sdk_config::CONNECT_TIMEOUT;
 use crate::aws::sigv4::Signer;
 use crate::aws::{ApiError, ApiErrorKind};
@@ -47,6 +54,26 @@ pub(crate) enum InFlight {
     Unbounded,
 }
 
+/// Where a direct client's requests go: the URL (what is signed) and the
+/// same as a request URI (what is sent), each parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct Endpoint {
+    url: url::Url,
+    uri: http::Uri,
+}
+
+impl Endpoint {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let url = url::Url::parse(text).map_err(|e| e.to_string())?;
+        // The URL as it is sent is the URL that is signed.
+        let uri = url
+            .as_str()
+            .parse::<http::Uri>()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { url, uri })
+    }
+}
+
 /// Why the direct client could not be built; the worker says so and stops.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -55,7 +82,7 @@ pub struct DirectClientError(pub(crate) String);
 /// A SigV4 signer for one service and region, and the pool its requests
 /// go out on.
 pub(crate) struct SignedHttp {
-    http: reqwest::Client,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     region: String,
     signer: Signer,
     credentials: Option<SharedCredentialsProvider>,
@@ -75,16 +102,22 @@ impl SignedHttp {
             .region()
             .ok_or_else(|| DirectClientError("no AWS region".into()))?
             .to_string();
-        let http = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
-            .tcp_nodelay(true)
+        // Like the SDK's own HTTP client: rustls with the system's roots,
+        // no proxy from the environment.
+        let mut tcp = HttpConnector::new();
+        tcp.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        tcp.set_nodelay(true);
+        tcp.enforce_http(false);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_native_roots()
+            .map_err(|e| DirectClientError(format!("TLS roots: {e}")))?
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(tcp);
+        let http = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(50))
             .pool_max_idle_per_host(MAX_CALLS_IN_FLIGHT)
-            .user_agent(concat!("sfn-worker/", env!("CARGO_PKG_VERSION")))
-            // Like the SDK's own clients: no proxy from the environment.
-            .no_proxy()
-            .build()
-            .map_err(|e| DirectClientError(format!("HTTP client: {e}")))?;
+            .build(tls);
         Ok(Self {
             http,
             signer: Signer::new(&region, service),
@@ -178,82 +211,91 @@ impl SignedHttp {
     /// classified error.
     pub async fn post(
         &self,
-        url: &reqwest::Url,
+        endpoint: &Endpoint,
         headers: &[(&str, &str)],
         body: Vec<u8>,
         timeout: Duration,
         in_flight: InFlight,
-    ) -> Result<bytes::Bytes, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         // Never closed, so acquiring cannot fail.
         let _permit = match in_flight {
             InFlight::Bounded => self.calls_in_flight.acquire().await.ok(),
             InFlight::Unbounded => None,
         };
         let credentials = self.identity().await?;
-        // The URL as it is sent is the URL that is signed.
         let signature = self
             .signer
-            .sign(&credentials, self.now(), url, headers, &body);
+            .sign(&credentials, self.now(), &endpoint.url, headers, &body);
 
-        let empty = body.is_empty();
-        let mut request = self.http.post(url.clone()).timeout(timeout).body(body);
-        if empty {
-            // As the SDKs send it: some servers want a length on every POST,
-            // and the HTTP client leaves it out for an empty body.
-            request = request.header("content-length", "0");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        request = request
+        let mut request = http::Request::post(endpoint.uri.clone())
+            // As the SDKs send it: some servers want a length on every POST.
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::USER_AGENT, USER_AGENT)
             .header("authorization", signature.authorization)
             .header("x-amz-date", signature.amz_date);
         if let Some(token) = signature.security_token {
             request = request.header("x-amz-security-token", token);
         }
-        let response = request.send().await.map_err(transport_error)?;
-        let status = response.status();
-        if status.is_success() {
-            return response.bytes().await.map_err(transport_error);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
         }
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string()))?;
+        let exchange = async {
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| transport_error(&e))?;
+            let (parts, body) = response.into_parts();
+            let body = body
+                .collect()
+                .await
+                .map_err(|e| transport_error(&e))?
+                .to_bytes();
+            Ok::<_, ApiError>((parts, body))
         };
+        let (parts, body) = tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ApiErrorKind::Transient,
+                    "Timeout",
+                    format!("no answer within {} s", timeout.as_secs_f64()),
+                )
+            })??;
+        if parts.status.is_success() {
+            return Ok(body);
+        }
+        let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
         // SQS's JSON protocol names the query-compatible code there
         // (`AWS.SimpleQueueService.NonExistentQueue;Sender`), as the SDK reads it.
         let query_error = header("x-amzn-query-error")
-            .and_then(|q| q.split(';').next().map(str::to_owned))
+            .and_then(|q| q.split(';').next())
             .filter(|code| !code.is_empty());
         let error_type = query_error.or_else(|| header("x-amzn-errortype"));
-        let date = header("date");
-        let body = response.bytes().await.map_err(transport_error)?;
-        let err = service_error(status.as_u16(), error_type.as_deref(), &body);
+        let err = service_error(parts.status.as_u16(), error_type, &body);
         if err.kind == ApiErrorKind::Credentials {
-            self.credentials_refused(date.as_deref());
+            self.credentials_refused(header("date"));
         }
         Err(err)
     }
 }
 
-fn transport_error(e: reqwest::Error) -> ApiError {
-    let code = if e.is_timeout() {
-        "Timeout"
-    } else {
-        "DispatchFailure"
-    };
-    // reqwest's Display stops at the outermost error; the cause says why.
+const USER_AGENT: &str = concat!("sfn-worker/", env!("CARGO_PKG_VERSION"));
+
+/// A request that got no answer: the connection failed or broke.
+fn transport_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
+    // Display stops at the outermost error; the causes say why.
     let mut message = e.to_string();
-    let mut source = std::error::Error::source(&e);
+    let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
         source = s.source();
     }
-    ApiError::new(ApiErrorKind::Transient, code, message)
+    ApiError::new(ApiErrorKind::Transient, "DispatchFailure", message)
 }
 
 /// An AWS JSON 1.0 or REST-JSON error: the code from `__type` (or `x-amzn-errortype`),

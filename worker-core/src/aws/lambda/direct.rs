@@ -19,7 +19,7 @@ use aws_config::SdkConfig;
 use serde::Serialize;
 
 use crate::aws::sdk_config::CALL_TIMEOUT;
-use crate::aws::signed::{DirectClientError, InFlight, SignedHttp, configured_endpoint};
+use crate::aws::signed::{DirectClientError, Endpoint, InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, CompletionTarget, TargetOperations};
 
 /// Completes durable-execution callbacks on the Lambda API.
@@ -49,7 +49,7 @@ impl DirectLambda {
             Some(url) => url.to_owned(),
             None => endpoint(sdk, signed.region())?,
         };
-        reqwest::Url::parse(&endpoint)
+        Endpoint::parse(&endpoint)
             .map_err(|e| DirectClientError(format!("Lambda endpoint {endpoint}: {e}")))?;
         Ok(Self {
             signed,
@@ -80,7 +80,7 @@ impl DirectLambda {
         body: Vec<u8>,
     ) -> Result<(), ApiError> {
         let text = self.url(id, action);
-        let url = reqwest::Url::parse(&text).map_err(|e| {
+        let url = Endpoint::parse(&text).map_err(|e| {
             ApiError::service(
                 "InvalidParameterValueException",
                 400,

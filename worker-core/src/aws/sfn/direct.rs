@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use super::{ActivityTask, SdkSfn, SfnApi};
 use crate::aws::sdk_config::CALL_TIMEOUT;
 pub use crate::aws::signed::DirectClientError;
-use crate::aws::signed::{InFlight, SignedHttp, configured_endpoint};
+use crate::aws::signed::{Endpoint, InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// [`SfnApi`] that signs and sends the per-task calls itself. See the module
@@ -43,9 +43,9 @@ use crate::aws::{ApiError, ApiErrorKind, Operation};
 pub struct DirectSfn {
     signed: SignedHttp,
     endpoint: String,
-    /// `endpoint`, parsed once: reqwest would otherwise parse (and IDNA-map)
-    /// the URL on every call.
-    url: reqwest::Url,
+    /// `endpoint`, parsed once: parsing (and IDNA-mapping) it per call
+    /// showed in profiles.
+    url: Endpoint,
     poll_timeout: Duration,
     /// For the calls that are not per task.
     sdk: SdkSfn,
@@ -79,7 +79,7 @@ impl DirectSfn {
             .map_err(|e| DirectClientError(format!("Step Functions endpoint for {region}: {e}")))?
             .url()
             .to_owned();
-        let url = reqwest::Url::parse(&endpoint)
+        let url = Endpoint::parse(&endpoint)
             .map_err(|e| DirectClientError(format!("Step Functions endpoint {endpoint}: {e}")))?;
         Ok(Self {
             signed,

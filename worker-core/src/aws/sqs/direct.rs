@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{BatchEntry, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
 use crate::aws::sdk_config::CALL_TIMEOUT;
-use crate::aws::signed::{DirectClientError, InFlight, SignedHttp, configured_endpoint};
+use crate::aws::signed::{DirectClientError, Endpoint, InFlight, SignedHttp, configured_endpoint};
 use crate::aws::{ApiError, ApiErrorKind, Operation};
 
 /// A receive waits up to 20 s on the server; allow for the network on top.
@@ -26,7 +26,7 @@ pub struct DirectSqs {
     signed: SignedHttp,
     endpoint: String,
     /// `endpoint`, parsed once.
-    url: reqwest::Url,
+    url: Endpoint,
     /// For the start-up check.
     sdk: SdkSqs,
 }
@@ -58,7 +58,7 @@ impl DirectSqs {
             .map_err(|e| DirectClientError(format!("SQS endpoint: {e}")))?
             .url()
             .to_owned();
-        let url = reqwest::Url::parse(&endpoint)
+        let url = Endpoint::parse(&endpoint)
             .map_err(|e| DirectClientError(format!("SQS endpoint {endpoint}: {e}")))?;
         Ok(Self {
             signed,
