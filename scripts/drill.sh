@@ -38,7 +38,6 @@
 # DRILL_ALERTS=FILE drills another rules file (a draft of alerts.yaml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 STARTED=$(date +%s)
 SCALE="${DRILL_SCALE:-30}"
 SFN_WORKER_BIN="${SFN_WORKER_BIN:-target/debug/sfn-worker}"
@@ -98,17 +97,27 @@ stop() { # stop NAME: SIGTERM, then SIGKILL after 3 s
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  set +e  # nothing here may end the cleanup early
   if [ $rc -ne 0 ]; then
     for log in worker-0 worker-1 fake fake-1 prometheus alertmanager; do
       [ -s "$WORK/$log.log" ] && { printf '\n--- last lines of %s.log\n' "$log"; tail -n 8 "$WORK/$log.log"; }
     done
   fi
+  if [ -n "$CHECK_PID" ]; then kill "$CHECK_PID" 2>/dev/null; fi
   for name in "${!PIDS[@]}"; do stop "$name"; done
   if [ "${DRILL_KEEP:-0}" = 1 ]; then echo "work directory kept: $WORK"; else rm -rf "$WORK"; fi
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+
+kill_now() { # kill_now NAME: SIGKILL, no grace
+  local pid=${PIDS[$1]:-}
+  [ -n "$pid" ] || return 0
+  unset "PIDS[$1]"
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 
 # start NAME LOGFILE CMD...: a child in the background, its pid kept for stop.
 start() {
@@ -128,7 +137,16 @@ PY
 export PROM="http://127.0.0.1:$P_PROM" AM="http://127.0.0.1:$P_AM" FAKE="http://127.0.0.1:$P_FAKE"
 export SINK_LOG="$WORK/notifications.jsonl" TARGETS="$WORK/targets.json" SCALE
 export W0="http://127.0.0.1:$P_W0"
-DRILL="python3 $WORK/drill.py"
+# The checks run in the background and are waited for, so that a signal to
+# this script is handled at once (bash runs traps only between foreground
+# commands), and the check is stopped with the rest.
+CHECK_PID=
+drill() {
+  python3 "$WORK/drill.py" "$@" &
+  CHECK_PID=$!
+  wait "$CHECK_PID"
+}
+DRILL=drill
 
 # --- the checks (Python, stdlib only) ----------------------------------------------
 
@@ -435,7 +453,9 @@ def cmd_control(seconds_):
         gap(f"SfnWorkerSlotsSaturated fires for IDLE bindings: {', '.join(idle)}. sfn_worker_slots_available "
             "counts the slots that idle pollers/receivers hold while they long-poll as used, so an SQS binding "
             "with concurrency <= 10 x receivers (the default: 16 with 2 receivers) or an activity binding "
-            "with pollers == concurrency reads 0 free slots while it runs nothing.")
+            "with pollers == concurrency reads 0 free slots while it runs nothing. A binding that got an empty "
+            "poll in the window was not saturated: `... unless on (namespace, pod, source, binding) "
+            "increase(sfn_worker_polls_total{result=\"empty\"}[5m]) > 0` would leave it out.")
     for key in sorted(pending - set(fired)):
         say(f"(pending only, never fired: {key})")
     if real:
@@ -817,7 +837,8 @@ $DRILL metric-names "$W0/metrics" "$FILES/dashboard.json" || die "the dashboard 
 step "b3. the backend stops (every poll fails): what the worker shows, what fires"
 before=$($DRILL am-keys)
 stop fake
-sleep 20
+sleep 20 &
+wait $!
 $DRILL wait-query 'sum by (binding) (increase(sfn_worker_polls_total{pod="drill-0", result="error"}[15s])) > 0' 5 \
   "polls fail on every binding" || die "the worker does not count failing polls"
 $DRILL value 'count(sum by (binding) (increase(sfn_worker_polls_total{pod="drill-0", result="error"}[15s])) > 0)' 4 \
@@ -827,11 +848,10 @@ $DRILL value 'sfn_worker_ready{pod="drill-0"}' 1 "the worker stays ready (readin
 $DRILL not-firing SfnWorkerNotReady '{"pod": "drill-0"}' "SfnWorkerNotReady does not fire for a dead backend (by design)" || die "unexpected SfnWorkerNotReady"
 $DRILL snapshot "after 20 s without a backend (information)"
 if ! rules=$($DRILL has-rule 'sfn_worker_polls_total\{[^}]*result="error"'); then
-  $DRILL gap "no shipped alert covers a dead or unreachable backend (all polls failing: network, credentials, permissions, a deleted activity or queue). The worker stays ready, so SfnWorkerNotReady is silent; pollers back off up to 30 s, so the errors stay far below SfnWorkerApiErrors' 1 per second (a binding with the default 2 pollers makes about 0.07/s). See the proposed SfnWorkerPollsFailing."
-  # The proposed rule, evaluated here with windows that fit the drill (errors
-  # over 60 s, because the 30 s backoff is not scaled; no successful poll in 10 s).
-  $DRILL wait-query 'sum by (namespace, pod, source, binding) (increase(sfn_worker_polls_total{result="error"}[60s])) > 0 unless on (namespace, pod, source, binding) sum by (namespace, pod, source, binding) (increase(sfn_worker_polls_total{result=~"task|empty"}[10s])) > 0' 10 \
-    "the proposed SfnWorkerPollsFailing expression (not shipped) finds the bindings" || die "the proposed rule's expression does not find the dead backend"
+  $DRILL gap "no shipped alert covers a dead or unreachable backend (every poll fails: network, credentials, permissions, a deleted activity or queue). The worker stays ready, so SfnWorkerNotReady is silent; pollers back off up to 30 s, so the errors stay far below SfnWorkerApiErrors' 1 per second (a binding with the default 2 pollers makes about 0.07/s). An alert on polls that all fail would see it: errors in increase(sfn_worker_polls_total{result=\"error\"}[15m]) unless a success in increase(...{result=~\"task|empty\"}[5m]), for 5m."
+  # That expression, with the drill's durations ([15m] -> [30s], [5m] -> [10s]).
+  $DRILL wait-query 'sum by (namespace, pod, source, binding) (increase(sfn_worker_polls_total{result="error"}[30s])) > 0 unless on (namespace, pod, source, binding) sum by (namespace, pod, source, binding) (increase(sfn_worker_polls_total{result=~"task|empty"}[10s])) > 0' 10 \
+    "the expression of such an alert (not shipped) finds every binding" || die "the proposed expression does not find the dead backend"
 else
   info "rules on failing polls: $rules"
   $DRILL any-alert "$rules" '{"namespace": "drill", "pod": "drill-0"}' 40 "$before" || die "no alert reached Alertmanager for the dead backend ($rules)"
@@ -841,7 +861,7 @@ fi
 
 step "c. the worker is killed (SIGKILL): the target is down"
 before=$($DRILL am-keys)
-stop worker-0
+kill_now worker-0
 $DRILL wait-query 'up{job="sfn-worker", namespace="drill", pod="drill-0"} == 0' 10 "up == 0 for the killed worker" ||
   die "Prometheus does not see the killed worker as down"
 $DRILL value 'count(sfn_worker_ready{pod="drill-0"}) or vector(0)' 0 "its series are gone (stale), so no rule on them can fire" ||
@@ -851,9 +871,10 @@ if rules=$($DRILL has-rule '(^|[^a-z_:])(up|absent|absent_over_time)([^a-z_:]|$)
   $DRILL any-alert "$rules" '{"namespace": "drill", "pod": "drill-0"}' "$((600 / SCALE + 20))" "$before" ||
     die "the killed worker raised no alert in Alertmanager ($rules)"
 else
-  $DRILL gap "alerts.yaml has no alert for a worker Prometheus cannot scrape (up == 0: crashed, hung, crash-looping) or that vanished: every rule reads sfn_worker_* series, which go stale with it. See the proposed SfnWorkerDown."
+  $DRILL gap "no shipped alert covers a worker Prometheus cannot scrape (up == 0: crashed, hung, crash-looping): every rule reads sfn_worker_* series, which go stale with it. An alert on (up == 0) and on (job, instance) max_over_time(sfn_worker_ready[1h]), for 5m, would see it."
+  # That expression, with the drill's durations ([1h] -> [2m]).
   $DRILL wait-query '(up == 0) and on (job, instance) max_over_time(sfn_worker_ready[2m])' 5 \
-    "the proposed SfnWorkerDown expression (not shipped) finds the killed worker" || die "the proposed rule's expression does not find the killed worker"
+    "the expression of such an alert (not shipped) finds the killed worker" || die "the proposed expression does not find the killed worker"
 fi
 
 # --- summary ----------------------------------------------------------------------------------------------
@@ -862,6 +883,6 @@ step "done in $(($(date +%s) - STARTED)) s"
 if [ -s "$WORK/gaps.txt" ]; then
   printf '\n%d known gap(s) in the shipped alerts (GAP above):\n' "$(wc -l <"$WORK/gaps.txt")"
   sed 's/^/  - /' "$WORK/gaps.txt"
-  [ "${DRILL_GAPS_FAIL:-0}" = 1 ] && die "known gaps (DRILL_GAPS_FAIL=1)"
+  if [ "${DRILL_GAPS_FAIL:-0}" = 1 ]; then die "known gaps (DRILL_GAPS_FAIL=1)"; fi
 fi
 echo "live drill passed"
