@@ -23,4 +23,4 @@ fi
 DURABLE_RUNNER_PYTHON=$(scripts/durable-runner.sh install)
 export DURABLE_RUNNER_PYTHON
 
-exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/localstack "$@"
+exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/localstack,sfn-worker/otlp "$@"

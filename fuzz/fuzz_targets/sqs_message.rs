@@ -48,6 +48,7 @@ fuzz_target!(|data: &[u8]| {
         receipt_handle: "h".into(),
         body: body.into(),
         group_id: None,
+        trace_header: None,
         attribute: None,
     };
     for input_pointer in [None, Some(ptr)] {

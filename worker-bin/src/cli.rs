@@ -75,7 +75,7 @@ pub(crate) fn main(registry: Registry) -> ExitCode {
         return init::run();
     }
     let cli = Cli::parse();
-    telemetry::init_logging(match cli.log_format {
+    let _telemetry = telemetry::init_logging(match cli.log_format {
         Format::Text => LogFormat::Text,
         Format::Json => LogFormat::Json,
     });

@@ -58,6 +58,7 @@ mod send_gate;
 pub mod shutdown;
 mod slots;
 mod source;
+pub mod trace;
 mod worker;
 
 pub use config::{Config, ConfigError, Plan};
@@ -67,6 +68,7 @@ pub use handler::{
     TaskContext, TaskError, TaskSource, handler_fn,
 };
 pub use shutdown::ShutdownHandle;
+pub use trace::TraceContext;
 pub use worker::{Health, HealthState, Worker, WorkerError};
 
 /// Re-exported so handler authors use the same cancellation type as the worker.

@@ -6,7 +6,7 @@
 //! (AWS error codes). The worker records through the `metrics` facade; the
 //! binary installs the Prometheus exporter and calls [`describe`].
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use metrics::{
     Counter, Gauge, Histogram, Label, SharedString, Unit, counter, describe_counter,
@@ -36,8 +36,17 @@ pub const API_ERRORS: &str = "sfn_worker_api_errors_total";
 pub const MALFORMED_MESSAGES: &str = "sfn_worker_malformed_messages_total";
 /// SQS deliveries of a token already running here (no second handler). Labels: source, binding.
 pub const DUPLICATE_MESSAGES: &str = "sfn_worker_duplicate_messages_total";
-/// 1 while the worker is ready (pollers running, not draining).
+/// 1 while the worker is ready (pollers running, not draining); 0 from the
+/// start, so a worker stuck in its start-up checks shows as not ready.
 pub const READY: &str = "sfn_worker_ready";
+/// Tasks running over the worker's slots (the smaller of
+/// `worker.max_concurrency` and the sum of the bindings' concurrency), 0 to
+/// 1: what to scale on (HPA through a Prometheus adapter, KEDA's Prometheus
+/// scaler), since activities have no queue depth. Running tasks, not slots
+/// taken: idle pollers hold a slot while they wait.
+pub const SATURATION: &str = "sfn_worker_saturation";
+/// Tasks running over the binding's concurrency, 0 to 1. Labels: source, binding.
+pub const BINDING_SATURATION: &str = "sfn_worker_binding_saturation";
 
 /// Bucket bounds for [`TASK_DURATION`], in seconds: tasks range from
 /// milliseconds (in-process handlers) to hours (human approval steps).
@@ -106,6 +115,14 @@ pub fn describe() {
     describe_counter!(HEARTBEATS, "Heartbeats sent, by result.");
     describe_counter!(API_ERRORS, "Failed AWS calls, by operation and error code.");
     describe_gauge!(READY, "1 while the worker is ready to take tasks.");
+    describe_gauge!(
+        SATURATION,
+        "Tasks running over the worker's slots (0 to 1): what to autoscale on."
+    );
+    describe_gauge!(
+        BINDING_SATURATION,
+        "Tasks running over the binding's concurrency (0 to 1)."
+    );
     describe_counter!(
         MALFORMED_MESSAGES,
         "SQS messages no task could be made of, by reason."
@@ -195,8 +212,52 @@ pub(crate) struct BindingLabels {
     handles: std::sync::Arc<Handles>,
 }
 
-#[derive(Debug, Default)]
+/// A share of capacity in use, published as a gauge on every change.
+///
+/// The count and the gauge change under one lock: with separate atomic
+/// updates, two tasks ending at once on two threads could publish their
+/// values in the wrong order and leave a stale figure until the next task.
+#[derive(Debug)]
+pub(crate) struct Saturation {
+    running: Mutex<usize>,
+    capacity: usize,
+    gauge: Gauge,
+}
+
+impl Saturation {
+    /// The worker-wide figure ([`SATURATION`]).
+    pub fn worker(capacity: usize) -> Self {
+        Self::new(gauge!(SATURATION), capacity)
+    }
+
+    fn new(gauge: Gauge, capacity: usize) -> Self {
+        gauge.set(0.0);
+        Self {
+            running: Mutex::new(0),
+            capacity: capacity.max(1),
+            gauge,
+        }
+    }
+
+    pub fn started(&self) {
+        self.change(|n| n + 1);
+    }
+
+    pub fn finished(&self) {
+        self.change(|n| n.saturating_sub(1));
+    }
+
+    fn change(&self, f: impl FnOnce(usize) -> usize) {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        *running = f(*running);
+        self.gauge.set(*running as f64 / self.capacity as f64);
+    }
+}
+
+#[derive(Debug)]
 struct Handles {
+    /// Registered up front: 0 is a figure autoscalers need.
+    saturation: Saturation,
     received: OnceLock<Counter>,
     in_flight: OnceLock<Gauge>,
     slots_available: OnceLock<Gauge>,
@@ -210,11 +271,26 @@ struct Handles {
 }
 
 impl BindingLabels {
-    pub fn new(source: &'static str, binding: std::sync::Arc<str>) -> Self {
+    /// The labels of a binding with `concurrency` slots.
+    pub fn new(source: &'static str, binding: std::sync::Arc<str>, concurrency: usize) -> Self {
+        let pairs = [
+            Label::from_static_parts("source", source),
+            Label::new("binding", SharedString::from(binding.clone())),
+        ];
+        let handles = Handles {
+            saturation: Saturation::new(gauge!(BINDING_SATURATION, pairs.iter()), concurrency),
+            received: OnceLock::new(),
+            in_flight: OnceLock::new(),
+            slots_available: OnceLock::new(),
+            duplicates: OnceLock::new(),
+            completed: Default::default(),
+            polls: Default::default(),
+            heartbeats: Default::default(),
+        };
         Self {
             source,
             binding,
-            handles: Default::default(),
+            handles: std::sync::Arc::new(handles),
         }
     }
 
@@ -250,7 +326,19 @@ impl BindingLabels {
         duration.record(seconds);
     }
 
-    pub fn in_flight(&self, delta: f64) {
+    /// A task began running: [`TASKS_IN_FLIGHT`] and [`BINDING_SATURATION`].
+    pub fn task_started(&self) {
+        self.in_flight(1.0);
+        self.handles.saturation.started();
+    }
+
+    /// A task ended.
+    pub fn task_finished(&self) {
+        self.in_flight(-1.0);
+        self.handles.saturation.finished();
+    }
+
+    fn in_flight(&self, delta: f64) {
         self.handles
             .in_flight
             .get_or_init(|| gauge!(TASKS_IN_FLIGHT, self.pairs().iter()))
@@ -325,7 +413,7 @@ mod tests {
         let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
-            let labels = BindingLabels::new("sqs", "orders".into());
+            let labels = BindingLabels::new("sqs", "orders".into(), 4);
             let copy = labels.clone();
             labels.task_completed(Outcome::Succeeded, 0.1);
             copy.task_completed(Outcome::Succeeded, 0.1);
@@ -333,9 +421,9 @@ mod tests {
             labels.poll(PollResult::Empty);
             labels.heartbeat(HeartbeatResult::Throttled);
             labels.heartbeat(HeartbeatResult::Throttled);
-            labels.in_flight(1.0);
-            labels.in_flight(1.0);
-            labels.in_flight(-1.0);
+            labels.task_started();
+            labels.task_started();
+            labels.task_finished();
         });
         let text = handle.render();
         let value = |series: &str| {
@@ -364,6 +452,7 @@ mod tests {
             "2"
         );
         assert_eq!(value(&format!(r#"{TASKS_IN_FLIGHT}{{{ours}}}"#)), "1");
+        assert_eq!(value(&format!(r#"{BINDING_SATURATION}{{{ours}}}"#)), "0.25");
         assert!(!text.contains(r#"outcome="cancelled""#), "{text}");
         assert!(!text.contains(r#"result="task""#), "{text}");
     }

@@ -124,7 +124,7 @@ mod tests {
     use super::*;
 
     fn labels(name: &str) -> BindingLabels {
-        BindingLabels::new("activity", name.into())
+        BindingLabels::new("activity", name.into(), 2)
     }
 
     #[tokio::test]

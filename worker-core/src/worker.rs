@@ -11,7 +11,7 @@ use crate::completion::Reporter;
 use crate::config::Completes;
 use crate::config::Plan;
 use crate::limits::MAX_WORKER_NAME_CHARS;
-use crate::metrics;
+use crate::metrics::{self, Saturation};
 use crate::runner::Env;
 use crate::send_gate::SendGate;
 use crate::shutdown::ShutdownHandle;
@@ -91,6 +91,9 @@ pub struct Health(Arc<AtomicU8>);
 
 impl Health {
     fn new() -> Self {
+        // Published from the start: a worker stuck in its start-up checks
+        // must show as not ready, not as no series at all.
+        metrics::ready(false);
         Self(Arc::new(AtomicU8::new(HealthState::Starting as u8)))
     }
     fn set(&self, state: HealthState) {
@@ -197,9 +200,14 @@ impl Worker {
                 self.shutdown.giving_up().clone(),
             ))
         });
+        let slots: usize = (self.plan.activities.iter().map(|a| &a.binding))
+            .chain(self.plan.queues.iter().map(|q| &q.binding))
+            .map(|b| b.concurrency)
+            .sum();
         let env = Arc::new(Env {
             shutdown: self.shutdown.clone(),
             cancel_grace: Duration::from_secs(wc.cancel_grace_secs),
+            saturation: Saturation::worker(slots.min(wc.max_concurrency.get())),
         });
         let pollers = TaskTracker::new();
         let tasks = TaskTracker::new();

@@ -40,6 +40,8 @@ pub struct BindingPlan {
     pub heartbeat: Option<Duration>,
     /// Handler time limit.
     pub timeout: Option<Duration>,
+    /// Where a `traceparent` is in the input, if configured.
+    pub traceparent_pointer: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for BindingPlan {
@@ -50,6 +52,7 @@ impl std::fmt::Debug for BindingPlan {
             .field("concurrency", &self.concurrency)
             .field("heartbeat", &self.heartbeat)
             .field("timeout", &self.timeout)
+            .field("traceparent_pointer", &self.traceparent_pointer)
             .finish()
     }
 }

@@ -1,5 +1,6 @@
 use std::sync::{Arc, OnceLock};
 
+use crate::trace::TraceContext;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -70,6 +71,7 @@ struct Inner {
     source: TaskSource,
     binding: Arc<str>,
     deadline: Option<Instant>,
+    trace: Option<TraceContext>,
     cancel: CancellationToken,
     reason: OnceLock<CancelReason>,
     heartbeat: Notify,
@@ -95,6 +97,7 @@ impl TaskContext {
         source: TaskSource,
         binding: Arc<str>,
         deadline: Option<Instant>,
+        trace: Option<TraceContext>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -102,6 +105,7 @@ impl TaskContext {
                 source,
                 binding,
                 deadline,
+                trace,
                 cancel: CancellationToken::new(),
                 reason: OnceLock::new(),
                 heartbeat: Notify::new(),
@@ -117,7 +121,13 @@ impl TaskContext {
     /// assert!(!ctx.is_cancelled());
     /// ```
     pub fn local(binding: &str) -> Self {
-        Self::new("local".to_owned(), TaskSource::Local, binding.into(), None)
+        Self::new(
+            "local".to_owned(),
+            TaskSource::Local,
+            binding.into(),
+            None,
+            None,
+        )
     }
 
     /// A local context and the handle that cancels it, standing in for the
@@ -154,6 +164,13 @@ impl TaskContext {
     /// When the binding's `timeout_secs` runs out, if it has one.
     pub fn deadline(&self) -> Option<Instant> {
         self.inner.deadline
+    }
+
+    /// The trace the task arrived with (`AWSTraceHeader`, or a
+    /// `traceparent` at the binding's `traceparent_pointer`): pass it on
+    /// to calls the handler makes, to keep them in the same trace.
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.inner.trace.as_ref()
     }
 
     /// The cancellation token of this task. Cancelled when Step Functions

@@ -16,9 +16,10 @@ use crate::completion::Reporter;
 use crate::config::BindingPlan;
 use crate::error_names;
 use crate::handler::{CancelReason, Handler, TaskContext, TaskError, TaskSource};
-use crate::metrics::{BindingLabels, Outcome};
+use crate::metrics::{BindingLabels, Outcome, Saturation};
 use crate::shutdown::ShutdownHandle;
 use crate::slots::Slot;
+use crate::trace::TraceContext;
 use keepalive::KeepAlive;
 use lease::{Lease, LeaseEnd};
 use verdict::{Ending, deliver, verdict};
@@ -31,6 +32,7 @@ pub(crate) struct Binding {
     pub handler: Arc<dyn Handler>,
     pub heartbeat: Option<Duration>,
     pub timeout: Option<Duration>,
+    pub traceparent_pointer: Option<Arc<str>>,
     pub labels: BindingLabels,
     /// Where the binding's results go (Step Functions, or durable callbacks).
     pub reporter: Arc<Reporter>,
@@ -39,7 +41,7 @@ pub(crate) struct Binding {
 impl Binding {
     /// A binding; its metric labels come from its name and source.
     pub fn new(plan: &BindingPlan, source: TaskSource, reporter: Arc<Reporter>) -> Self {
-        let labels = BindingLabels::new(source.kind(), plan.name.clone());
+        let labels = BindingLabels::new(source.kind(), plan.name.clone(), plan.concurrency);
         Self {
             name: plan.name.clone(),
             kind: plan.kind.clone(),
@@ -47,6 +49,7 @@ impl Binding {
             handler: plan.handler.clone(),
             heartbeat: plan.heartbeat,
             timeout: plan.timeout,
+            traceparent_pointer: plan.traceparent_pointer.clone(),
             labels,
             reporter,
         }
@@ -57,6 +60,8 @@ impl Binding {
 pub(crate) struct Env {
     pub shutdown: ShutdownHandle,
     pub cancel_grace: Duration,
+    /// Tasks running over the worker's slots.
+    pub saturation: Saturation,
 }
 
 /// A task as the runner sees it, whatever its source.
@@ -65,29 +70,46 @@ pub(crate) struct Task {
     pub input: String,
     /// The delivery to keep alive and settle; `None` for activities.
     pub lease: Option<Arc<dyn Lease>>,
+    /// The trace its carrier had (SQS's `AWSTraceHeader`).
+    pub trace: Option<TraceContext>,
 }
 
 /// Run one task to its end; the slot is released when this returns.
-pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, task: Task, slot: Slot) {
+pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, mut task: Task, slot: Slot) {
     let received = Instant::now();
     let fingerprint = crate::fingerprint(&task.token);
+    // A `traceparent` in the input, where configured, wins: the sender put
+    // it there on purpose; the attribute may be the queue's own sender's.
+    if let Some(pointer) = &binding.traceparent_pointer
+        && let Some(trace) = TraceContext::from_input(&task.input, pointer)
+    {
+        task.trace = Some(trace);
+    }
     let span = tracing::info_span!(
         "task",
         source = binding.labels.source,
         binding = %binding.name,
         handler = %binding.kind,
         token = %fingerprint,
+        trace_id = tracing::field::Empty,
     );
+    if let Some(trace) = &task.trace {
+        span.record("trace_id", tracing::field::display(trace.trace_id_hex()));
+        #[cfg(feature = "opentelemetry")]
+        crate::trace::set_parent(&span, trace);
+    }
     async move {
         binding.labels.task_received();
-        binding.labels.in_flight(1.0);
+        binding.labels.task_started();
+        env.saturation.started();
         tracing::debug!(input_bytes = task.input.len(), "task received");
         let lease = task.lease.clone();
         let (outcome, end) = execute(&binding, &env, task, fingerprint).await;
         if let Some(lease) = lease {
             lease.end(end).await;
         }
-        binding.labels.in_flight(-1.0);
+        binding.labels.task_finished();
+        env.saturation.finished();
         let seconds = received.elapsed().as_secs_f64();
         binding.labels.task_completed(outcome, seconds);
         tracing::debug!(outcome = outcome.as_str(), seconds, "task ended");
@@ -108,6 +130,7 @@ async fn execute(
         token,
         input,
         lease,
+        trace,
     } = task;
     let releases = lease.as_ref().is_some_and(|l| l.release_on_shutdown());
     let mut keep = KeepAlive::new(
@@ -148,6 +171,7 @@ async fn execute(
         binding.source.clone(),
         binding.name.clone(),
         deadline,
+        trace,
     );
     let handler = binding.handler.clone();
     let handler_ctx = ctx.clone();

@@ -193,7 +193,7 @@ impl SqsApi for DirectSqs {
             #[serde(rename = "VisibilityTimeout")]
             visibility_secs: i32,
             #[serde(rename = "MessageSystemAttributeNames")]
-            system_attributes: [&'a str; 1],
+            system_attributes: [&'a str; 2],
             #[serde(
                 rename = "MessageAttributeNames",
                 skip_serializing_if = "Option::is_none"
@@ -228,7 +228,7 @@ impl SqsApi for DirectSqs {
             max_messages: r.max_messages,
             wait_secs: r.wait_secs,
             visibility_secs: r.visibility_secs,
-            system_attributes: ["MessageGroupId"],
+            system_attributes: ["MessageGroupId", "AWSTraceHeader"],
             attributes: r.attribute.map(|a| [a]),
         };
         let body = serde_json::to_vec(&request).unwrap_or_default();
@@ -252,6 +252,7 @@ impl SqsApi for DirectSqs {
                     receipt_handle: m.receipt_handle?,
                     body: m.body,
                     group_id: m.attributes.remove("MessageGroupId"),
+                    trace_header: m.attributes.remove("AWSTraceHeader"),
                     attribute,
                 })
             })

@@ -19,6 +19,7 @@ struct Stored {
     body: String,
     group_id: Option<String>,
     attribute: Option<String>,
+    trace_header: Option<String>,
 }
 
 #[derive(Default)]
@@ -84,9 +85,24 @@ impl FakeSqs {
                 body: body.to_owned(),
                 group_id: group_id.map(str::to_owned),
                 attribute: attribute.map(str::to_owned),
+                trace_header: None,
             });
         drop(s);
         self.changed.notify_waiters();
+        id
+    }
+
+    /// Send a message with an `AWSTraceHeader` system attribute; returns its id.
+    pub fn send_traced(&self, queue_url: &str, body: &str, trace_header: &str) -> String {
+        let id = self.send(queue_url, body);
+        let mut s = self.state();
+        if let Some(m) = s
+            .queues
+            .get_mut(queue_url)
+            .and_then(|q| q.visible.iter_mut().find(|m| m.id == id))
+        {
+            m.trace_header = Some(trace_header.to_owned());
+        }
         id
     }
 
@@ -279,6 +295,7 @@ impl SqsApi for FakeSqs {
                         body: m.body.clone(),
                         group_id: m.group_id.clone(),
                         attribute: r.attribute.and(m.attribute.clone()),
+                        trace_header: m.trace_header.clone(),
                     });
                     q.in_flight.insert(handle, (m, again));
                 }

@@ -43,6 +43,8 @@ pub struct Message {
     pub group_id: Option<String>,
     /// The requested attribute's string value, if present.
     pub attribute: Option<String>,
+    /// The `AWSTraceHeader` system attribute (X-Ray trace context), if set.
+    pub trace_header: Option<String>,
 }
 
 impl std::fmt::Debug for Message {
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Message {
             .field("message_id", &self.message_id)
             .field("body_bytes", &self.body.len())
             .field("group_id", &self.group_id)
+            .field("trace_header", &self.trace_header)
             .finish()
     }
 }

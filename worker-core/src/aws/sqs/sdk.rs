@@ -81,6 +81,7 @@ impl SqsApi for SdkSqs {
             .wait_time_seconds(r.wait_secs)
             .visibility_timeout(r.visibility_secs)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
             .set_message_attribute_names(r.attribute.map(|a| vec![a.to_owned()]))
             .send()
             .await
@@ -97,15 +98,17 @@ impl SqsApi for SdkSqs {
                         .string_value
                         .clone()
                 });
-                let group_id = m
-                    .attributes
-                    .as_ref()
-                    .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId).cloned());
+                let system = |name: &MessageSystemAttributeName| {
+                    m.attributes.as_ref().and_then(|a| a.get(name).cloned())
+                };
+                let group_id = system(&MessageSystemAttributeName::MessageGroupId);
+                let trace_header = system(&MessageSystemAttributeName::AwsTraceHeader);
                 Some(Message {
                     message_id: m.message_id.unwrap_or_default(),
                     receipt_handle: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
                     group_id,
+                    trace_header,
                     attribute,
                 })
             })

@@ -32,6 +32,10 @@ pub struct ActivityBinding {
     /// Cancel the handler and fail with `Worker.HandlerTimeout` after this
     /// long. Default: no limit (the state's `TimeoutSeconds` still applies).
     pub timeout_secs: Option<std::num::NonZeroU64>,
+    /// JSON pointer to a W3C `traceparent` string in the task's input
+    /// (like `/traceparent`): the task's span joins that trace. Default:
+    /// none (SQS bindings also read the `AWSTraceHeader` attribute).
+    pub traceparent_pointer: Option<String>,
     /// The handler kind's parameters (`[activity.params]`).
     #[serde(default)]
     pub params: serde_json::Value,
@@ -85,6 +89,11 @@ pub(crate) fn plans(bindings: &[ActivityBinding], checks: &mut Checks<'_>) -> Ve
                 ),
             );
         }
+        if let Some(p) = &b.traceparent_pointer
+            && let Err(e) = crate::source::sqs::config::check_pointer(p)
+        {
+            checks.error(at("traceparent_pointer"), e);
+        }
         if let Some(handler) = checks.handler(&b.handler, &b.params, &at) {
             plans.push(ActivityPlan {
                 binding: BindingPlan {
@@ -95,6 +104,7 @@ pub(crate) fn plans(bindings: &[ActivityBinding], checks: &mut Checks<'_>) -> Ve
                     heartbeat: (b.heartbeat_secs > 0)
                         .then(|| Duration::from_secs(b.heartbeat_secs)),
                     timeout: b.timeout_secs.map(|t| Duration::from_secs(t.get())),
+                    traceparent_pointer: b.traceparent_pointer.as_deref().map(Into::into),
                 },
                 arn: b.arn.clone(),
                 pollers: b.pollers.get(),

@@ -46,6 +46,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
                     token: task.token,
                     input: task.input,
                     lease: None,
+                    trace: None,
                 };
                 p.tasks
                     .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));

@@ -63,6 +63,10 @@ pub struct QueueBinding {
     /// What to do with a message still running when shutdown's grace ends.
     #[serde(default)]
     pub on_shutdown: OnShutdown,
+    /// JSON pointer to a W3C `traceparent` string in the task's input
+    /// (like `/traceparent`): the task's span joins that trace. Default:
+    /// none (SQS bindings also read the `AWSTraceHeader` attribute).
+    pub traceparent_pointer: Option<String>,
     /// The handler kind's parameters (`[queue.params]`).
     #[serde(default)]
     pub params: serde_json::Value,
@@ -364,6 +368,11 @@ fn plan(
     {
         checks.error(at("input_pointer"), e);
     }
+    if let Some(p) = &q.traceparent_pointer
+        && let Err(e) = check_pointer(p)
+    {
+        checks.error(at("traceparent_pointer"), e);
+    }
     let concurrency = q.concurrency.get();
     let receivers = q
         .receivers
@@ -386,6 +395,7 @@ fn plan(
             concurrency,
             heartbeat: q.heartbeat_secs.map(|h| Duration::from_secs(h.get())),
             timeout: q.timeout_secs.map(|t| Duration::from_secs(t.get())),
+            traceparent_pointer: q.traceparent_pointer.as_deref().map(Into::into),
         },
         url: q.url.clone(),
         receivers,

@@ -109,6 +109,7 @@ mod tests {
             receipt_handle: "h".into(),
             body: body.into(),
             group_id: None,
+            trace_header: None,
             attribute: attribute.map(str::to_owned),
         }
     }

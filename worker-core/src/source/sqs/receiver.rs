@@ -1,5 +1,6 @@
 //! The `ReceiveMessage` loop of one queue receiver.
 
+use crate::trace::TraceContext;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,6 +158,10 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
             token,
             input,
             lease: Some(lease),
+            trace: m
+                .trace_header
+                .as_deref()
+                .and_then(TraceContext::from_aws_trace_header),
         };
         if p.fifo {
             match groups.iter_mut().find(|(g, _)| *g == m.group_id) {
