@@ -223,8 +223,12 @@ def analyse(records, runs, killed, n, names):
         token_runs = runs_by_token.get(key, [])
         if r["state"] == "timed_out":
             timed_out += 1
-            # Timed out while a live worker ran it: its keep-alive failed.
-            if any(pid not in killed and at_ms < r["timed_out_at_ms"] for pid, _, at_ms in token_runs):
+            # Timed out while a live worker ran it: its keep-alive failed. The
+            # worker that held it then is the one whose run began last: an
+            # earlier run by a worker that released the message at shutdown
+            # (and lived) says nothing about a later holder that was killed.
+            before = [(at_ms, pid) for pid, _, at_ms in token_runs if at_ms < r["timed_out_at_ms"]]
+            if before and max(before)[1] not in killed:
                 lapses.append(r["token"])
         if r["state"] != "done":
             continue
