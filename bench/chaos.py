@@ -74,7 +74,10 @@ def build(profile):
     meta = json.loads(subprocess.run(["cargo", "metadata", "--format-version", "1", "--no-deps"],
                                      cwd=ROOT, check=True, capture_output=True).stdout)
     target = os.path.join(meta["target_directory"], profile)
-    return {name: os.path.join(target, name) for name in ("fake-aws", "chaos-worker")}
+    bins = {name: os.path.join(target, name) for name in ("fake-aws", "chaos-worker")}
+    # CHAOS_WORKER_BIN: another chaos-worker build (one with symbols, to profile).
+    bins["chaos-worker"] = os.environ.get("CHAOS_WORKER_BIN", bins["chaos-worker"])
+    return bins
 
 
 class Fake:
@@ -346,6 +349,10 @@ def main_run(bins, n, concurrency, workdir, faults):
     verdict.update({
         "seconds": round(elapsed, 1),
         "faults_injected": stats["faults"],
+        # The fake's call counters: how many calls of each kind the tasks took.
+        "fake_calls": {k: stats[k] for k in ("polls", "empty_polls", "heartbeats", "receives",
+                                             "visibility_changes", "batch_calls", "deleted",
+                                             "duplicates", "unknown_tokens", "timed_out")},
         "worker_cpu_seconds": round(cpu, 2),
         "worker_cpu_us_per_task": round(cpu / total * 1e6, 1),
         "timeline": [{"event": e, "reported": r, "at_secs": None if t is None else round(t, 1)}

@@ -107,3 +107,17 @@ refuse 64.0). Strings use JSON escapes, which TOML basic strings accept.
 {{- include "sfn-worker.tomlTable" . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The KEDA saturation trigger's query: the release's pods' saturation, summed.
+Deployment pods are named <fullname>-<replicaset hash>-<suffix> (a long name
+is cut before the suffix: <fullname>-<part of the hash><suffix>), so this
+pattern takes no pod of another release whose name merely starts the same.
+*/}}
+{{- define "sfn-worker.saturationQuery" -}}
+{{- with .Values.keda.saturation.query }}
+{{- . }}
+{{- else }}
+{{- printf "sum(sfn_worker_saturation{namespace=%q, pod=~%q})" .Release.Namespace (printf "%s-[a-z0-9]+(-[a-z0-9]+)?" (include "sfn-worker.fullname" .)) }}
+{{- end }}
+{{- end }}
