@@ -62,7 +62,7 @@ pub enum WorkflowError {
         message: String,
     },
     /// `wait` gave up: the execution was still going when the time ran out.
-    #[error("execution {arn} is still {status} after {waited:?}")]
+    #[error("execution {arn} is still {status} after {:.1} s", .waited.as_secs_f64())]
     Timeout {
         /// The execution.
         arn: ExecutionArn,

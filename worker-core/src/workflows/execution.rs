@@ -202,10 +202,14 @@ pub struct ExecutionSummary {
     pub stopped: Option<SystemTime>,
 }
 
-/// A time as RFC 3339 in UTC, as Step Functions' console and CLI show it:
-/// `2026-11-30T00:55:00.011Z`.
+/// A time as RFC 3339 in UTC, to the millisecond, as Step Functions'
+/// console shows it: `2026-11-30T00:55:00.011Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    aws_smithy_types::DateTime::from(t)
+    let millis = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(d.as_millis() as u64))
+        .unwrap_or(t);
+    aws_smithy_types::DateTime::from(millis)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
         .unwrap_or_else(|_| format!("{t:?}"))
 }
@@ -285,7 +289,7 @@ mod tests {
 
     #[test]
     fn times_print_as_rfc3339() {
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_000_100_011);
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_796_000_100_011_654);
         assert_eq!(rfc3339(t), "2026-11-30T00:55:00.011Z");
     }
 }
