@@ -205,13 +205,20 @@ pub struct ExecutionSummary {
 /// A time as RFC 3339 in UTC, to the millisecond, as Step Functions'
 /// console shows it: `2026-11-30T00:55:00.011Z`.
 pub fn rfc3339(t: SystemTime) -> String {
-    let millis = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(d.as_millis() as u64))
-        .unwrap_or(t);
-    aws_smithy_types::DateTime::from(millis)
+    let since = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    // Whole seconds from the SDK's formatter, then always three digits
+    // (it would write `.3Z` for 300 ms: uneven columns).
+    let seconds = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(since.as_secs());
+    match aws_smithy_types::DateTime::from(seconds)
         .fmt(aws_smithy_types::date_time::Format::DateTime)
-        .unwrap_or_else(|_| format!("{t:?}"))
+    {
+        Ok(text) => format!(
+            "{}.{:03}Z",
+            text.trim_end_matches('Z'),
+            since.subsec_millis()
+        ),
+        Err(_) => format!("{t:?}"),
+    }
 }
 
 pub(crate) fn system_time(t: &aws_smithy_types::DateTime) -> SystemTime {
@@ -291,5 +298,9 @@ mod tests {
     fn times_print_as_rfc3339() {
         let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_micros(1_796_000_100_011_654);
         assert_eq!(rfc3339(t), "2026-11-30T00:55:00.011Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(1_796_000_100_300);
+        assert_eq!(rfc3339(t), "2026-11-30T00:55:00.300Z");
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_796_000_100);
+        assert_eq!(rfc3339(t), "2026-11-30T00:55:00.000Z");
     }
 }
