@@ -8,7 +8,9 @@
 //! Map's failure) to the `...StateEntered` event of the state it happened
 //! in: the innermost state, for a branch of a Parallel or an iteration of a
 //! Map. Where the chain is broken (LocalStack gives an abort no previous
-//! event), the state is the latest one entered and not exited before the end.
+//! event) or passes a state that exited normally (LocalStack points a
+//! Parallel's failure at whichever branch wrote last), the state is the
+//! latest one entered and not exited before the end.
 
 use std::collections::HashMap;
 
@@ -79,6 +81,11 @@ pub(crate) fn summarize(events: &[Event]) -> Option<Failure> {
         }
         if e.entered() || (e.kind == "EvaluationFailed" && e.state.is_some()) {
             failure.state.clone_from(&e.state);
+            break;
+        }
+        // A state that ended normally did not fail: this chain is not the
+        // failure's path.
+        if e.exited() {
             break;
         }
         // A malformed history must not loop for ever.
@@ -233,6 +240,20 @@ mod tests {
             ev(5, 3, "FailStateEntered", Some("Bad")),
             ev(6, 5, "ParallelStateFailed", None),
             failed(ev(7, 6, "ExecutionFailed", None), "Inner.Bad", "inner"),
+        ];
+        let f = summarize(&events).unwrap();
+        assert_eq!(f.state.as_deref(), Some("Bad"));
+        // LocalStack, when the other branch wrote last: the Parallel's
+        // failure points at the Pass state's exit (seen in a test run).
+        let events = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 0, "ParallelStateEntered", Some("Par")),
+            ev(3, 2, "ParallelStateStarted", None),
+            ev(4, 3, "PassStateEntered", Some("Ok")),
+            ev(5, 3, "FailStateEntered", Some("Bad")),
+            ev(6, 4, "PassStateExited", Some("Ok")),
+            ev(7, 6, "ParallelStateFailed", None),
+            failed(ev(8, 7, "ExecutionFailed", None), "Inner.Bad", "inner"),
         ];
         let f = summarize(&events).unwrap();
         assert_eq!(f.state.as_deref(), Some("Bad"));
