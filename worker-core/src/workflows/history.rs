@@ -7,10 +7,12 @@
 //! (`TaskFailed`, `ActivityFailed`, `LambdaFunctionFailed`, a Parallel's or
 //! Map's failure) to the `...StateEntered` event of the state it happened
 //! in: the innermost state, for a branch of a Parallel or an iteration of a
-//! Map. Where the chain is broken (LocalStack gives an abort no previous
-//! event) or passes a state that exited normally (LocalStack points a
-//! Parallel's failure at whichever branch wrote last), the state is the
-//! latest one entered and not exited before the end.
+//! Map. LocalStack breaks that chain in places: an abort names no previous
+//! event, and a Parallel's failure points at whichever branch wrote last
+//! (entered, or even exited normally). Then the state is, for a failed
+//! execution, the latest Fail state or failing task before the end (with
+//! the same error, if it has one); for an abort or a timeout, or when there
+//! is none, the latest state entered and not exited before the end.
 
 use std::collections::HashMap;
 
@@ -65,40 +67,125 @@ pub(crate) fn summarize(events: &[Event]) -> Option<Failure> {
         return None;
     }
     let by_id: HashMap<i64, &Event> = events.iter().map(|e| (e.id, e)).collect();
-    let mut failure = Failure {
-        event: end.kind.clone(),
-        state: None,
-        error: end.error.clone(),
-        cause: end.cause.clone(),
-    };
-    // Back along the chain, to the state the failure happened in.
-    let mut at = end.previous;
-    let mut seen = 0;
-    while let Some(e) = by_id.get(&at) {
-        if failure.error.is_none() && failure.cause.is_none() {
-            failure.error.clone_from(&e.error);
-            failure.cause.clone_from(&e.cause);
+    let walk = chain(&by_id, end);
+    let (mut error, mut cause) = (end.error.clone(), end.cause.clone());
+    if error.is_none()
+        && cause.is_none()
+        && let Some(e) = walk
+            .events
+            .iter()
+            .find(|e| e.error.is_some() || e.cause.is_some())
+    {
+        error.clone_from(&e.error);
+        cause.clone_from(&e.cause);
+    }
+    let state = match walk.ended {
+        Ended::InState(state) => Some(state),
+        // Fan-in: which branch failed is the failure event's to say.
+        Ended::FanIn(at) => {
+            leaf(events, &by_id, at, error.as_deref()).or_else(|| open_state(events, at))
         }
+        // An execution that failed: the latest failing state that could
+        // have ended it; an abort or a timeout: the state it was in.
+        Ended::Lost if end.kind == "ExecutionFailed" => {
+            leaf(events, &by_id, end.id, error.as_deref()).or_else(|| open_state(events, end.id))
+        }
+        Ended::Lost => open_state(events, end.id),
+    };
+    Some(Failure {
+        event: end.kind.clone(),
+        state,
+        error,
+        cause,
+    })
+}
+
+/// Where following `previousEventId` back from an event led.
+struct Walk<'a> {
+    /// The events passed, newest first.
+    events: Vec<&'a Event>,
+    ended: Ended,
+}
+
+enum Ended {
+    /// At this state's `...StateEntered` (or an `EvaluationFailed` naming it).
+    InState(String),
+    /// At a `Parallel`'s or `Map`'s failure (event id): its previous event is
+    /// whichever branch wrote last on LocalStack, not the one that failed.
+    FanIn(i64),
+    /// Nowhere useful: the chain broke, or passed a state that ended
+    /// normally (so it is not the failure's path).
+    Lost,
+}
+
+fn chain<'a>(by_id: &HashMap<i64, &'a Event>, from: &Event) -> Walk<'a> {
+    let mut walk = Walk {
+        events: Vec::new(),
+        ended: Ended::Lost,
+    };
+    let mut at = from.previous;
+    while let Some(e) = by_id.get(&at) {
+        walk.events.push(e);
         if e.entered() || (e.kind == "EvaluationFailed" && e.state.is_some()) {
-            failure.state.clone_from(&e.state);
+            walk.ended = Ended::InState(e.state.clone().unwrap_or_default());
             break;
         }
-        // A state that ended normally did not fail: this chain is not the
-        // failure's path.
-        if e.exited() {
+        if e.kind == "ParallelStateFailed" || e.kind == "MapStateFailed" {
+            walk.ended = Ended::FanIn(e.id);
             break;
         }
         // A malformed history must not loop for ever.
-        seen += 1;
-        if e.previous >= e.id || seen > events.len() {
+        if e.exited() || e.previous >= e.id || walk.events.len() > by_id.len() {
             break;
         }
         at = e.previous;
     }
-    if failure.state.is_none() {
-        failure.state = open_state(events, end.id);
-    }
-    Some(failure)
+    walk
+}
+
+/// The kinds of event a state fails with (a Fail state, by being entered).
+const LEAF_FAILURES: [&str; 14] = [
+    "FailStateEntered",
+    "ActivityFailed",
+    "ActivityScheduleFailed",
+    "ActivityTimedOut",
+    "TaskFailed",
+    "TaskStartFailed",
+    "TaskSubmitFailed",
+    "TaskTimedOut",
+    "LambdaFunctionFailed",
+    "LambdaFunctionScheduleFailed",
+    "LambdaFunctionStartFailed",
+    "LambdaFunctionTimedOut",
+    "MapRunFailed",
+    "EvaluationFailed",
+];
+
+/// The state of the latest failure before event `before` that could be
+/// the one that ended the execution: a Fail state, or a failure with the
+/// same error.
+fn leaf(
+    events: &[Event],
+    by_id: &HashMap<i64, &Event>,
+    before: i64,
+    error: Option<&str>,
+) -> Option<String> {
+    let mut failures: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.id < before && LEAF_FAILURES.contains(&e.kind.as_str()))
+        .filter(|e| e.kind == "FailStateEntered" || error.is_none() || e.error.as_deref() == error)
+        .collect();
+    failures.sort_by_key(|e| std::cmp::Reverse(e.id));
+    failures.into_iter().find_map(|e| {
+        if e.entered() || e.state.is_some() {
+            return e.state.clone();
+        }
+        // Within one state a task's events chain reliably to its entry.
+        match chain(by_id, e).ended {
+            Ended::InState(state) => Some(state),
+            _ => None,
+        }
+    })
 }
 
 /// The latest state entered before event `before` and not exited since.
@@ -257,6 +344,44 @@ mod tests {
         ];
         let f = summarize(&events).unwrap();
         assert_eq!(f.state.as_deref(), Some("Bad"));
+        // ... or at the Pass state's entry, the Pass state never exited.
+        let events = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 0, "ParallelStateEntered", Some("Par")),
+            ev(3, 2, "ParallelStateStarted", None),
+            ev(4, 3, "FailStateEntered", Some("Bad")),
+            ev(5, 3, "PassStateEntered", Some("Ok")),
+            ev(6, 5, "ParallelStateFailed", None),
+            failed(ev(7, 6, "ExecutionFailed", None), "Inner.Bad", "inner"),
+        ];
+        let f = summarize(&events).unwrap();
+        assert_eq!(f.state.as_deref(), Some("Bad"));
+    }
+
+    #[test]
+    fn a_failure_caught_earlier_is_not_the_one_that_ended_it() {
+        let events = vec![
+            ev(1, 0, "ExecutionStarted", None),
+            ev(2, 0, "TaskStateEntered", Some("Charge")),
+            failed(ev(3, 2, "TaskFailed", None), "Payments.Declined", "x"),
+            ev(4, 3, "TaskStateExited", Some("Charge")),
+            ev(5, 4, "PassStateEntered", Some("Format")),
+            failed(
+                ev(6, 5, "ExecutionFailed", None),
+                "States.Runtime",
+                "bad path",
+            ),
+        ];
+        let f = summarize(&events).unwrap();
+        assert_eq!(f.state.as_deref(), Some("Format"));
+        // Without the chain (LocalStack-like), the caught failure's error
+        // differs from the end's, so it is not taken either.
+        let mut broken = events.clone();
+        broken[5].previous = 0;
+        assert_eq!(summarize(&broken).unwrap().state.as_deref(), Some("Format"));
+        // The control: a failure with the end's error is taken.
+        broken[5].error = Some("Payments.Declined".into());
+        assert_eq!(summarize(&broken).unwrap().state.as_deref(), Some("Charge"));
     }
 
     #[test]
