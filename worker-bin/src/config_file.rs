@@ -62,6 +62,23 @@ pub(crate) fn load_plan(source: &ConfigSource, registry: &Registry) -> Result<Pl
     })
 }
 
+/// Load, override and validate what the workflow commands use: `[aws]`
+/// and `[workflows]`. Bindings must parse, but their handlers are not
+/// built (this binary may not have a custom binary's kinds).
+pub(crate) fn load_for_workflows(source: &ConfigSource) -> Result<Config, String> {
+    let config = load(source)?;
+    let errors = config.workflows.validate();
+    if errors.is_empty() {
+        return Ok(config);
+    }
+    let name = source.name();
+    let mut msg = format!("{name}: invalid configuration");
+    for e in errors {
+        let _ = write!(msg, "\n  {name}: {}: {}", e.field, e.message);
+    }
+    Err(msg)
+}
+
 fn load(source: &ConfigSource) -> Result<Config, String> {
     let file = match source {
         ConfigSource::File(path) => {

@@ -232,3 +232,83 @@ fn exec_commands_do_not_inherit_the_workers_secrets() {
         serde_json::json!({ "config": "", "token": "t0ken", "has_path": true })
     );
 }
+
+const WORKFLOWS_ONLY: &str = r#"
+[aws]
+region = "us-east-1"
+
+[workflows]
+execution_name_prefix = "orders"
+[workflows.state_machines]
+orders = "arn:aws:states:us-east-1:000000000000:stateMachine:orders"
+refunds = "arn:aws:states:us-east-1:000000000000:stateMachine:refunds:prod"
+"#;
+
+#[test]
+fn check_validates_and_shows_workflows() {
+    let dir = scratch_dir("workflows");
+    let path = dir.join("workflows.toml");
+    let p = path.to_str().unwrap();
+    // Only [workflows]: valid for the workflow commands, refused by run.
+    std::fs::write(&path, WORKFLOWS_ONLY).unwrap();
+    let (code, stdout, stderr) = sfn_worker(&["check", "--config", p]);
+    assert_eq!(code, 0, "{stderr}");
+    for shown in [
+        "execution_name_prefix = orders (names: orders-<uuid>)",
+        "max_retries           = 3",
+        "request_timeout_secs  = 10",
+        "state_machines        = 2",
+        "orders  -> arn:aws:states:us-east-1:000000000000:stateMachine:orders",
+        "refunds -> arn:aws:states:us-east-1:000000000000:stateMachine:refunds:prod",
+        "`run` refuses it",
+    ] {
+        assert!(stdout.contains(shown), "{shown:?} missing:\n{stdout}");
+    }
+    let (code, _, stderr) = sfn_worker(&["run", "--config", p]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{p}: activity: expected at least one [[activity]] or [[queue]] binding"
+        )),
+        "{stderr}"
+    );
+    // The control: no bindings and no workflows is refused by check too.
+    std::fs::write(&path, "[aws]\nregion = \"us-east-1\"\n").unwrap();
+    let (code, _, stderr) = sfn_worker(&["check", "--config", p]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("nothing to serve"), "{stderr}");
+
+    // Each mistake is named by its field and the file.
+    for (from, to, expected) in [
+        (
+            "stateMachine:orders\"",
+            "activity:orders\"",
+            "workflows.state_machines.orders: expected a state machine ARN like arn:aws:states:us-east-1:123456789012:stateMachine:NAME",
+        ),
+        (
+            "execution_name_prefix = \"orders\"",
+            "execution_name_prefix = \"my orders\"",
+            "workflows.execution_name_prefix: expected 1 to 43 characters",
+        ),
+        (
+            "execution_name_prefix = \"orders\"",
+            "max_retry = 2",
+            "workflows.max_retry: unknown field `max_retry`; expected one of: execution_name_prefix, max_retries, request_timeout_secs, state_machines",
+        ),
+        (
+            "execution_name_prefix = \"orders\"",
+            "request_timeout_secs = 0",
+            "workflows.request_timeout_secs: invalid value signed int `0`, expected a nonzero u64",
+        ),
+    ] {
+        let body = WORKFLOWS_ONLY.replace(from, to);
+        assert_ne!(body, WORKFLOWS_ONLY);
+        std::fs::write(&path, body).unwrap();
+        let (code, _, stderr) = sfn_worker(&["check", "--config", p]);
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.contains(&format!("{p}: {expected}")),
+            "expected {expected:?} in:\n{stderr}"
+        );
+    }
+}

@@ -20,6 +20,8 @@
 //!   source.
 //! - [`limits`] and [`error_names`]: the service's limits and the worker's
 //!   error names, each written once. [`metrics`]: every metric name.
+//! - [`workflows`]: the client side next to the worker: start, watch and
+//!   stop executions of the configured workflows by name.
 //!
 //! ```no_run
 //! use sfn_worker_core::{Registry, TaskContext, TaskError};
@@ -60,6 +62,7 @@ mod slots;
 mod source;
 pub mod trace;
 mod worker;
+pub mod workflows;
 
 pub use config::{Config, ConfigError, Plan};
 pub use fingerprint::fingerprint;

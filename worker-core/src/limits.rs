@@ -30,3 +30,9 @@ pub const MAX_BATCH_ENTRIES: usize = 10;
 pub const MAX_RECEIVE_WAIT_SECS: i32 = 20;
 /// SQS keeps a message invisible at most this long after it was received.
 pub const MAX_VISIBILITY_SECS: u64 = 12 * 60 * 60;
+
+/// The longest name of a state machine or an execution, in characters
+/// (`StartExecution`'s `name`).
+pub const MAX_NAME_CHARS: usize = 80;
+/// The largest execution `input` `StartExecution` accepts, in bytes of UTF-8.
+pub const MAX_INPUT_BYTES: usize = 262_144;

@@ -62,6 +62,9 @@ pub enum WorkerError {
         /// The last error.
         source: ApiError,
     },
+    /// The plan has no binding (a configuration with only `[workflows]`).
+    #[error("{}", crate::config::NOTHING_TO_SERVE)]
+    NothingToServe,
     /// The plan has queue bindings but the worker was given no SQS client.
     #[error("queue bindings need an SQS client (Worker::with_sqs)")]
     NoSqsClient,
@@ -183,6 +186,9 @@ impl Worker {
     }
 
     async fn run_inner(&self) -> Result<(), WorkerError> {
+        if !self.plan.has_bindings() {
+            return Err(WorkerError::NothingToServe);
+        }
         self.preflight().await?;
         let wc = &self.plan.config.worker;
         // One reporter per completion target: `send_task_rate_per_sec` is a

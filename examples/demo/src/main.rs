@@ -6,6 +6,11 @@
 //! sources and one durable execution; show progress; print a summary; stop
 //! the daemon with SIGTERM. Exits non-zero if anything did not go as designed.
 //!
+//! The executions are started and watched with sfn-worker's own workflows
+//! client (`sfn_worker_core::workflows`), by the names in the config's
+//! `[workflows]`; only the setup (activity, queues, state machines) calls
+//! the SDK directly.
+//!
 //! Usage: sfn-worker-demo PATH-TO-sfn-worker [EXECUTIONS-PER-SOURCE]
 
 use std::collections::BTreeMap;
@@ -14,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_sfn::Client;
-use aws_sdk_sfn::types::ExecutionStatus;
+use figment::Figment;
+use figment::providers::{Format, Toml};
+use sfn_worker_core::workflows::{Execution, ExecutionArn, ExecutionStatus, Workflows};
 
 const HERE: &str = env!("CARGO_MANIFEST_DIR");
 /// Orders in the Map execution; every eighth (from the fourth) is rejected.
@@ -100,8 +107,18 @@ async fn main() -> Result<()> {
         .replace("@QUEUE_URL@", &queue)
         .replace("@DURABLE_QUEUE_URL@", &durable_queue)
         .replace("@LAMBDA_ENDPOINT@", &runner.url)
-        .replace("@SCRIPT@", &script.display().to_string());
-    std::fs::write(&config, text)?;
+        .replace("@SCRIPT@", &script.display().to_string())
+        .replace("@ACTIVITY_MACHINE@", &machines["activity"])
+        .replace("@SQS_MACHINE@", &machines["sqs"])
+        .replace("@MAP_MACHINE@", &machines["map"]);
+    std::fs::write(&config, &text)?;
+    // The same file the worker runs with, read as it reads it.
+    let parsed: sfn_worker_core::Config = Figment::from(Toml::string(&text))
+        .extract()
+        .context("the demo's config.toml")?;
+    let sdk = sfn_worker_core::aws::load_sdk_config(&parsed.aws).await;
+    let workflows = Workflows::new(&sdk, &parsed.workflows)
+        .map_err(|errors| anyhow::anyhow!("[workflows]: {errors:?}"))?;
     let log = dir.join("sfn-worker.log");
 
     println!(
@@ -118,8 +135,7 @@ async fn main() -> Result<()> {
         .spawn()
         .with_context(|| format!("starting {binary}"))?;
     let result = run(
-        &sfn,
-        &machines,
+        &workflows,
         (&runner, &durable_queue),
         &mut daemon,
         port,
@@ -151,12 +167,11 @@ async fn main() -> Result<()> {
 struct Started {
     kind: String,
     input: serde_json::Value,
-    arn: String,
+    arn: ExecutionArn,
 }
 
 async fn run(
-    sfn: &Client,
-    machines: &BTreeMap<&str, String>,
+    workflows: &Workflows,
     (runner, durable_queue): (&DurableRunner, &str),
     daemon: &mut Child,
     port: u16,
@@ -194,14 +209,7 @@ async fn run(
     let durable_arn = runner.start(durable_queue, &durable_input).await?;
     let mut executions = Vec::new();
     for (source, kind, input) in plan {
-        let arn = sfn
-            .start_execution()
-            .state_machine_arn(&machines[source])
-            .input(input.to_string())
-            .send()
-            .await
-            .context("StartExecution")?
-            .execution_arn;
+        let arn = workflows.start(source, &input).await?;
         executions.push(Started {
             kind: format!("{source}/{kind}"),
             input,
@@ -212,16 +220,12 @@ async fn run(
     // Progress until every execution has ended.
     let begun = Instant::now();
     let ended = loop {
-        let mut ended = Vec::new();
+        let mut ended: Vec<(&Started, Execution)> = Vec::new();
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for e in &executions {
-            let d = sfn
-                .describe_execution()
-                .execution_arn(&e.arn)
-                .send()
-                .await?;
+            let d = workflows.status(&e.arn).await?;
             *counts.entry(d.status.as_str().to_owned()).or_default() += 1;
-            if d.status != ExecutionStatus::Running {
+            if d.status.is_terminal() {
                 ended.push((e, d));
             }
         }
@@ -266,11 +270,12 @@ async fn run(
     let mut latencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for (e, d) in &ended {
         *by_status.entry(d.status.as_str().to_owned()).or_default() += 1;
-        if let Some(stop) = d.stop_date {
-            latencies
-                .entry(&e.kind)
-                .or_default()
-                .push(stop.as_secs_f64() - d.start_date.as_secs_f64());
+        if let Some(stop) = d.stopped {
+            latencies.entry(&e.kind).or_default().push(
+                stop.duration_since(d.started)
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+            );
         }
         let output: serde_json::Value = d
             .output

@@ -31,6 +31,11 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
     };
     println!("{}: ok", source.name());
     print!("{}", render(&plan));
+    if !plan.has_bindings() {
+        println!(
+            "no [[activity]] or [[queue]] binding: the workflow commands (start, status, wait, stop, executions) can use this file; `run` refuses it"
+        );
+    }
     ExitCode::SUCCESS
 }
 
@@ -180,6 +185,28 @@ fn render(plan: &Plan) -> String {
             );
         }
     }
+    let wf = &plan.config.workflows;
+    line!(out, "[workflows]");
+    line!(
+        out,
+        "  execution_name_prefix = {} (names: {}-<uuid>)",
+        wf.execution_name_prefix,
+        wf.execution_name_prefix
+    );
+    line!(out, "  max_retries           = {}", wf.max_retries);
+    line!(out, "  request_timeout_secs  = {}", wf.request_timeout_secs);
+    if wf.state_machines.is_empty() {
+        line!(
+            out,
+            "  state_machines        = (none: status, wait and stop take ARNs; start and executions need a name here)"
+        );
+    } else {
+        line!(out, "  state_machines        = {}", wf.state_machines.len());
+        let width = wf.state_machines.keys().map(String::len).max().unwrap_or(0);
+        for (name, arn) in &wf.state_machines {
+            line!(out, "    {name:<width$} -> {arn}");
+        }
+    }
     line!(
         out,
         "shutdown needs a termination grace period of at least {} s \
@@ -319,6 +346,8 @@ mod tests {
             handler = "exec"
             token_attribute = "TaskToken"
             params = { command = ["true"] }
+            [workflows.state_machines]
+            orders = "arn:aws:states:us-east-1:000000000000:stateMachine:orders"
         "#;
         let plan = load_plan(
             &ConfigSource::Text(text.to_owned()),
@@ -347,16 +376,22 @@ mod tests {
     /// binding's `name` is its section header).
     fn not_shown(out: &str) -> Vec<(String, String)> {
         let section_of = |line: &str| {
-            ["[aws]", "[worker]", "[[activity]]", "[[queue]]"]
-                .into_iter()
-                .find(|s| line.starts_with(s))
+            [
+                "[aws]",
+                "[worker]",
+                "[workflows]",
+                "[[activity]]",
+                "[[queue]]",
+            ]
+            .into_iter()
+            .find(|s| line.starts_with(s))
         };
         let mut shown = std::collections::HashSet::new();
         let mut section = "";
         for line in out.lines() {
             if let Some(s) = section_of(line) {
                 section = s.trim_matches(['[', ']']);
-                if section != "aws" && section != "worker" {
+                if !["aws", "worker", "workflows"].contains(&section) {
                     shown.insert((section.to_owned(), "name".to_owned()));
                 }
             } else if let Some((field, _)) = line.trim().split_once(" = ") {

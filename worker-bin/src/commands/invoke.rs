@@ -1,6 +1,5 @@
 //! `sfn-worker invoke`: run a handler once, locally, with no AWS.
 
-use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -48,18 +47,7 @@ fn prepare(
     let handler = registry
         .build(kind, &params)
         .map_err(|e| format!("{kind}: params: {e}"))?;
-    let text = if input == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| format!("--input -: cannot read stdin: {e}"))?;
-        s
-    } else {
-        std::fs::read_to_string(input).map_err(|e| format!("--input {}: {e}", input.display()))?
-    };
-    serde_json::from_str::<serde::de::IgnoredAny>(&text)
-        .map_err(|e| format!("--input {}: not JSON: {e}", input.display()))?;
-    Ok((handler, text))
+    Ok((handler, super::read_json_input(input)?))
 }
 
 async fn call(handler: std::sync::Arc<dyn sfn_worker_core::Handler>, input: String) -> ExitCode {

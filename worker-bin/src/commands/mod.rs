@@ -5,6 +5,27 @@ pub(crate) mod handlers;
 pub(crate) mod healthcheck;
 pub(crate) mod invoke;
 pub(crate) mod run;
+pub(crate) mod workflows;
+
+use std::io::Read;
+use std::path::Path;
+
+/// The text of `--input FILE` (`-`: stdin), checked to be JSON; an error
+/// names the file.
+pub(crate) fn read_json_input(input: &Path) -> Result<String, String> {
+    let text = if input == Path::new("-") {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("--input -: cannot read stdin: {e}"))?;
+        s
+    } else {
+        std::fs::read_to_string(input).map_err(|e| format!("--input {}: {e}", input.display()))?
+    };
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .map_err(|e| format!("--input {}: not JSON: {e}", input.display()))?;
+    Ok(text)
+}
 
 /// A tokio runtime for a command, or a message saying why there is none.
 /// `threads` is `worker.threads`: 0 means one per CPU core.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use sfn_worker_core::aws::{
     DirectLambda, DirectSfn, DirectSqs, SdkSfn, SdkSqs, SfnApi, SqsApi, load_sdk_config,
 };
-use sfn_worker_core::config::{ClientKind, Completes};
+use sfn_worker_core::config::{ClientKind, Completes, NOTHING_TO_SERVE};
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -24,6 +24,15 @@ pub(crate) fn run(source: &ConfigSource, registry: Registry) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if !plan.has_bindings() {
+        // A file with only [workflows] is valid for the workflow commands.
+        let name = source.name();
+        eprintln!(
+            "error: {name}: invalid configuration\n  {name}: activity: {NOTHING_TO_SERVE} \
+             (a file with only [workflows] is for the workflow commands)"
+        );
+        return ExitCode::from(EXIT_CONFIG);
+    }
     let runtime = match super::runtime(plan.config.worker.threads) {
         Ok(rt) => rt,
         Err(msg) => {

@@ -13,12 +13,12 @@
 //! every service), so retry decisions live in one place. [`Operation`] names
 //! every call, for metrics, the clients and the fakes alike.
 
-mod classify;
+pub(crate) mod classify;
 mod error;
 pub mod lambda;
 mod operation;
 pub(crate) mod retry;
-mod sdk_config;
+pub(crate) mod sdk_config;
 pub mod sfn;
 mod signed;
 mod sigv4;

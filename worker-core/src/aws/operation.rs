@@ -1,4 +1,4 @@
-//! Every AWS call the worker makes, named once: metric labels, the direct
+//! Every AWS call the worker (and its workflows client) makes, named once: metric labels, the direct
 //! client's `X-Amz-Target`, and the fakes' error scripting all use this.
 
 /// One AWS API operation the worker calls.
@@ -29,6 +29,16 @@ pub enum Operation {
     SendDurableExecutionCallbackFailure,
     /// Lambda `SendDurableExecutionCallbackHeartbeat`.
     SendDurableExecutionCallbackHeartbeat,
+    /// Step Functions `StartExecution` (the workflows client).
+    StartExecution,
+    /// Step Functions `DescribeExecution` (the workflows client).
+    DescribeExecution,
+    /// Step Functions `StopExecution` (the workflows client).
+    StopExecution,
+    /// Step Functions `ListExecutions` (the workflows client).
+    ListExecutions,
+    /// Step Functions `GetExecutionHistory` (the workflows client).
+    GetExecutionHistory,
 }
 
 impl Operation {
@@ -47,6 +57,11 @@ impl Operation {
             Self::SendDurableExecutionCallbackSuccess => "SendDurableExecutionCallbackSuccess",
             Self::SendDurableExecutionCallbackFailure => "SendDurableExecutionCallbackFailure",
             Self::SendDurableExecutionCallbackHeartbeat => "SendDurableExecutionCallbackHeartbeat",
+            Self::StartExecution => "StartExecution",
+            Self::DescribeExecution => "DescribeExecution",
+            Self::StopExecution => "StopExecution",
+            Self::ListExecutions => "ListExecutions",
+            Self::GetExecutionHistory => "GetExecutionHistory",
         }
     }
 
@@ -63,6 +78,11 @@ impl Operation {
             Self::ChangeMessageVisibilityBatch => "AmazonSQS.ChangeMessageVisibilityBatch",
             Self::DeleteMessageBatch => "AmazonSQS.DeleteMessageBatch",
             Self::GetQueueAttributes => "AmazonSQS.GetQueueAttributes",
+            Self::StartExecution => "AWSStepFunctions.StartExecution",
+            Self::DescribeExecution => "AWSStepFunctions.DescribeExecution",
+            Self::StopExecution => "AWSStepFunctions.StopExecution",
+            Self::ListExecutions => "AWSStepFunctions.ListExecutions",
+            Self::GetExecutionHistory => "AWSStepFunctions.GetExecutionHistory",
             Self::SendDurableExecutionCallbackSuccess
             | Self::SendDurableExecutionCallbackFailure
             | Self::SendDurableExecutionCallbackHeartbeat => "",
@@ -99,6 +119,11 @@ mod tests {
             Operation::ChangeMessageVisibilityBatch,
             Operation::DeleteMessageBatch,
             Operation::GetQueueAttributes,
+            Operation::StartExecution,
+            Operation::DescribeExecution,
+            Operation::StopExecution,
+            Operation::ListExecutions,
+            Operation::GetExecutionHistory,
         ] {
             assert!(op.target().ends_with(&format!(".{}", op.name())), "{op}");
         }

@@ -1,8 +1,10 @@
 //! How long to wait before trying an AWS call again, one policy per kind of
 //! call, all exponential with jitter (so a fleet that failed together does
-//! not retry together) and without a count limit: what ends a retry loop is
-//! the task's or the worker's life, not a number of attempts. Which errors
-//! are worth a retry is [`super::ApiError::is_retryable`]'s answer.
+//! not retry together). The worker's have no count limit: what ends a retry
+//! loop is the task's or the worker's life, not a number of attempts. The
+//! workflows client, which a person or a script waits on, has one
+//! (`workflows.max_retries`). Which errors are worth a retry is
+//! [`super::ApiError::is_retryable`]'s answer.
 
 use std::time::Duration;
 
@@ -38,4 +40,42 @@ pub(crate) fn report() -> impl Iterator<Item = Duration> {
 /// keep (the lease renews while it retries).
 pub(crate) fn delete() -> impl Iterator<Item = Duration> {
     exponential(Duration::from_millis(100), Duration::from_secs(1))
+}
+
+/// Delays between tries of one workflows-client call: from 200 ms to 5 s,
+/// at most `max_retries` of them.
+pub(crate) fn request(max_retries: u32) -> impl Iterator<Item = Duration> {
+    exponential(Duration::from_millis(200), Duration::from_secs(5))
+        .take(usize::try_from(max_retries).unwrap_or(usize::MAX))
+}
+
+/// Delays between looks at a running execution (`wait`): 200 ms doubling
+/// to 5 s, without jitter (one client's schedule, nothing to spread out),
+/// for as long as the caller waits.
+pub(crate) fn wait() -> impl Iterator<Item = Duration> {
+    std::iter::successors(Some(Duration::from_millis(200)), |d| {
+        Some((*d * 2).min(Duration::from_secs(5)))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_retries_are_counted_and_bounded() {
+        let delays: Vec<_> = request(3).collect();
+        assert_eq!(delays.len(), 3);
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(10)),
+            "{delays:?}"
+        );
+        assert_eq!(request(0).count(), 0);
+    }
+
+    #[test]
+    fn wait_doubles_from_200_ms_to_5_s() {
+        let ms: Vec<u128> = wait().take(8).map(|d| d.as_millis()).collect();
+        assert_eq!(ms, [200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
+    }
 }

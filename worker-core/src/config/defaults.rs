@@ -80,3 +80,22 @@ pub fn receivers(concurrency: usize) -> usize {
 fn nonzero(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
 }
+
+/// `workflows.execution_name_prefix`: executions are named
+/// `<prefix>-<uuid>` unless given a name.
+pub const EXECUTION_NAME_PREFIX: &str = "sfn-worker";
+/// `workflows.max_retries`: retries of one call after a throttling,
+/// network, timeout or 5xx error.
+pub const WORKFLOW_MAX_RETRIES: u32 = 3;
+/// `workflows.request_timeout_secs`: one call's time limit.
+pub const WORKFLOW_REQUEST_TIMEOUT_SECS: u64 = 10;
+
+pub(crate) fn execution_name_prefix() -> String {
+    EXECUTION_NAME_PREFIX.to_owned()
+}
+pub(crate) fn workflow_max_retries() -> u32 {
+    WORKFLOW_MAX_RETRIES
+}
+pub(crate) fn workflow_request_timeout_secs() -> NonZeroU64 {
+    NonZeroU64::new(WORKFLOW_REQUEST_TIMEOUT_SECS).unwrap_or(NonZeroU64::MIN)
+}

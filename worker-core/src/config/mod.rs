@@ -5,7 +5,7 @@
 //! unknown fields are rejected, and limits that must be positive are
 //! `NonZero*` so that a zero is refused by the parser with the field's name.
 
-mod arn;
+pub(crate) mod arn;
 pub mod defaults;
 pub(crate) mod plan;
 
@@ -20,8 +20,9 @@ pub use crate::source::sqs::config::{
     Completes, MIN_VISIBILITY_SECS, OnMalformed, OnShutdown, QueueBinding, QueuePlan, QueueUrl,
     TokenSource,
 };
-pub use arn::ActivityArn;
-pub use plan::{BindingPlan, Plan};
+pub use crate::workflows::WorkflowsConfig;
+pub use arn::{ActivityArn, StateMachineArn};
+pub use plan::{BindingPlan, NOTHING_TO_SERVE, Plan};
 
 /// The longest duration any `_secs` setting may hold: a year, the longest a
 /// Step Functions execution runs. Larger values are configuration errors
@@ -44,6 +45,10 @@ pub struct Config {
     /// One entry per SQS queue served (`[[queue]]`).
     #[serde(default, rename = "queue")]
     pub queues: Vec<QueueBinding>,
+    /// The state machines the workflow commands start executions of, by
+    /// name (`[workflows]`); the worker itself does not use it.
+    #[serde(default)]
+    pub workflows: WorkflowsConfig,
 }
 
 /// `[aws]`: overrides for the standard AWS configuration chain.

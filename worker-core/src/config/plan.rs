@@ -25,6 +25,10 @@ pub struct Plan {
     pub queues: Vec<QueuePlan>,
 }
 
+/// What a configuration without bindings is told where bindings are needed.
+pub const NOTHING_TO_SERVE: &str =
+    "expected at least one [[activity]] or [[queue]] binding; nothing to serve";
+
 /// What every binding has, whatever its source.
 #[derive(Clone)]
 pub struct BindingPlan {
@@ -59,7 +63,9 @@ impl std::fmt::Debug for BindingPlan {
 
 impl Plan {
     /// Check `config` beyond what parsing checks, and build every handler.
-    /// Returns every problem found, not just the first.
+    /// Returns every problem found, not just the first. A configuration
+    /// with no binding is valid only if it names workflows (`[workflows]`,
+    /// for the workflow commands); a worker needs [`Plan::has_bindings`].
     pub fn build(config: Config, registry: &Registry) -> Result<Plan, Vec<ConfigError>> {
         let mut checks = Checks {
             registry,
@@ -91,11 +97,13 @@ impl Plan {
                 format!("expected 1 to {MAX_WORKER_NAME_CHARS} characters"),
             );
         }
-        if config.activities.is_empty() && config.queues.is_empty() {
-            checks.error(
-                "activity",
-                "expected at least one [[activity]] or [[queue]] binding; nothing to serve",
-            );
+        // A file with only [workflows] is the workflow commands'; `run`
+        // refuses it (Plan::has_bindings).
+        if config.activities.is_empty() && config.queues.is_empty() && config.workflows.is_empty() {
+            checks.error("activity", NOTHING_TO_SERVE);
+        }
+        for e in config.workflows.validate() {
+            checks.error(e.field, e.message);
         }
         let activities = activity::config::plans(&config.activities, &mut checks);
         let queues = sqs::config::plans(&config.queues, &mut checks);
@@ -108,6 +116,13 @@ impl Plan {
         } else {
             Err(checks.errors)
         }
+    }
+}
+
+impl Plan {
+    /// Whether there is anything for a worker to serve.
+    pub fn has_bindings(&self) -> bool {
+        !(self.activities.is_empty() && self.queues.is_empty())
     }
 }
 
@@ -296,6 +311,40 @@ mod tests {
         }))
         .unwrap();
         assert!(Plan::build(c, &registry()).is_ok());
+    }
+
+    #[test]
+    fn a_configuration_needs_bindings_or_workflows() {
+        let empty: Config = serde_json::from_value(serde_json::json!({})).unwrap();
+        let errs = Plan::build(empty, &registry()).err().unwrap();
+        assert_eq!(errs, [ConfigError::new("activity", NOTHING_TO_SERVE)]);
+        // Only [workflows]: valid, for the workflow commands; nothing to serve.
+        let workflows: Config = serde_json::from_value(serde_json::json!({ "workflows": {
+            "state_machines": { "orders": "arn:aws:states:us-east-1:000000000000:stateMachine:orders" }
+        }}))
+        .unwrap();
+        let plan = Plan::build(workflows, &registry()).unwrap();
+        assert!(!plan.has_bindings());
+        // Its problems are found with the rest.
+        let bad: Config = serde_json::from_value(serde_json::json!({
+            "worker": { "cancel_grace_secs": u64::MAX },
+            "workflows": { "execution_name_prefix": "a b" },
+            "activity": [{"arn": "arn:aws:states:us-east-1:000000000000:activity:a", "handler": "echo"}],
+        }))
+        .unwrap();
+        let fields: Vec<_> = Plan::build(bad, &registry())
+            .err()
+            .unwrap()
+            .into_iter()
+            .map(|e| e.field)
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "worker.cancel_grace_secs",
+                "workflows.execution_name_prefix"
+            ]
+        );
     }
 
     #[test]
