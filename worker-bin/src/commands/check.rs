@@ -102,6 +102,11 @@ fn render(plan: &Plan) -> String {
             Some(t) => line!(out, "  timeout_secs   = {}", t.as_secs()),
             None => line!(out, "  timeout_secs   = (none)"),
         }
+        line!(
+            out,
+            "  traceparent_pointer = {}",
+            a.binding.traceparent_pointer.as_deref().unwrap_or("(none)")
+        );
         if !binding.params.is_null() {
             line!(out, "  params         = {}", masked(&binding.params));
         }
@@ -166,6 +171,14 @@ fn render(plan: &Plan) -> String {
             out,
             "  input_pointer           = {}",
             q.input_pointer.as_deref().unwrap_or("(the whole body)")
+        );
+        line!(
+            out,
+            "  traceparent_pointer     = {}",
+            q.binding
+                .traceparent_pointer
+                .as_deref()
+                .unwrap_or("(none; AWSTraceHeader is read)")
         );
         line!(
             out,
