@@ -159,6 +159,9 @@ input_pointer = "/input"
         self.pid = self.proc.pid
         self.status = None
         self.cpu = None
+        # When the process was seen to have ended (ms since the epoch, the
+        # fake's and the run records' clock); at most 50 ms late.
+        self.exited_ms = None
         try:
             wait_until(self.ready, 60, f"worker {name} ready", step=0.05, proc=self.proc)
         except SystemExit as e:
@@ -182,6 +185,7 @@ input_pointer = "/input"
             return False
         self.status = os.waitstatus_to_exitcode(status)
         self.cpu = usage.ru_utime + usage.ru_stime
+        self.exited_ms = time.time() * 1000
         self.proc.returncode = self.status
         return True
 
@@ -214,7 +218,7 @@ def read_runs(runs_dir):
     return runs
 
 
-def analyse(records, runs, killed, n, names):
+def analyse(records, runs, killed, n, names, exited_ms=None):
     runs_by_token = {}
     for pid, source, task, attempt, run, at_ms in runs:
         runs_by_token.setdefault((source, task, attempt), []).append((pid, run, at_ms))
@@ -229,9 +233,13 @@ def analyse(records, runs, killed, n, names):
             # Timed out while a live worker ran it: its keep-alive failed. The
             # worker that held it then is the one whose run began last: an
             # earlier run by a worker that released the message at shutdown
-            # (and lived) says nothing about a later holder that was killed.
+            # (and lived) says nothing about a later holder that was killed;
+            # and a worker that had already exited (it gave the task up at
+            # the end of its shutdown) was not running it any more.
             before = [(at_ms, pid) for pid, _, at_ms in token_runs if at_ms < r["timed_out_at_ms"]]
-            if before and max(before)[1] not in killed:
+            holder = max(before)[1] if before else None
+            gone = (exited_ms or {}).get(holder)
+            if holder is not None and holder not in killed and (gone is None or r["timed_out_at_ms"] < gone):
                 lapses.append(r["token"])
         if r["state"] != "done":
             continue
@@ -334,7 +342,8 @@ def main_run(bins, n, concurrency, workdir, faults):
         elapsed = time.monotonic() - started
         stats = fake.stats()
         verdict = analyse(fake.records(), read_runs(runs_dir), {b.pid}, n,
-                          {w.pid: w.name for w in (a, b, c)})
+                          {w.pid: w.name for w in (a, b, c)},
+                          {w.pid: w.exited_ms for w in (a, b, c)})
         runs = read_runs(runs_dir)
         first_ms = min((r[5] for r in runs), default=0)
         for w in (a, b, c):
