@@ -21,8 +21,8 @@ COPY . .
 # crt-static: the runtime image has no libc. glibc >= 2.34 resolves names
 # (files, dns) inside libc itself, so a static binary needs no NSS modules.
 ENV RUSTFLAGS="-C target-feature=+crt-static"
-RUN cargo build --release --locked -p "${PACKAGE}" --bin "${BIN}" --target x86_64-unknown-linux-gnu \
-    && cp "target/x86_64-unknown-linux-gnu/release/${BIN}" /sfn-worker
+RUN cargo build --profile image --locked -p "${PACKAGE}" --bin "${BIN}" --target x86_64-unknown-linux-gnu \
+    && cp "target/x86_64-unknown-linux-gnu/image/${BIN}" /sfn-worker
 
 # checkov:skip=CKV_DOCKER_7:RUNTIME_BASE defaults to scratch, which has no tag; a base given at build time should be pinned by its builder.
 FROM ${RUNTIME_BASE}

@@ -15,9 +15,9 @@ IMAGE="${IMAGE:-localhost/$BIN:ci}"
 TARGET=x86_64-unknown-linux-gnu
 log() { printf '[image] %s\n' "$*" >&2; }
 
-log "building a static $BIN (release, $TARGET, crt-static)"
-RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --release --locked -p "$PACKAGE" --bin "$BIN" --target "$TARGET"
-binary="target/$TARGET/release/$BIN"
+log "building a static $BIN (profile image, $TARGET, crt-static)"
+RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --profile image --locked -p "$PACKAGE" --bin "$BIN" --target "$TARGET"
+binary="target/$TARGET/image/$BIN"
 # (Not ldd: for a static-pie binary it says "statically linked" and exits 0.)
 if readelf -d "$binary" | grep -q NEEDED; then
   log "$binary needs shared libraries; a FROM scratch image cannot run it:"
