@@ -229,40 +229,81 @@ fn percent_encode(hasher: &mut Sha256, bytes: &[u8], keep_slash: bool) {
     hasher.update(&bytes[start..]);
 }
 
-/// The path as sent (the URL keeps it percent-encoded, dot segments
-/// resolved), encoded once more: SigV4's double encoding for every service
-/// but S3.
+/// The path as sent (the URL keeps it percent-encoded), normalized as
+/// `aws-sigv4` and the service do (RFC 3986 dot segments removed, empty
+/// segments dropped: `//` is one `/`), then encoded once more: SigV4's
+/// double encoding for every service but S3.
 fn encode_path(hasher: &mut Sha256, path: &str) {
     if path.is_empty() {
         hasher.update(b"/");
-    } else {
+        return;
+    }
+    if !(path.contains('.') || path.contains("//")) && path.starts_with('/') {
+        // Every path the worker builds itself: nothing to normalize.
         percent_encode(hasher, path.as_bytes(), true);
+        return;
+    }
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    for segment in &segments {
+        hasher.update(b"/");
+        percent_encode(hasher, segment.as_bytes(), true);
+    }
+    // A trailing slash (or a trailing dot segment, which stands for one)
+    // stays; an empty result is the root.
+    let trailing = ["/", "/.", "/..", "/./", "/../"]
+        .iter()
+        .any(|end| path.ends_with(end));
+    if segments.is_empty() || trailing {
+        hasher.update(b"/");
     }
 }
 
-/// Query parameters decoded, encoded again, sorted by name then value.
+/// Query parameters decoded, encoded again, then sorted: by the encoded
+/// name, then the encoded value (what the service compares; sorting before
+/// encoding orders `/` and `-`, or non-ASCII, differently).
 fn encode_query(hasher: &mut Sha256, url: &url::Url) {
     if url.query().is_none_or(str::is_empty) {
         return;
     }
+    let encode = |text: &str| {
+        let mut out = String::with_capacity(text.len());
+        for b in text.bytes() {
+            if unreserved(b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    };
     let mut pairs: Vec<(String, String)> = url
         .query_pairs()
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .map(|(k, v)| (encode(&k), encode(&v)))
         .collect();
     pairs.sort();
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {
             hasher.update(b"&");
         }
-        percent_encode(hasher, k.as_bytes(), false);
+        hasher.update(k.as_bytes());
         hasher.update(b"=");
-        percent_encode(hasher, v.as_bytes(), false);
+        hasher.update(v.as_bytes());
     }
 }
 
-/// Trimmed, with runs of spaces as one.
+/// Spaces trimmed, runs of spaces as one; other whitespace (tabs) kept,
+/// as `aws-sigv4` does.
 fn write_header_value(hasher: &mut Sha256, value: &str) {
-    let value = value.trim();
+    let value = value.trim_matches(' ');
     if !value.contains("  ") {
         hasher.update(value.as_bytes());
         return;
@@ -405,6 +446,18 @@ mod tests {
                 &[("x-custom", "  spaced   out  ")],
                 b"x",
             ),
+            // Endpoint URLs a user might configure: sorted after encoding
+            // (`%2F` before `-`, `%C3%A9` before `z`), empty segments
+            // dropped, a trailing slash kept, tabs kept in header values.
+            (
+                "states",
+                "https://proxy.example.com//sfn//v1/?b=%2F&b=-&a=z&a=%C3%A9&c",
+                &[("x-custom", "\tleading tab ")],
+                b"{}",
+            ),
+            ("sqs", "http://proxy:8080/a/./b/../c//", &json, b"{}"),
+            ("sqs", "http://proxy:8080//", &json, b"{}"),
+            ("lambda", "http://proxy:8080/x.y/..z/.hidden", &[], b""),
         ];
         for credentials in [&long_term, &temporary] {
             for region in ["us-east-1", "eu-west-1"] {
