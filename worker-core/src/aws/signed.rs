@@ -26,7 +26,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::aws::sdk_config::CONNECT_TIMEOUT;
 use crate::aws::sigv4::Signer;
@@ -114,7 +114,10 @@ impl SignedHttp {
             .https_or_http()
             .enable_http1()
             .wrap_connector(tcp);
+        // The timer lets the pool close idle connections on time, not only
+        // when one is next taken (as reqwest did before this client).
         let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
             .pool_idle_timeout(Duration::from_secs(50))
             .pool_max_idle_per_host(MAX_CALLS_IN_FLIGHT)
             .build(tls);
@@ -285,17 +288,23 @@ impl SignedHttp {
 
 const USER_AGENT: &str = concat!("sfn-worker/", env!("CARGO_PKG_VERSION"));
 
-/// A request that got no answer: the connection failed or broke.
+/// A request that got no answer: the connection failed or broke, or (code
+/// `Timeout`, as for a call's own timeout) could not be made in time.
 fn transport_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
     // Display stops at the outermost error; the causes say why.
     let mut message = e.to_string();
+    let mut timed_out = false;
     let mut source = e.source();
     while let Some(s) = source {
         message.push_str(": ");
         message.push_str(&s.to_string());
+        timed_out |= s
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
         source = s.source();
     }
-    ApiError::new(ApiErrorKind::Transient, "DispatchFailure", message)
+    let code = if timed_out { "Timeout" } else { "DispatchFailure" };
+    ApiError::new(ApiErrorKind::Transient, code, message)
 }
 
 /// An AWS JSON 1.0 or REST-JSON error: the code from `__type` (or `x-amzn-errortype`),
