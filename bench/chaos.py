@@ -293,10 +293,11 @@ def analyse(records, runs, killed, n, names, exited_ms=None):
     }
 
 
-def main_run(bins, n, concurrency, workdir, faults):
+def main_run(bins, n, concurrency, workdir, faults, rate=None):
     runs_dir = os.path.join(workdir, "runs")
     os.makedirs(runs_dir)
-    fake = Fake(bins["fake-aws"], n, faults, trace=TRACE)
+    fake = Fake(bins["fake-aws"], n, faults, trace=TRACE,
+                extra=["--rate-per-sec", str(rate)] if rate else [])
     total = 2 * n
     started = time.monotonic()
     timeline = []
@@ -402,12 +403,25 @@ def main():
     p.add_argument("--json", help="also write the verdict here")
     p.add_argument("--no-faults", action="store_true",
                    help="the same run without injected faults (the fault-free figures to compare with)")
+    p.add_argument("--fault", action="append", default=[], metavar="KIND=RATE",
+                   help="inject only these faults (e.g. --fault error-rate=0.1), to measure one kind at a time")
+    p.add_argument("--rate", type=int, default=None, metavar="PER_SEC",
+                   help="offered load: the fake makes tasks available at this rate per source "
+                        "(compare CPU per task at the same throughput)")
     p.add_argument("--trace", help="the fake writes every message's and token's events to this file")
     p.add_argument("--keep", help="keep the workers' configs, logs and run records in this directory")
     a = p.parse_args()
     global TRACE
     TRACE = a.trace
     n = a.n or (2_000 if a.short else 100_000)
+    faults = {} if a.no_faults else FAULTS
+    if a.fault:
+        faults = {}
+        for kv in a.fault:
+            kind, _, rate = kv.partition("=")
+            if kind not in FAULTS and kind != "latency-ms":
+                raise SystemExit(f"--fault {kv}: unknown kind {kind!r}; one of {', '.join(FAULTS)}")
+            faults[kind] = int(rate) if kind == "latency-ms" else float(rate)
     profile = "debug" if a.short else "release"
     log(f"building ({profile}) ...")
     bins = build(profile)
@@ -417,13 +431,14 @@ def main():
         os.makedirs(a.keep, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="sfn-chaos-") as tmp:
         workdir = a.keep or tmp
-        verdict = main_run(bins, n, a.concurrency, workdir, {} if a.no_faults else FAULTS)
+        verdict = main_run(bins, n, a.concurrency, workdir, faults, a.rate)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(verdict, f, indent=2)
         verdict["forced_exit"] = forced_exit(bins, workdir)
     verdict["mode"] = "short" if a.short else "long"
-    verdict["faults"] = {} if a.no_faults else FAULTS
+    verdict["faults"] = faults
+    verdict["rate_per_source_per_sec"] = a.rate
     print(json.dumps(verdict, indent=2))
     if a.json:
         with open(a.json, "w") as f:

@@ -59,6 +59,12 @@ struct Args {
     /// Added to every response.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Offered load: make the preloaded tasks and messages available at this
+    /// many per second (each source), instead of all at once. Compares runs
+    /// at the same throughput (a saturated worker costs less per task than
+    /// one woken for every few calls).
+    #[arg(long)]
+    rate_per_sec: Option<u32>,
     /// Fraction of SendTask* calls answered ThrottlingException (SQS calls:
     /// RequestThrottled).
     #[arg(long, default_value_t = 0.0)]
@@ -105,6 +111,7 @@ async fn main() {
     let backend = Arc::new(Backend::new(
         args.activity_tasks,
         args.messages,
+        args.rate_per_sec.is_none(),
         ms(args.poll_hold_ms),
         Faults {
             latency: ms(args.latency_ms),
@@ -125,6 +132,10 @@ async fn main() {
     ));
     let sweeper = backend.clone();
     tokio::spawn(async move { sweeper.sweep().await });
+    if let Some(rate) = args.rate_per_sec {
+        let feeder = backend.clone();
+        tokio::spawn(async move { feeder.feed(rate).await });
+    }
     let app = Router::new()
         .route("/", post(dispatch))
         .route(

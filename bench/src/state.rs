@@ -150,6 +150,7 @@ impl Backend {
     pub fn new(
         activity_tasks: usize,
         messages: usize,
+        preload: bool,
         poll_hold: Duration,
         faults: Faults,
         chaos: Option<Chaos>,
@@ -173,13 +174,36 @@ impl Backend {
             completions: Mutex::new((None, None)),
             next_message: AtomicU64::new(0),
         };
-        for n in 0..activity_tasks as u64 {
-            backend.schedule(Source::Activity, n, 0);
-        }
-        for n in 0..messages as u64 {
-            backend.schedule(Source::Sqs, n, 0);
+        if preload {
+            for n in 0..activity_tasks as u64 {
+                backend.schedule(Source::Activity, n, 0);
+            }
+            for n in 0..messages as u64 {
+                backend.schedule(Source::Sqs, n, 0);
+            }
         }
         backend
+    }
+
+    /// `--rate-per-sec`: make the tasks and messages available at `rate`
+    /// per second each, every 10 ms, from now on.
+    pub async fn feed(&self, rate: u32) {
+        let started = tokio::time::Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(10));
+        let (mut activities, mut messages) = (0u64, 0u64);
+        let (activity_total, message_total) = (self.activity_total as u64, self.message_total as u64);
+        while activities < activity_total || messages < message_total {
+            tick.tick().await;
+            let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;
+            while activities < due.min(activity_total) {
+                self.schedule(Source::Activity, activities, 0);
+                activities += 1;
+            }
+            while messages < due.min(message_total) {
+                self.schedule(Source::Sqs, messages, 0);
+                messages += 1;
+            }
+        }
     }
 
     /// The input of logical task `n`: `{"n": n}`, and in chaos mode what the
