@@ -138,6 +138,7 @@ impl Reporter {
 
     async fn send(&self, token: &str, report: &Report) -> Result<(), ApiError> {
         let mut delays = retry::report();
+        let mut failures = 0u32;
         let operation = match report {
             Report::Success(_) => self.api.operations().success,
             Report::Failure(_) => self.api.operations().failure,
@@ -152,11 +153,13 @@ impl Reporter {
                 Ok(()) => return Ok(()),
                 Err(err) => err,
             };
+            failures = failures.saturating_add(1);
             if !err.is_retryable() || self.give_up.is_cancelled() {
                 ReportFailed {
                     operation,
                     error: &err,
                     retry_in: None,
+                    failures,
                 }
                 .emit();
                 return Err(err);
@@ -169,6 +172,7 @@ impl Reporter {
                 operation,
                 error: &err,
                 retry_in: Some(delay),
+                failures,
             }
             .emit();
             tokio::select! {

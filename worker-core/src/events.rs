@@ -16,12 +16,21 @@ pub(crate) trait InternalEvent {
     fn emit(self);
 }
 
+/// Failures in a row before a retried call is logged at `warn` rather than
+/// `debug`. A throttle or a 5xx that the next attempt gets through is normal
+/// operation (each is counted in `sfn_worker_api_errors_total`, which the
+/// alerts watch); one that persists is news. It also keeps a worker under
+/// throttling from spending its CPU on a log line per refused call.
+pub(crate) const WARN_AFTER_FAILURES: u32 = 3;
+
 /// A poll (`GetActivityTask`, `ReceiveMessage`) failed; it is retried.
 pub(crate) struct PollFailed<'a> {
     pub labels: &'a BindingLabels,
     pub operation: Operation,
     pub error: &'a ApiError,
     pub retry_in: Duration,
+    /// Failed polls in a row, this one included.
+    pub failures: u32,
 }
 
 impl InternalEvent for PollFailed<'_> {
@@ -33,9 +42,12 @@ impl InternalEvent for PollFailed<'_> {
         if self.error.kind == ApiErrorKind::ActivityDoesNotExist {
             tracing::error!(binding, code = %self.error.code, retry_in_ms,
                 "activity does not exist (deleted?); retrying");
-        } else {
+        } else if self.failures >= WARN_AFTER_FAILURES {
             tracing::warn!(binding, operation = self.operation.name(), code = %self.error.code,
-                error = %self.error.message, retry_in_ms, "poll failed; retrying");
+                error = %self.error.message, retry_in_ms, failures = self.failures, "poll failed; retrying");
+        } else {
+            tracing::debug!(binding, operation = self.operation.name(), code = %self.error.code,
+                error = %self.error.message, retry_in_ms, failures = self.failures, "poll failed; retrying");
         }
     }
 }
@@ -46,14 +58,22 @@ pub(crate) struct ReportFailed<'a> {
     pub operation: Operation,
     pub error: &'a ApiError,
     pub retry_in: Option<Duration>,
+    /// Failed attempts of this report in a row, this one included.
+    pub failures: u32,
 }
 
 impl InternalEvent for ReportFailed<'_> {
     fn emit(self) {
         metrics::api_error(self.operation, &self.error.code);
-        if let Some(delay) = self.retry_in {
+        let Some(delay) = self.retry_in else { return };
+        let retry_in_ms = delay.as_millis() as u64;
+        if self.failures >= WARN_AFTER_FAILURES {
             tracing::warn!(operation = self.operation.name(), code = %self.error.code,
-                error = %self.error.message, retry_in_ms = delay.as_millis() as u64,
+                error = %self.error.message, retry_in_ms, failures = self.failures,
+                "report failed; retrying");
+        } else {
+            tracing::debug!(operation = self.operation.name(), code = %self.error.code,
+                error = %self.error.message, retry_in_ms, failures = self.failures,
                 "report failed; retrying");
         }
     }

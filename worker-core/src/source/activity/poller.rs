@@ -31,6 +31,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
     let labels = &p.binding.labels;
     let draining = p.env.shutdown.draining();
     let mut delays = retry::poll();
+    let mut failures = 0u32;
     loop {
         // Capacity first: never fetch a task that could not start at once.
         let Some(slot) = p.slots.acquire_unless(draining).await else {
@@ -42,6 +43,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
             Ok(Some(task)) => {
                 labels.poll(PollResult::Task);
                 delays = retry::poll();
+                failures = 0;
                 let task = Task {
                     token: task.token,
                     input: task.input,
@@ -54,15 +56,18 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
             Ok(None) => {
                 labels.poll(PollResult::Empty);
                 delays = retry::poll();
+                failures = 0;
             }
             Err(err) => {
                 drop(slot);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                failures = failures.saturating_add(1);
                 PollFailed {
                     labels,
                     operation: Operation::GetActivityTask,
                     error: &err,
                     retry_in: delay,
+                    failures,
                 }
                 .emit();
                 if !back_off(delay, draining).await {

@@ -49,6 +49,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
     };
     let visibility_secs = i32::try_from(p.queue.visibility.as_secs()).unwrap_or(i32::MAX);
     let mut delays = retry::poll();
+    let mut failures = 0u32;
     loop {
         // Capacity first: ask for at most as many messages as can start now.
         let Some(first) = p.slots.acquire_unless(draining).await else {
@@ -73,6 +74,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         match p.api.receive(request).await {
             Ok(messages) => {
                 delays = retry::poll();
+                failures = 0;
                 labels.poll(if messages.is_empty() {
                     PollResult::Empty
                 } else {
@@ -94,11 +96,13 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             Err(err) => {
                 drop(slots);
                 let delay = delays.next().unwrap_or(Duration::from_secs(30));
+                failures = failures.saturating_add(1);
                 PollFailed {
                     labels,
                     operation: Operation::ReceiveMessage,
                     error: &err,
                     retry_in: delay,
+                    failures,
                 }
                 .emit();
                 if !back_off(delay, draining).await {
