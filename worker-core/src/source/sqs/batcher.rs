@@ -4,12 +4,15 @@
 //! delete at the end; one call per message would cost as many requests as
 //! tasks. Requests go to one task per queue, which sends whatever has queued
 //! up as `ChangeMessageVisibilityBatch` / `DeleteMessageBatch` calls of up to
-//! 10 entries. Under load calls fill up by themselves; when idle a request
-//! goes out at once. Batch calls answer per entry even on HTTP 200, so each
+//! 10 entries. Under load calls fill up by themselves; otherwise the first
+//! request of a round waits up to [`LINGER`] for others to join it (fewer
+//! calls: SQS bills per call, and each costs the worker as much as one
+//! task's whole report). Batch calls answer per entry even on HTTP 200, so each
 //! requester gets its own entry's result. Each request is tried once: the
 //! requester (the message's lease) knows whether and when to try again.
 
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::aws::{ApiError, ApiErrorKind, BatchEntry, Operation, SqsApi};
@@ -78,13 +81,28 @@ impl Batcher {
     }
 }
 
+/// How long the first request of a round waits for a batch to fill. Short
+/// next to anything it delays: a delete or release lands 20 ms later, a
+/// visibility extension is asked a third of the timeout before it is due.
+pub(crate) const LINGER: Duration = Duration::from_millis(20);
+
 async fn run(mut rx: mpsc::UnboundedReceiver<Request>, api: Arc<dyn SqsApi>, url: Arc<str>) {
     while let Some(first) = rx.recv().await {
         let mut pending = vec![first];
-        // Let requests made in the same instant join this round.
-        tokio::task::yield_now().await;
-        while let Ok(r) = rx.try_recv() {
-            pending.push(r);
+        let deadline = tokio::time::Instant::now() + LINGER;
+        // Until either kind has a full call's worth, or the linger is over.
+        loop {
+            while let Ok(r) = rx.try_recv() {
+                pending.push(r);
+            }
+            let deletes = pending.iter().filter(|r| r.delete).count();
+            if deletes >= MAX_BATCH_ENTRIES || pending.len() - deletes >= MAX_BATCH_ENTRIES {
+                break;
+            }
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => pending.push(r),
+                Ok(None) | Err(_) => break,
+            }
         }
         let (mut deletes, mut changes): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|r| r.delete);
@@ -238,19 +256,48 @@ mod tests {
         assert_eq!(fake.deleted().len(), 2);
     }
 
-    #[tokio::test]
-    async fn a_lone_request_goes_out_at_once() {
+    #[tokio::test(start_paused = true)]
+    async fn a_lone_request_goes_out_within_the_linger() {
         let fake = FakeSqs::new();
         fake.send(URL, "x");
         let handles = receive_all(&fake, 1).await;
         let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
-        tokio::time::timeout(
-            std::time::Duration::from_secs(1),
-            batcher.change_visibility(handles[0].clone(), 0),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+        let asked = tokio::time::Instant::now();
+        batcher
+            .change_visibility(handles[0].clone(), 0)
+            .await
+            .unwrap();
+        assert!(asked.elapsed() <= LINGER, "{:?}", asked.elapsed());
         assert_eq!(fake.visible(URL), 1, "visibility 0 releases the message");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn requests_a_few_ms_apart_share_a_call_and_later_ones_do_not() {
+        let fake = FakeSqs::new();
+        for i in 0..4 {
+            fake.send(URL, &i.to_string());
+        }
+        let handles = receive_all(&fake, 4).await;
+        let batcher = Batcher::spawn(Arc::new(fake.clone()), URL.into());
+        let step = LINGER / 4;
+        let mut asked = Vec::new();
+        for (i, h) in handles[..3].iter().enumerate() {
+            let (b, h) = (batcher.clone(), h.clone());
+            asked.push(tokio::spawn(async move {
+                tokio::time::sleep(step * i as u32).await;
+                b.delete(h).await
+            }));
+        }
+        // The control: asked after the first round's linger is over.
+        let (b, h) = (batcher.clone(), handles[3].clone());
+        asked.push(tokio::spawn(async move {
+            tokio::time::sleep(LINGER * 2).await;
+            b.delete(h).await
+        }));
+        for a in asked {
+            a.await.unwrap().unwrap();
+        }
+        let sizes: Vec<usize> = fake.delete_calls().iter().map(Vec::len).collect();
+        assert_eq!(sizes, [3, 1]);
     }
 }
