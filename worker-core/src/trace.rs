@@ -48,8 +48,12 @@ impl TraceContext {
         let mut trace_id = None;
         let mut parent_id = None;
         let mut sampled = false;
+        // Empty parts (a trailing `;`) and parts that are not `key=value`
+        // are skipped: the header is extensible, only `Root` is required.
         for part in value.split(';') {
-            let (key, v) = part.trim().split_once('=')?;
+            let Some((key, v)) = part.trim().split_once('=') else {
+                continue;
+            };
             match key {
                 "Root" => {
                     // 1-{8 hex time}-{24 hex random}
@@ -87,7 +91,12 @@ impl TraceContext {
 
     /// Parse a W3C `traceparent`. `None` unless it is well formed.
     pub fn from_traceparent(value: &str) -> Option<Self> {
-        let mut fields = value.trim().split('-');
+        let value = value.trim();
+        // The spec's hex is lower case; `00-ABC...` is not a traceparent.
+        if value.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut fields = value.split('-');
         let (version, trace, parent, flags) = (
             fields.next()?,
             fields.next()?,
@@ -199,6 +208,13 @@ mod tests {
         .expect("parsed");
         assert_eq!(t.parent_id, None);
         assert!(!t.sampled);
+        // A trailing `;` or an empty part does not lose the trace.
+        let t = TraceContext::from_aws_trace_header(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;;Parent=53995c3f42cd8ad8;Sampled=1;",
+        )
+        .expect("parsed");
+        assert_eq!(t.trace_id_hex(), "5759e988bd862e3fe1be46a994272793");
+        assert!(t.sampled);
     }
 
     #[test]
@@ -211,6 +227,7 @@ mod tests {
             "Root=1-5759e988-bd862e3fe1be46a99427279z",
             "Root=1-00000000-000000000000000000000000",
             "Root",
+            "Sampled=1;",
         ] {
             assert_eq!(TraceContext::from_aws_trace_header(bad), None, "{bad:?}");
         }
@@ -242,6 +259,7 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01",
             "not a traceparent",
         ] {
             assert_eq!(TraceContext::from_traceparent(bad), None, "{bad:?}");
