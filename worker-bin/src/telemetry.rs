@@ -109,9 +109,15 @@ fn span_export() -> (Option<BoxedLayer>, Telemetry) {
         .build();
     let layer = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("sfn-worker"))
-        .with_filter(tracing_subscriber::filter::filter_fn(|m| {
-            m.is_span() && m.name() == "task"
-        }))
+        // The worker's own `task` span (an info span), not a handler's span
+        // that happens to share the name; the level hint keeps the global
+        // hint at info, so disabled debug events stay free.
+        .with_filter(
+            tracing_subscriber::filter::filter_fn(|m| {
+                m.is_span() && m.name() == "task" && m.target().starts_with("sfn_worker_core")
+            })
+            .with_max_level_hint(tracing::Level::INFO),
+        )
         .boxed();
     (
         Some(layer),
