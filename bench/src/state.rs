@@ -191,7 +191,8 @@ impl Backend {
         let started = tokio::time::Instant::now();
         let mut tick = tokio::time::interval(Duration::from_millis(10));
         let (mut activities, mut messages) = (0u64, 0u64);
-        let (activity_total, message_total) = (self.activity_total as u64, self.message_total as u64);
+        let (activity_total, message_total) =
+            (self.activity_total as u64, self.message_total as u64);
         while activities < activity_total || messages < message_total {
             tick.tick().await;
             let due = (started.elapsed().as_secs_f64() * f64::from(rate)) as u64;

@@ -303,7 +303,11 @@ fn transport_error(e: &(dyn std::error::Error + 'static)) -> ApiError {
             .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
         source = s.source();
     }
-    let code = if timed_out { "Timeout" } else { "DispatchFailure" };
+    let code = if timed_out {
+        "Timeout"
+    } else {
+        "DispatchFailure"
+    };
     ApiError::new(ApiErrorKind::Transient, code, message)
 }
 
