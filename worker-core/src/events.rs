@@ -16,11 +16,15 @@ pub(crate) trait InternalEvent {
     fn emit(self);
 }
 
-/// Failures in a row before a retried call is logged at `warn` rather than
-/// `debug`. A throttle or a 5xx that the next attempt gets through is normal
-/// operation (each is counted in `sfn_worker_api_errors_total`, which the
-/// alerts watch); one that persists is news. It also keeps a worker under
-/// throttling from spending its CPU on a log line per refused call.
+/// Failures in a row before a retried poll or report is logged at `warn`
+/// rather than `debug`. A throttle or a 5xx that the next attempt gets
+/// through is normal operation (each is counted in
+/// `sfn_worker_api_errors_total`, which the alerts watch); one that persists
+/// is news, and so is a poll error that retrying cannot heal (access
+/// denied, a missing queue), which warns at once. It also keeps a worker
+/// under throttling from spending its CPU on a log line per refused call.
+/// (A failed visibility extension still warns every time: a lease can lapse
+/// within two or three failed attempts.)
 pub(crate) const WARN_AFTER_FAILURES: u32 = 3;
 
 /// A poll (`GetActivityTask`, `ReceiveMessage`) failed; it is retried.
@@ -42,7 +46,7 @@ impl InternalEvent for PollFailed<'_> {
         if self.error.kind == ApiErrorKind::ActivityDoesNotExist {
             tracing::error!(binding, code = %self.error.code, retry_in_ms,
                 "activity does not exist (deleted?); retrying");
-        } else if self.failures >= WARN_AFTER_FAILURES {
+        } else if self.failures >= WARN_AFTER_FAILURES || !self.error.is_retryable() {
             tracing::warn!(binding, operation = self.operation.name(), code = %self.error.code,
                 error = %self.error.message, retry_in_ms, failures = self.failures, "poll failed; retrying");
         } else {

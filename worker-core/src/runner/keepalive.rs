@@ -131,10 +131,6 @@ impl<'a> KeepAlive<'a> {
                             .min(RENEW_RETRY_MAX);
                         self.renew_failures += 1;
                         self.next_renew = Some(Instant::now() + every.min(retry));
-                        if self.renew_failures == crate::events::WARN_AFTER_FAILURES {
-                            tracing::warn!(failures = self.renew_failures, retry_in_ms = every.min(retry).as_millis() as u64,
-                                "extending the message's visibility keeps failing; retrying");
-                        }
                     }
                 }
                 _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {

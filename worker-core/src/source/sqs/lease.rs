@@ -68,14 +68,7 @@ impl MessageLease {
             .flatten()
             .collect();
         for (_, err) in &failed {
-            // A retryable extension is the caller's to judge (the lease
-            // retries it within a second and says so if the message lapses);
-            // a failed release (0) is not retried.
-            if err.is_retryable() && secs > 0 {
-                tracing::debug!(code = %err.code, error = %err.message, visibility_secs = secs, "changing the message's visibility failed");
-            } else {
-                tracing::warn!(code = %err.code, error = %err.message, visibility_secs = secs, "changing the message's visibility failed");
-            }
+            tracing::warn!(code = %err.code, error = %err.message, visibility_secs = secs, "changing the message's visibility failed");
         }
         failed
     }
