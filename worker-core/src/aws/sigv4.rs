@@ -491,6 +491,40 @@ mod tests {
         }
     }
 
+    /// Raw paths, which `url::Url` never hands over (it resolves dot
+    /// segments itself), against aws-sigv4's `normalize_uri_path` (RFC 3986
+    /// dot-segment removal, empty segments dropped, a trailing slash kept)
+    /// followed by the second encoding.
+    #[test]
+    fn raw_paths_are_normalized_as_aws_sigv4_does() {
+        for (path, canonical) in [
+            ("", "/"),
+            ("/", "/"),
+            ("//", "/"),
+            ("/.", "/"),
+            ("/..", "/"),
+            (".", "/"),
+            ("foo", "/foo"),
+            ("foo/.", "/foo/"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/a/./b", "/a/b"),
+            ("/a//b/", "/a/b/"),
+            ("/a/../../b", "/b"),
+            ("/x.y/..z/.hidden", "/x.y/..z/.hidden"),
+            ("/a%2Fb", "/a%252Fb"),
+            ("/a%2F./b c", "/a%252F./b%20c"),
+        ] {
+            let mut ours = Sha256::new();
+            encode_path(&mut ours, path);
+            assert_eq!(
+                ours.finalize(),
+                Sha256::digest(canonical.as_bytes()),
+                "{path:?} should be {canonical:?}"
+            );
+        }
+    }
+
     #[test]
     fn a_new_secret_on_the_same_day_gets_a_new_key() {
         let signer = Signer::new("us-east-1", "states");
