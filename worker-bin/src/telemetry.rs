@@ -114,7 +114,7 @@ fn span_export() -> (Option<BoxedLayer>, Telemetry) {
         // hint at info, so disabled debug events stay free.
         .with_filter(
             tracing_subscriber::filter::filter_fn(|m| {
-                m.is_span() && m.name() == "task" && m.target().starts_with("sfn_worker_core")
+                m.is_span() && m.name() == "task" && m.target().starts_with("sfn_worker_core::")
             })
             .with_max_level_hint(tracing::Level::INFO),
         )

@@ -93,7 +93,10 @@ impl TraceContext {
     pub fn from_traceparent(value: &str) -> Option<Self> {
         let value = value.trim();
         // The spec's hex is lower case; `00-ABC...` is not a traceparent.
-        if value.bytes().any(|b| b.is_ascii_uppercase()) {
+        // (Only the four fields of version 00: a later version's extra
+        // fields are not ours to judge.)
+        let fields = value.get(..55).unwrap_or(value);
+        if fields.bytes().any(|b| b.is_ascii_uppercase()) {
             return None;
         }
         let mut fields = value.split('-');

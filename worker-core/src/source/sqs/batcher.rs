@@ -82,8 +82,8 @@ impl Batcher {
 }
 
 /// How long the first request of a round waits for a batch to fill. Short
-/// next to anything it delays: a delete or release lands 20 ms later, a
-/// visibility extension is asked a third of the timeout before it is due.
+/// next to anything it delays: a delete or release lands 20 ms later, and a
+/// visibility extension is sent with two thirds of the timeout still left.
 pub(crate) const LINGER: Duration = Duration::from_millis(20);
 
 async fn run(mut rx: mpsc::UnboundedReceiver<Request>, api: Arc<dyn SqsApi>, url: Arc<str>) {
