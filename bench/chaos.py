@@ -418,9 +418,13 @@ def main():
     if a.fault:
         faults = {}
         for kv in a.fault:
-            kind, _, rate = kv.partition("=")
+            kind, eq, rate = kv.partition("=")
             if kind not in FAULTS and kind != "latency-ms":
-                raise SystemExit(f"--fault {kv}: unknown kind {kind!r}; one of {', '.join(FAULTS)}")
+                raise SystemExit(f"--fault {kv}: unknown kind {kind!r}; one of {', '.join(FAULTS)}, latency-ms")
+            try:
+                float(rate)
+            except ValueError:
+                raise SystemExit(f"--fault {kv}: expected KIND=NUMBER (a fraction of calls, or milliseconds for latency-ms)")
             faults[kind] = int(rate) if kind == "latency-ms" else float(rate)
     profile = "debug" if a.short else "release"
     log(f"building ({profile}) ...")

@@ -63,7 +63,7 @@ struct Args {
     /// many per second (each source), instead of all at once. Compares runs
     /// at the same throughput (a saturated worker costs less per task than
     /// one woken for every few calls).
-    #[arg(long)]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     rate_per_sec: Option<u32>,
     /// Fraction of SendTask* calls answered ThrottlingException (SQS calls:
     /// RequestThrottled).
