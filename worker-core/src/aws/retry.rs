@@ -8,9 +8,9 @@
 
 use std::time::Duration;
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
-fn exponential(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
+fn exponential(min: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBuilder::default()
         .with_min_delay(min)
         .with_max_delay(max)
@@ -21,8 +21,38 @@ fn exponential(min: Duration, max: Duration) -> impl Iterator<Item = Duration> {
 
 /// Delays between failed polls (`GetActivityTask`, `ReceiveMessage`): from
 /// 200 ms to 30 s. Reset after every successful poll.
-pub(crate) fn poll() -> impl Iterator<Item = Duration> {
+fn poll() -> ExponentialBackoff {
     exponential(Duration::from_millis(200), Duration::from_secs(30))
+}
+
+/// A poll loop's retry state: the delay before polling again after a
+/// failure ([`poll`]'s policy, started over by any answer) and how many
+/// polls in a row have failed (which decides how loudly a failure is logged).
+pub(crate) struct PollBackoff {
+    delays: ExponentialBackoff,
+    failures: u32,
+}
+
+impl PollBackoff {
+    pub fn new() -> Self {
+        Self {
+            delays: poll(),
+            failures: 0,
+        }
+    }
+
+    /// A poll was answered (a task, or nothing after the long poll's wait).
+    pub fn answered(&mut self) {
+        *self = Self::new();
+    }
+
+    /// A poll failed: how long to wait, and the failures in a row, this one
+    /// included.
+    pub fn failed(&mut self) -> (Duration, u32) {
+        self.failures = self.failures.saturating_add(1);
+        let delay = self.delays.next().unwrap_or(Duration::from_secs(30));
+        (delay, self.failures)
+    }
 }
 
 /// A report is retried for as long as the task can be kept alive, so what

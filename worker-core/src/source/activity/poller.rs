@@ -1,11 +1,11 @@
 //! The `GetActivityTask` loop of one poller.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
-use crate::aws::{Operation, SfnApi, retry};
+use crate::aws::retry::PollBackoff;
+use crate::aws::{Operation, SfnApi};
 use crate::events::{InternalEvent, PollFailed};
 use crate::metrics::PollResult;
 use crate::runner::{Binding, Env, Task, run_task};
@@ -30,8 +30,7 @@ pub(crate) struct ActivityPoller {
 pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
     let labels = &p.binding.labels;
     let draining = p.env.shutdown.draining();
-    let mut delays = retry::poll();
-    let mut failures = 0u32;
+    let mut backoff = PollBackoff::new();
     loop {
         // Capacity first: never fetch a task that could not start at once.
         let Some(slot) = p.slots.acquire_unless(draining).await else {
@@ -42,8 +41,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
         match p.api.get_activity_task(&p.arn, &p.worker_name).await {
             Ok(Some(task)) => {
                 labels.poll(PollResult::Task);
-                delays = retry::poll();
-                failures = 0;
+                backoff.answered();
                 let task = Task {
                     token: task.token,
                     input: task.input,
@@ -55,13 +53,11 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
             }
             Ok(None) => {
                 labels.poll(PollResult::Empty);
-                delays = retry::poll();
-                failures = 0;
+                backoff.answered();
             }
             Err(err) => {
                 drop(slot);
-                let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                failures = failures.saturating_add(1);
+                let (delay, failures) = backoff.failed();
                 PollFailed {
                     labels,
                     operation: Operation::GetActivityTask,

@@ -13,7 +13,8 @@ use super::config::{OnMalformed, TokenSource};
 use super::in_flight::Claim;
 use super::lease::MessageLease;
 use super::message::{Malformed, extract};
-use crate::aws::{Message, Operation, ReceiveRequest, SqsApi, retry};
+use crate::aws::retry::PollBackoff;
+use crate::aws::{Message, Operation, ReceiveRequest, SqsApi};
 use crate::events::{DuplicateDelivery, InternalEvent, MalformedMessage, PollFailed};
 use crate::limits::{MAX_BATCH_ENTRIES, MAX_RECEIVE_WAIT_SECS};
 use crate::metrics::PollResult;
@@ -48,8 +49,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         TokenSource::Pointer(_) => None,
     };
     let visibility_secs = i32::try_from(p.queue.visibility.as_secs()).unwrap_or(i32::MAX);
-    let mut delays = retry::poll();
-    let mut failures = 0u32;
+    let mut backoff = PollBackoff::new();
     loop {
         // Capacity first: ask for at most as many messages as can start now.
         let Some(first) = p.slots.acquire_unless(draining).await else {
@@ -73,8 +73,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
         };
         match p.api.receive(request).await {
             Ok(messages) => {
-                delays = retry::poll();
-                failures = 0;
+                backoff.answered();
                 labels.poll(if messages.is_empty() {
                     PollResult::Empty
                 } else {
@@ -95,8 +94,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             }
             Err(err) => {
                 drop(slots);
-                let delay = delays.next().unwrap_or(Duration::from_secs(30));
-                failures = failures.saturating_add(1);
+                let (delay, failures) = backoff.failed();
                 PollFailed {
                     labels,
                     operation: Operation::ReceiveMessage,
