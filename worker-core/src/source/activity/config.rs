@@ -90,7 +90,7 @@ pub(crate) fn plans(bindings: &[ActivityBinding], checks: &mut Checks<'_>) -> Ve
             );
         }
         if let Some(p) = &b.traceparent_pointer
-            && let Err(e) = crate::source::sqs::config::check_pointer(p)
+            && let Err(e) = crate::config::check_pointer(p)
         {
             checks.error(at("traceparent_pointer"), e);
         }
