@@ -46,6 +46,10 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     match s.health.state() {
+        HealthState::Ready if s.health.is_misdirected() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "misdirected: Lambda does not know the durable callbacks this worker is sent (wrong region, account or endpoint?)\n",
+        ),
         HealthState::Ready => (StatusCode::OK, "ready\n"),
         HealthState::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         HealthState::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),

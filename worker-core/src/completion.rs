@@ -5,16 +5,31 @@
 //! What each answer to a report means (the README's semantics table):
 //! - accepted: done;
 //! - `TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`: the service will
-//!   take no report for this token; nothing more to do;
+//!   take no report for this token; nothing more to do. If an earlier
+//!   attempt of the same report got no answer (a timeout, a reset, a 5xx),
+//!   that attempt most likely closed the task: counted as sent;
 //! - throttling, 5xx, network, expired credentials, clock skew: retried with
 //!   backoff and jitter until accepted (or shutdown gives up);
 //! - the output itself refused (`InvalidOutput`, a validation error): the task
 //!   is failed with `Worker.OutputRejected` instead, so it does not hang;
-//! - the KMS key refused (`KmsAccessDeniedException`, ...): a failure with
-//!   empty `error` and `cause`, which needs no key, goes instead;
+//!   a failure refused for its contents or its KMS key: the same failure
+//!   without `error` and `cause` goes instead;
+//! - a success refused by the execution's KMS key: not delivered, and the
+//!   task is kept (an SQS message comes back when the key is fixed); never
+//!   turned into a failure without a name;
+//! - Lambda's "no such callback" for a callback it never knew: not
+//!   delivered, the message is kept and the worker reads not ready (likely
+//!   the wrong region, account or endpoint);
 //! - access denied, or a refusal the worker does not know: not delivered,
-//!   logged as an error. Never turned into a failure: that would report a
-//!   success as failed for a reason that has nothing to do with the task.
+//!   logged as an error, the task kept for a later try. Never turned into
+//!   a failure: that would report a success as failed for a reason that
+//!   has nothing to do with the task;
+//! - even the empty failure refused as invalid: the token itself is refused
+//!   (no retry can heal that): not delivered, and the task is not kept, so
+//!   its handler does not run again and again.
+//!
+//! Every error's message has the token taken out before anyone sees it:
+//! AWS's validation messages quote the values they refuse.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +41,7 @@ use crate::error_names;
 use crate::events::{InternalEvent, ReportFailed};
 use crate::handler::TaskError;
 use crate::send_gate::SendGate;
+use crate::worker::Health;
 
 /// What to tell Step Functions about a task.
 #[derive(Debug, Clone)]
@@ -34,17 +50,37 @@ pub(crate) enum Report {
     Failure(TaskError),
 }
 
+impl Report {
+    /// The report with `token` taken out of a failure's error and cause.
+    pub fn redacted(self, token: &str) -> Self {
+        match self {
+            Report::Failure(e) => Report::Failure(e.redacted(token)),
+            success => success,
+        }
+    }
+}
+
 /// What became of a report.
 #[derive(Debug)]
 pub(crate) enum Delivery {
     /// Accepted: as sent, or (if the service refused the original) the
     /// fallback failure that replaced it.
     Accepted(Report),
+    /// An attempt got no answer and a later one found the task closed: the
+    /// first one most likely closed it. Counted as this report.
+    AppliedEarlier(Report),
     /// The service answered that the task takes no report any more
     /// (`TaskTimedOut`, `TaskDoesNotExist`, `InvalidToken`).
     Closed(String),
-    /// Not delivered: refused for good, or still failing when shutdown gave up.
-    Undelivered(ApiError),
+    /// Not delivered: refused, or still failing when shutdown gave up.
+    Undelivered {
+        /// The last answer.
+        error: ApiError,
+        /// Whether the same report may be accepted later (a permission, a
+        /// KMS key or an endpoint fixed, the service back), so the task is
+        /// worth keeping; `false` when the service refuses the token itself.
+        may_heal: bool,
+    },
 }
 
 pub(crate) struct Reporter {
@@ -52,6 +88,8 @@ pub(crate) struct Reporter {
     gate: SendGate,
     /// Stop retrying (shutdown's last phase): one attempt, then give up.
     give_up: CancellationToken,
+    /// Told when the target seems misdirected (durable callbacks).
+    health: Option<Health>,
 }
 
 /// What to send instead when the service refuses `report` with `err`, if
@@ -76,16 +114,26 @@ fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
         {
             Some(Report::Failure(TaskError::new("", "")))
         }
-        (ApiErrorKind::KmsRefused, Report::Success(_)) => {
-            Some(Report::Failure(TaskError::new("", "")))
-        }
+        // A success the KMS key refuses is not turned into a failure with
+        // no name: the caller keeps the task for when the key is fixed.
         _ => None,
     }
 }
 
 impl Reporter {
     pub fn new(api: Arc<dyn CompletionTarget>, gate: SendGate, give_up: CancellationToken) -> Self {
-        Self { api, gate, give_up }
+        Self {
+            api,
+            gate,
+            give_up,
+            health: None,
+        }
+    }
+
+    /// Tell `health` when the target does not know the tasks it is sent.
+    pub fn with_health(mut self, health: Health) -> Self {
+        self.health = Some(health);
+        self
     }
 
     /// The target's operations, for metrics and logs.
@@ -98,26 +146,71 @@ impl Reporter {
         self.give_up.is_cancelled()
     }
 
+    /// The target accepted a call: whatever it refused before was not the
+    /// worker's address.
+    fn reached(&self) {
+        if let Some(h) = &self.health
+            && h.is_misdirected()
+        {
+            h.set_misdirected(false);
+        }
+    }
+
     /// Deliver a report, retrying throttling, transient and credential errors
     /// with backoff and jitter; see the module documentation for what each
-    /// refusal leads to.
-    pub async fn deliver(&self, token: &str, report: Report) -> Delivery {
+    /// refusal leads to. `known_open`: the service accepted a heartbeat of
+    /// this task before (it knows the token).
+    pub async fn deliver(&self, token: &str, report: Report, known_open: bool) -> Delivery {
         let mut report = report;
         loop {
-            let err = match self.send(token, &report).await {
-                Ok(()) => return Delivery::Accepted(report),
+            let (err, maybe_applied) = match self.send(token, &report).await {
+                Ok(()) => {
+                    self.reached();
+                    return Delivery::Accepted(report);
+                }
                 Err(e) => e,
             };
-            match err.kind {
-                ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => {
-                    return Delivery::Closed(err.code);
-                }
-                ApiErrorKind::AccessDenied => {
+            let closed = match err.kind {
+                ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => true,
+                ApiErrorKind::CallbackNotFound => known_open || maybe_applied,
+                _ => false,
+            };
+            if closed {
+                return if maybe_applied {
+                    Delivery::AppliedEarlier(report)
+                } else {
+                    Delivery::Closed(err.code)
+                };
+            }
+            let may_heal = match (err.kind, &report) {
+                (ApiErrorKind::AccessDenied, _) => {
                     tracing::error!(code = %err.code, error = %err.message, needs = self.api.permissions(),
                         "ACCESS DENIED reporting the task: the worker's IAM policy must allow what `needs` says; the task is left undelivered");
-                    return Delivery::Undelivered(err);
+                    Some(true)
                 }
-                _ => {}
+                (ApiErrorKind::CallbackNotFound, _) => {
+                    tracing::error!(code = %err.code, error = %err.message,
+                        "Lambda does not know this callback and never did: is the worker pointed at the right region, account \
+                         and endpoint? The message (the only copy of the callback id) is kept, and the worker reads not ready");
+                    if let Some(h) = &self.health {
+                        h.set_misdirected(true);
+                    }
+                    Some(true)
+                }
+                (ApiErrorKind::KmsRefused, Report::Success(_)) => {
+                    tracing::error!(code = %err.code, error = %err.message,
+                        "the execution's KMS key refuses this worker, so the success cannot be sent; the task is left \
+                         undelivered (an SQS message comes back, and succeeds once the key or the worker's kms permissions are fixed; \
+                         an activity task times out)");
+                    Some(true)
+                }
+                _ => None,
+            };
+            if let Some(may_heal) = may_heal {
+                return Delivery::Undelivered {
+                    error: err,
+                    may_heal,
+                };
             }
             match fallback(&report, &err) {
                 Some(next) => {
@@ -126,19 +219,32 @@ impl Reporter {
                     report = next;
                 }
                 None => {
-                    if !err.is_retryable() {
+                    // Even a failure without error and cause refused as
+                    // invalid: the token is what the service refuses.
+                    let may_heal = err.kind != ApiErrorKind::InvalidPayload;
+                    if !may_heal {
+                        tracing::error!(code = %err.code, error = %err.message,
+                            "the service refuses this task's token itself; nothing can be reported for it, and it is not kept");
+                    } else if !err.is_retryable() {
                         tracing::error!(code = %err.code, error = %err.message,
                             "report refused for a reason the worker does not know; the task is left undelivered");
                     }
-                    return Delivery::Undelivered(err);
+                    return Delivery::Undelivered {
+                        error: err,
+                        may_heal,
+                    };
                 }
             }
         }
     }
 
-    async fn send(&self, token: &str, report: &Report) -> Result<(), ApiError> {
+    /// Send one report until accepted, refused, or given up; on failure, the
+    /// last error and whether an earlier attempt may have been applied (it
+    /// got no answer, or a 5xx: the service may have done it anyway).
+    async fn send(&self, token: &str, report: &Report) -> Result<(), (ApiError, bool)> {
         let mut delays = retry::report();
         let mut failures = 0u32;
+        let mut maybe_applied = false;
         let operation = match report {
             Report::Success(_) => self.api.operations().success,
             Report::Failure(_) => self.api.operations().failure,
@@ -151,7 +257,7 @@ impl Reporter {
             };
             let err = match result {
                 Ok(()) => return Ok(()),
-                Err(err) => err,
+                Err(err) => err.redact(token),
             };
             failures = failures.saturating_add(1);
             if !err.is_retryable() || self.give_up.is_cancelled() {
@@ -162,8 +268,9 @@ impl Reporter {
                     failures,
                 }
                 .emit();
-                return Err(err);
+                return Err((err, maybe_applied));
             }
+            maybe_applied |= err.kind == ApiErrorKind::Transient;
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
@@ -177,7 +284,7 @@ impl Reporter {
             .emit();
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.give_up.cancelled() => return Err(err),
+                _ = self.give_up.cancelled() => return Err((err, maybe_applied)),
             }
         }
     }
@@ -189,12 +296,18 @@ impl Reporter {
         self.gate.heartbeat(max_yield).await;
         let result = self.api.heartbeat(token).await;
         // Counted and logged by the caller, which knows what the answer means.
-        if let Err(err) = &result {
-            if err.kind == ApiErrorKind::Throttled {
-                self.gate.throttled_by_service();
+        match result {
+            Ok(()) => {
+                self.reached();
+                Ok(())
+            }
+            Err(err) => {
+                if err.kind == ApiErrorKind::Throttled {
+                    self.gate.throttled_by_service();
+                }
+                Err(err.redact(token))
             }
         }
-        result
     }
 }
 
@@ -238,7 +351,7 @@ mod tests {
             ApiError::new(ApiErrorKind::Transient, "DispatchFailure", ""),
         );
         let d = reporter(&fake)
-            .deliver("t", Report::Success("1".into()))
+            .deliver("t", Report::Success("1".into()), false)
             .await;
         assert!(matches!(d, Delivery::Accepted(Report::Success(_))), "{d:?}");
         assert!(
@@ -254,7 +367,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.close_task("t", code);
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()))
+                .deliver("t", Report::Success("1".into()), false)
                 .await;
             assert!(matches!(&d, Delivery::Closed(c) if c == code), "{d:?}");
             assert!(fake.reports().is_empty());
@@ -267,7 +380,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()))
+                .deliver("t", Report::Success("1".into()), false)
                 .await;
             assert!(matches!(d, Delivery::Accepted(Report::Failure(_))), "{d:?}");
             assert!(
@@ -280,25 +393,117 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_kms_refusal_sends_an_empty_failure() {
-        for report in [
-            Report::Success("1".into()),
-            Report::Failure(TaskError::new("A", "b")),
+    async fn a_kms_refusal_of_a_failure_sends_an_empty_failure() {
+        let fake = FakeSfn::new();
+        fake.fail_next(
+            Operation::SendTaskFailure,
+            refuse("KmsAccessDeniedException"),
+        );
+        let d = reporter(&fake)
+            .deliver("t", Report::Failure(TaskError::new("A", "b")), false)
+            .await;
+        assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
+        assert!(
+            matches!(&fake.reports()[..], [Seen::Failure { error, cause, .. }] if error.is_empty() && cause.is_empty()),
+            "{:?}",
+            fake.reports()
+        );
+    }
+
+    /// Issue 21, item 9: a success the KMS key refuses is kept for when the
+    /// key is fixed, never turned into a failure without a name.
+    #[tokio::test]
+    async fn a_kms_refusal_of_a_success_keeps_the_task_and_sends_no_failure() {
+        for code in ["KmsAccessDeniedException", "KmsInvalidStateException"] {
+            let fake = FakeSfn::new();
+            fake.fail_next(Operation::SendTaskSuccess, refuse(code));
+            let d = reporter(&fake)
+                .deliver("t", Report::Success("1".into()), false)
+                .await;
+            assert!(
+                matches!(&d, Delivery::Undelivered { error, may_heal: true } if error.code == code),
+                "{d:?}"
+            );
+            assert!(fake.reports().is_empty(), "{:?}", fake.reports());
+        }
+    }
+
+    /// Issue 21, item 7: when even the empty failure is refused as invalid,
+    /// the token itself is refused; the task must not be kept to run again.
+    #[tokio::test]
+    async fn a_token_the_service_refuses_is_not_kept() {
+        let fake = FakeSfn::new();
+        fake.fail_next(Operation::SendTaskSuccess, refuse("ValidationException"));
+        fake.fail_next(Operation::SendTaskFailure, refuse("ValidationException"));
+        fake.fail_next(Operation::SendTaskFailure, refuse("ValidationException"));
+        let d = reporter(&fake)
+            .deliver("t", Report::Success("1".into()), false)
+            .await;
+        assert!(
+            matches!(
+                &d,
+                Delivery::Undelivered {
+                    may_heal: false,
+                    ..
+                }
+            ),
+            "{d:?}"
+        );
+    }
+
+    /// Issue 21, item 8: the retry of a report whose answer was lost is
+    /// answered "closed": the first attempt most likely closed the task.
+    #[tokio::test(start_paused = true)]
+    async fn a_closed_answer_after_a_lost_one_counts_as_sent() {
+        for lost in [
+            ApiError::new(ApiErrorKind::Transient, "Timeout", "no answer"),
+            ApiError::service("InternalFailure", 500, "oops"),
         ] {
             let fake = FakeSfn::new();
-            let op = match report {
-                Report::Success(_) => Operation::SendTaskSuccess,
-                Report::Failure(_) => Operation::SendTaskFailure,
-            };
-            fake.fail_next(op, refuse("KmsAccessDeniedException"));
-            let d = reporter(&fake).deliver("t", report).await;
-            assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
+            fake.fail_next(Operation::SendTaskSuccess, lost);
+            fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));
+            let d = reporter(&fake)
+                .deliver("t", Report::Success("1".into()), false)
+                .await;
             assert!(
-                matches!(&fake.reports()[..], [Seen::Failure { error, cause, .. }] if error.is_empty() && cause.is_empty()),
-                "{:?}",
-                fake.reports()
+                matches!(&d, Delivery::AppliedEarlier(Report::Success(_))),
+                "{d:?}"
             );
         }
+        // The control: throttling is not applied, so "closed" is news.
+        let fake = FakeSfn::new();
+        fake.fail_next(Operation::SendTaskSuccess, refuse("ThrottlingException"));
+        fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));
+        let d = reporter(&fake)
+            .deliver("t", Report::Success("1".into()), false)
+            .await;
+        assert!(
+            matches!(&d, Delivery::Closed(c) if c == "TaskTimedOut"),
+            "{d:?}"
+        );
+    }
+
+    /// Issue 21, item 2: AWS's validation messages quote the values they
+    /// refuse; the token must not reach the logs or a fallback's cause.
+    #[tokio::test]
+    async fn error_messages_lose_the_token() {
+        let token = "AAAAKgAAAAIAAAAAAAAAAfSECRETtokenMATERIAL0123456789";
+        let fake = FakeSfn::new();
+        fake.fail_next(
+            Operation::SendTaskSuccess,
+            ApiError::service("InvalidOutput", 400, format!("output of {token} refused")),
+        );
+        let _ = reporter(&fake)
+            .deliver(token, Report::Success("1".into()), false)
+            .await;
+        let reports = fake.reports();
+        let [Seen::Failure { cause, .. }] = &reports[..] else {
+            panic!("{reports:?}")
+        };
+        assert!(
+            cause.contains("refused") && !cause.contains(token),
+            "{cause}"
+        );
     }
 
     #[tokio::test]
@@ -307,10 +512,10 @@ mod tests {
             let fake = FakeSfn::new();
             fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()))
+                .deliver("t", Report::Success("1".into()), false)
                 .await;
             assert!(
-                matches!(&d, Delivery::Undelivered(e) if e.code == code),
+                matches!(&d, Delivery::Undelivered { error, may_heal: true } if error.code == code),
                 "{d:?}"
             );
             assert!(
@@ -340,8 +545,8 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             give_up.cancel();
         };
-        let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into())), stop);
-        assert!(matches!(d, Delivery::Undelivered(_)));
+        let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into()), false), stop);
+        assert!(matches!(d, Delivery::Undelivered { may_heal: true, .. }));
     }
 
     #[tokio::test(start_paused = true)]
@@ -356,7 +561,7 @@ mod tests {
         let r = Arc::new(reporter(&fake));
         let r2 = r.clone();
         let report =
-            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into())).await });
+            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into()), false).await });
         // Let the report fail a few times and sleep in its backoff.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!report.is_finished());

@@ -121,6 +121,22 @@ impl InternalEvent for HeartbeatAnswered<'_> {
     }
 }
 
+/// SQS said none of a task's receipts is held any more: the message's
+/// visibility lapsed, and another worker may be running it.
+pub(crate) struct LeaseLost<'a> {
+    pub labels: &'a BindingLabels,
+}
+
+impl InternalEvent for LeaseLost<'_> {
+    fn emit(self) {
+        self.labels.lease_lost();
+        tracing::warn!(
+            "the message's visibility lapsed (SQS no longer knows this receipt); it may run on another \
+             worker too. No more renewals; the task goes on while its heartbeats are accepted"
+        );
+    }
+}
+
 /// A batch call to SQS failed as a whole, or for one entry. Counted here;
 /// the requester of the entry logs what it means for its message.
 pub(crate) struct BatchCallFailed<'a> {

@@ -65,7 +65,7 @@ mod worker;
 pub mod workflows;
 
 pub use config::{Config, ConfigError, Plan};
-pub use fingerprint::fingerprint;
+pub use fingerprint::{fingerprint, redact};
 pub use handler::{
     BuildError, CancelReason, Handler, HandlerFactory, LocalCancel, Registry, ResultExt,
     TaskContext, TaskError, TaskSource, handler_fn,

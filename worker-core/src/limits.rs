@@ -16,6 +16,13 @@ pub const MIN_POLL_TIMEOUT_SECS: u64 = 65;
 /// The longest `workerName` `GetActivityTask` accepts, in characters.
 pub const MAX_WORKER_NAME_CHARS: usize = 80;
 
+/// The longest task token `SendTaskSuccess`, `SendTaskFailure` and
+/// `SendTaskHeartbeat` accept, in characters (the API reference's length
+/// constraint, 1 to 2,048; older references said 1,024). A longer one is
+/// refused with `ValidationException` on every call, so a message carrying
+/// one can never be completed: it is malformed.
+pub const MAX_TASK_TOKEN_CHARS: usize = 2048;
+
 /// The largest `output` `SendTaskSuccess` accepts, in bytes of UTF-8.
 pub const MAX_OUTPUT_BYTES: usize = 262_144;
 /// The longest `error` `SendTaskFailure` accepts, in characters.

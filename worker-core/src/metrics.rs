@@ -32,10 +32,18 @@ pub const HEARTBEATS: &str = "sfn_worker_heartbeats_total";
 /// Failed AWS calls. Labels: operation, code.
 pub const API_ERRORS: &str = "sfn_worker_api_errors_total";
 /// SQS messages no task could be made of. Labels: source, binding, reason
-/// (`body_not_json`, `token_missing`, `token_not_string`, `input_missing`).
+/// (`body_not_json`, `token_missing`, `token_not_string`, `token_invalid`,
+/// `input_missing`, `callback_id_invalid`).
 pub const MALFORMED_MESSAGES: &str = "sfn_worker_malformed_messages_total";
 /// SQS deliveries of a token already running here (no second handler). Labels: source, binding.
 pub const DUPLICATE_MESSAGES: &str = "sfn_worker_duplicate_messages_total";
+/// SQS said none of a task's receipts is held any more (its visibility
+/// lapsed; it may run on another worker too). Labels: source, binding.
+pub const LEASES_LOST: &str = "sfn_worker_leases_lost_total";
+/// Reports whose retry was answered "task closed" after an earlier attempt
+/// got no answer: most likely that attempt was applied, so the task is
+/// counted as reported. Labels: source, binding.
+pub const REPORTS_AMBIGUOUS: &str = "sfn_worker_reports_ambiguous_total";
 /// 1 while the worker is ready (pollers running, not draining); 0 from the
 /// start, so a worker stuck in its start-up checks shows as not ready.
 pub const READY: &str = "sfn_worker_ready";
@@ -69,17 +77,22 @@ pub enum Outcome {
     ReportFailed,
     /// An SQS message given back at shutdown (visibility 0) for another worker.
     Released,
+    /// The message's visibility lapsed (SQS no longer knew the receipt) and
+    /// heartbeats failed too: the handler was cancelled and nothing reported;
+    /// the message runs again (possibly already on another worker).
+    LeaseLost,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (the discriminants index it).
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Succeeded,
         Outcome::Failed,
         Outcome::Cancelled,
         Outcome::ShuttingDown,
         Outcome::ReportFailed,
         Outcome::Released,
+        Outcome::LeaseLost,
     ];
 
     /// The label value.
@@ -91,6 +104,7 @@ impl Outcome {
             Outcome::ShuttingDown => "shutting_down",
             Outcome::ReportFailed => "report_failed",
             Outcome::Released => "released",
+            Outcome::LeaseLost => "lease_lost",
         }
     }
 }
@@ -130,6 +144,14 @@ pub fn describe() {
     describe_counter!(
         DUPLICATE_MESSAGES,
         "SQS deliveries of a token already running here."
+    );
+    describe_counter!(
+        LEASES_LOST,
+        "Tasks whose SQS message's visibility lapsed while they ran."
+    );
+    describe_counter!(
+        REPORTS_AMBIGUOUS,
+        "Reports counted as sent whose answer was lost and whose retry found the task closed."
     );
 }
 
@@ -368,6 +390,16 @@ impl BindingLabels {
             .duplicates
             .get_or_init(|| counter!(DUPLICATE_MESSAGES, self.pairs().iter()))
             .increment(1);
+    }
+
+    /// Rare: not cached.
+    pub fn lease_lost(&self) {
+        counter!(LEASES_LOST, self.pairs().iter()).increment(1);
+    }
+
+    /// Rare: not cached.
+    pub fn report_ambiguous(&self) {
+        counter!(REPORTS_AMBIGUOUS, self.pairs().iter()).increment(1);
     }
 
     pub fn heartbeat(&self, result: HeartbeatResult) {

@@ -1,7 +1,7 @@
 //! The worker: start-up checks, pollers, and the shutdown sequence.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
@@ -90,31 +90,56 @@ pub enum HealthState {
 
 /// The worker's health, shared with the HTTP endpoints. Cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Health(Arc<AtomicU8>);
+pub struct Health(Arc<HealthInner>);
+
+#[derive(Debug)]
+struct HealthInner {
+    state: AtomicU8,
+    /// Lambda answered that it does not know callbacks it never knew: the
+    /// worker is likely pointed at the wrong region, account or endpoint.
+    misdirected: AtomicBool,
+}
 
 impl Health {
     fn new() -> Self {
         // Published from the start: a worker stuck in its start-up checks
         // must show as not ready, not as no series at all.
         metrics::ready(false);
-        Self(Arc::new(AtomicU8::new(HealthState::Starting as u8)))
+        Self(Arc::new(HealthInner {
+            state: AtomicU8::new(HealthState::Starting as u8),
+            misdirected: AtomicBool::new(false),
+        }))
     }
     fn set(&self, state: HealthState) {
-        self.0.store(state as u8, Ordering::Release);
-        metrics::ready(state == HealthState::Ready);
+        self.0.state.store(state as u8, Ordering::Release);
+        metrics::ready(self.is_ready());
     }
     /// The current state.
     pub fn state(&self) -> HealthState {
-        match self.0.load(Ordering::Acquire) {
+        match self.0.state.load(Ordering::Acquire) {
             0 => HealthState::Starting,
             1 => HealthState::Ready,
             2 => HealthState::Draining,
             _ => HealthState::Stopped,
         }
     }
-    /// Whether `/readyz` should answer 200.
+    /// Whether `/readyz` should answer 200: serving, and not misdirected
+    /// (Lambda refusing to know the durable callbacks it is sent).
     pub fn is_ready(&self) -> bool {
-        self.state() == HealthState::Ready
+        self.state() == HealthState::Ready && !self.is_misdirected()
+    }
+    /// Whether the latest durable-callback report was refused with "no
+    /// such callback" for a callback Lambda never knew: the worker is
+    /// likely pointed at the wrong region, account or endpoint. It reads
+    /// not ready (`/readyz`, `sfn_worker_ready`) until Lambda accepts a
+    /// call again, so a rollout with the wrong setting stops there.
+    pub fn is_misdirected(&self) -> bool {
+        self.0.misdirected.load(Ordering::Relaxed)
+    }
+    pub(crate) fn set_misdirected(&self, misdirected: bool) {
+        if self.0.misdirected.swap(misdirected, Ordering::Relaxed) != misdirected {
+            metrics::ready(self.is_ready());
+        }
     }
 }
 
@@ -200,11 +225,14 @@ impl Worker {
             self.shutdown.giving_up().clone(),
         ));
         let durable = self.durable.clone().map(|target| {
-            Arc::new(Reporter::new(
-                target,
-                SendGate::new(None),
-                self.shutdown.giving_up().clone(),
-            ))
+            Arc::new(
+                Reporter::new(
+                    target,
+                    SendGate::new(None),
+                    self.shutdown.giving_up().clone(),
+                )
+                .with_health(self.health.clone()),
+            )
         });
         let slots: usize = (self.plan.activities.iter().map(|a| &a.binding))
             .chain(self.plan.queues.iter().map(|q| &q.binding))

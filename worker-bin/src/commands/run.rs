@@ -7,7 +7,7 @@ use std::time::Duration;
 use sfn_worker_core::aws::{
     DirectLambda, DirectSfn, DirectSqs, SdkSfn, SdkSqs, SfnApi, SqsApi, load_sdk_config,
 };
-use sfn_worker_core::config::{ClientKind, Completes, NOTHING_TO_SERVE};
+use sfn_worker_core::config::{CallbackNotFound, ClientKind, Completes, NOTHING_TO_SERVE};
 use sfn_worker_core::{Registry, ShutdownHandle, Worker};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{SignalKind, signal};
@@ -90,6 +90,7 @@ async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> 
         ClientKind::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
     };
     let lambda_endpoint = plan.config.aws.lambda_endpoint_url.clone();
+    let not_found_is_closed = plan.config.aws.lambda_callback_not_found == CallbackNotFound::Closed;
     let durable = plan
         .queues
         .iter()
@@ -105,7 +106,8 @@ async fn serve(config: &str, plan: sfn_worker_core::Plan) -> Result<(), String> 
     let mut worker = Worker::new(plan, api).with_sqs(sqs);
     if durable {
         let lambda = DirectLambda::new(&sdk, lambda_endpoint.as_deref())
-            .map_err(|e| format!("{config}: aws: {e}"))?;
+            .map_err(|e| format!("{config}: aws: {e}"))?
+            .not_found_is_closed(not_found_is_closed);
         tracing::info!(
             endpoint = lambda.endpoint(),
             "durable-execution callbacks go to Lambda"

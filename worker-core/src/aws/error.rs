@@ -15,10 +15,17 @@
 #[non_exhaustive]
 pub enum ApiErrorKind {
     /// `TaskTimedOut`, `TaskDoesNotExist` (Lambda callbacks:
-    /// `CallbackTimeoutException`, and from the Lambda client
-    /// `ResourceNotFoundException`): the task is over (timed out, stopped,
+    /// `CallbackTimeoutException`): the task is over (timed out, stopped,
     /// or already completed). Stop working on it.
     TaskClosed,
+    /// Lambda's `ResourceNotFoundException` for a durable-execution callback:
+    /// no such callback *here*. For a callback Lambda knew before (a
+    /// heartbeat of it was accepted) that means closed; for one it never
+    /// knew it is as likely a worker pointed at the wrong region, account or
+    /// endpoint, and the message (the only copy of the callback id) must be
+    /// kept. (AWS's local runner also answers it for an expired callback;
+    /// `aws.lambda_callback_not_found = "closed"` reads it as closed.)
+    CallbackNotFound,
     /// `InvalidToken`. On AWS: the token string itself is not valid. On
     /// LocalStack also the answer to a heartbeat for a state without
     /// `HeartbeatSeconds`, and for a closed task; so on its own it does not
@@ -87,6 +94,15 @@ impl ApiError {
         }
     }
 
+    /// The same error with `secret` (a task token, a callback id) taken out
+    /// of its message: AWS's validation messages quote the request's values.
+    pub fn redact(mut self, secret: &str) -> Self {
+        if let std::borrow::Cow::Owned(m) = crate::redact(&self.message, secret) {
+            self.message = m;
+        }
+        self
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -104,8 +120,8 @@ impl ApiError {
         match code {
             // Step Functions: the task is over. Lambda durable callbacks:
             // expired or already completed. (Lambda's
-            // `ResourceNotFoundException` is read as closed by the Lambda
-            // client alone: elsewhere it would say nothing about a task.)
+            // `ResourceNotFoundException` is `CallbackNotFound`, given by
+            // the Lambda client alone: elsewhere it says nothing about a task.)
             "TaskTimedOut" | "TaskDoesNotExist" | "CallbackTimeoutException" => TaskClosed,
             "InvalidToken" => InvalidToken,
             // Throttling: common to all APIs, KMS behind Step Functions and

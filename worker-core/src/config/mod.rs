@@ -67,6 +67,15 @@ pub struct AwsConfig {
     /// to a LocalStack); default: as the SDK resolves Lambda's
     /// (`AWS_ENDPOINT_URL_LAMBDA`, then `endpoint_url`, then AWS).
     pub lambda_endpoint_url: Option<String>,
+    /// What Lambda's `ResourceNotFoundException` for a durable-execution
+    /// callback means. Default `keep`: closed only for a callback Lambda
+    /// accepted a call for before; otherwise the worker may be pointed at
+    /// the wrong region, account or endpoint, so the message (the only copy
+    /// of the callback id) is kept and the worker reports itself not ready.
+    /// `closed`: always closed, as AWS's local durable-execution runner
+    /// answers it for an expired callback.
+    #[serde(default)]
+    pub lambda_callback_not_found: CallbackNotFound,
     /// How the per-task Step Functions calls are sent. Default `direct`.
     #[serde(default)]
     pub sfn_client: ClientKind,
@@ -89,6 +98,20 @@ pub enum ClientKind {
     Direct,
     /// The AWS SDK's client for every call.
     Sdk,
+}
+
+/// `[aws] lambda_callback_not_found`.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum CallbackNotFound {
+    /// Closed only if Lambda knew the callback before; otherwise keep the
+    /// message and say the worker is misdirected.
+    #[default]
+    Keep,
+    /// Closed: the callback expired (AWS's local runner).
+    Closed,
 }
 
 /// The name this had when only Step Functions had a direct client.

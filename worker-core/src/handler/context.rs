@@ -54,6 +54,11 @@ pub enum CancelReason {
     Timeout,
     /// The worker is shutting down and the grace period ran out.
     Shutdown,
+    /// The task's SQS message lapsed (SQS no longer knows this worker's
+    /// receipt; another worker may be running it) and heartbeats failed
+    /// too. Nothing is reported for the task unless the handler returns a
+    /// success.
+    LeaseLost,
     /// Cancelled by whoever runs the task locally (Ctrl-C in `invoke`).
     Local,
 }

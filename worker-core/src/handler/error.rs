@@ -65,6 +65,21 @@ impl TaskError {
         }
     }
 
+    /// The same failure with `secret` (the task's token) taken out of both
+    /// fields: a handler's error may quote its input, and with the default
+    /// `input_pointer` an SQS task's input is the whole message, token
+    /// included.
+    pub(crate) fn redacted(self, secret: &str) -> Self {
+        use std::borrow::Cow;
+        match (
+            crate::redact(&self.error, secret),
+            crate::redact(&self.cause, secret),
+        ) {
+            (Cow::Borrowed(_), Cow::Borrowed(_)) => self,
+            (error, cause) => Self::new(error.into_owned(), cause.into_owned()),
+        }
+    }
+
     /// The error name (at most 256 characters).
     pub fn error(&self) -> &str {
         &self.error

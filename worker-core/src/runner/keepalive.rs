@@ -19,20 +19,31 @@
 //!   (AWS accepts and ignores those); on AWS it means a malformed token,
 //!   which the report will find out. The task goes on.
 //! - anything else: retried soon; the task goes on.
+//!
+//! A call that goes unanswered is not waited for: a second attempt goes out
+//! beside it after a moment (up to three in flight), because the deadline
+//! that matters is the lease's or the state's `HeartbeatSeconds`, not the
+//! call's own timeout.
+//!
+//! When SQS says none of the task's receipts is ours any more (the message
+//! lapsed; another worker may run it now), renewals stop, the loss is
+//! counted and logged once, and the task goes on while its heartbeats are
+//! accepted (the task is still open, and this worker's report may well be
+//! the one that lands). If the latest heartbeat failed too, the worker has
+//! lost touch with the task: [`Alarm::LeaseLost`], and the runner cancels it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::{Fuse, FusedFuture};
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::{Instant, sleep_until};
 
-use super::lease::Lease;
+use super::lease::{Lease, Renewed};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::completion::Reporter;
-use crate::events::{HeartbeatAnswered, InternalEvent};
-use crate::heartbeat::HeartbeatSchedule;
+use crate::events::{HeartbeatAnswered, InternalEvent, LeaseLost};
+use crate::heartbeat::{self, HeartbeatSchedule};
 use crate::metrics::{BindingLabels, HeartbeatResult};
 
 /// A failed renewal is tried again after this, doubled per failure in a
@@ -42,10 +53,36 @@ use crate::metrics::{BindingLabels, HeartbeatResult};
 /// calls failing, 15 attempts lose one renewal in a million).
 const RENEW_RETRY: Duration = Duration::from_millis(250);
 const RENEW_RETRY_MAX: Duration = Duration::from_secs(1);
+/// A renewal with no answer after this is not waited for: another attempt
+/// goes out beside it (on another connection). What bounds a renewal is the
+/// lease's deadline, not the call's timeout (15 s, longer than a short
+/// visibility timeout's remaining two thirds), so one hung call must not
+/// hold back the next.
+const RENEW_HEDGE_AFTER: Duration = RENEW_RETRY_MAX;
+/// The same for heartbeats: a heartbeat unanswered this long is not waited
+/// for (the state's `HeartbeatSeconds` is the deadline; the worker is not
+/// told it, so it keeps trying as it does after a failure).
+const HEARTBEAT_HEDGE_AFTER: Duration = heartbeat::RETRY_AFTER;
+/// The most attempts of one kind in flight for one task.
+const MAX_ATTEMPTS_IN_FLIGHT: usize = 3;
+/// How long the end of a task waits for renewals still in flight (a
+/// renewal landing after a release would hide the message again).
+const FINISH_WAIT: Duration = Duration::from_secs(1);
 /// The longest a heartbeat yields to waiting reports.
 const MAX_YIELD: Duration = Duration::from_secs(5);
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why keeping a task alive raised the alarm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Alarm {
+    /// A heartbeat's answer says the task is closed (the answer's code).
+    Closed(String),
+    /// SQS says none of the task's receipts is ours any more (the message
+    /// lapsed and may run elsewhere) and the latest heartbeat failed too:
+    /// this worker has lost touch with the task.
+    LeaseLost,
+}
 
 pub(crate) struct KeepAlive<'a> {
     reporter: &'a Reporter,
@@ -53,9 +90,13 @@ pub(crate) struct KeepAlive<'a> {
     labels: &'a BindingLabels,
     schedule: HeartbeatSchedule,
     max_yield: Duration,
-    heartbeat: Fuse<BoxFuture<'a, Result<(), ApiError>>>,
+    heartbeats: FuturesUnordered<BoxFuture<'a, Result<(), ApiError>>>,
+    /// When the latest heartbeat attempt went out.
+    heartbeat_sent: Option<Instant>,
     /// A heartbeat of this task was accepted.
     accepted: bool,
+    /// The latest heartbeat answered was refused or failed.
+    heartbeat_failing: bool,
     /// An ambiguous `InvalidToken` was logged already (once per task).
     told_invalid: bool,
     lease: Option<&'a dyn Lease>,
@@ -63,7 +104,14 @@ pub(crate) struct KeepAlive<'a> {
     next_renew: Option<Instant>,
     /// Renewals failed in a row.
     renew_failures: u32,
-    renewal: Fuse<BoxFuture<'a, bool>>,
+    renewals: FuturesUnordered<BoxFuture<'a, Renewed>>,
+    /// When the latest renewal attempt went out.
+    renewal_sent: Option<Instant>,
+    /// SQS said no receipt of the task is held any more.
+    lease_lost: bool,
+    /// The task is being settled (deleted): only renewals go on, and a
+    /// receipt going away is the delete's doing, not news.
+    settling: bool,
 }
 
 impl<'a> KeepAlive<'a> {
@@ -82,14 +130,19 @@ impl<'a> KeepAlive<'a> {
             labels,
             schedule: HeartbeatSchedule::new(interval, now),
             max_yield: interval.map_or(MAX_YIELD, |i| (i / 2).min(MAX_YIELD)),
-            heartbeat: Fuse::terminated(),
+            heartbeats: FuturesUnordered::new(),
+            heartbeat_sent: None,
             accepted: false,
+            heartbeat_failing: false,
             told_invalid: false,
             lease,
             renew_every,
             next_renew: renew_every.map(|every| now + every),
             renew_failures: 0,
-            renewal: Fuse::terminated(),
+            renewals: FuturesUnordered::new(),
+            renewal_sent: None,
+            lease_lost: false,
+            settling: false,
         }
     }
 
@@ -98,57 +151,15 @@ impl<'a> KeepAlive<'a> {
         self.schedule.request(Instant::now());
     }
 
-    /// Keep the task alive until a heartbeat's answer says the task is
-    /// closed; returns that answer's code. Cancel-safe: calls in flight live
-    /// in `self`, so dropping this future loses nothing. After it returned,
-    /// no more heartbeats are sent and calling it again only renews the lease.
-    pub async fn until_closed(&mut self) -> String {
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        loop {
-            // One timer: the earlier of the next heartbeat and the next
-            // renewal, each skipped while its previous call is in flight.
-            let heartbeat_due = self
-                .schedule
-                .due_at()
-                .filter(|_| self.heartbeat.is_terminated());
-            let renew_due = self.next_renew.filter(|_| self.renewal.is_terminated());
-            let due = match (heartbeat_due, renew_due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-            tokio::select! {
-                result = &mut self.heartbeat, if !self.heartbeat.is_terminated() => {
-                    if let Some(code) = self.answered(result) {
-                        return code;
-                    }
-                }
-                kept = &mut self.renewal, if !self.renewal.is_terminated() => {
-                    if kept {
-                        self.renew_failures = 0;
-                    } else if let Some(every) = self.renew_every {
-                        let retry = RENEW_RETRY
-                            .saturating_mul(1 << self.renew_failures.min(8))
-                            .min(RENEW_RETRY_MAX);
-                        self.renew_failures += 1;
-                        self.next_renew = Some(Instant::now() + every.min(retry));
-                    }
-                }
-                _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {
-                    let now = Instant::now();
-                    if heartbeat_due.is_some_and(|at| at <= now) {
-                        self.schedule.sent(now);
-                        self.heartbeat = self.reporter.heartbeat(self.token, self.max_yield).boxed().fuse();
-                    }
-                    if let Some(lease) = self.lease
-                        && renew_due.is_some_and(|at| at <= now)
-                    {
-                        self.next_renew = self.renew_every.map(|every| now + every);
-                        self.renewal = lease.renew().fuse();
-                    }
-                }
-                else => std::future::pending::<()>().await,
-            }
-        }
+    /// Whether the service accepted a heartbeat of this task: it knew the
+    /// token (so a later "no such task" means closed, not misdirected).
+    pub fn known_open(&self) -> bool {
+        self.accepted
+    }
+
+    /// The binding's metric labels.
+    pub fn labels(&self) -> &'a BindingLabels {
+        self.labels
     }
 
     /// Where this task's reports go.
@@ -156,20 +167,143 @@ impl<'a> KeepAlive<'a> {
         self.reporter
     }
 
-    /// Stop: no more heartbeats (one in flight is dropped), and a renewal in
-    /// flight is finished first, because a visibility change racing the
-    /// delete fails with "receipt handle is invalid".
-    pub async fn finish(mut self) {
-        if !self.renewal.is_terminated() {
-            (&mut self.renewal).await;
+    /// The lease being kept, if any.
+    pub fn lease(&self) -> Option<&'a dyn Lease> {
+        self.lease
+    }
+
+    /// From now on only the lease is kept (the task is reported and its
+    /// message is being deleted): no more heartbeats.
+    pub fn settling(&mut self) {
+        self.settling = true;
+        self.schedule.stop();
+        self.heartbeats = FuturesUnordered::new();
+    }
+
+    /// Keep the task alive until an [`Alarm`]. Cancel-safe: calls in flight
+    /// live in `self`, so dropping this future loses nothing. After a
+    /// `Closed` alarm no more heartbeats are sent; after `LeaseLost` no more
+    /// renewals; calling it again keeps up what is left.
+    pub async fn until_closed(&mut self) -> Alarm {
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        loop {
+            // One timer: the earliest of the next heartbeat and the next
+            // renewal, each either due by its schedule or, while an attempt
+            // has gone unanswered too long, as a second attempt beside it.
+            let heartbeat_due = (self.heartbeats.len() < MAX_ATTEMPTS_IN_FLIGHT)
+                .then(|| {
+                    let hedge = self
+                        .heartbeat_sent
+                        .filter(|_| !self.heartbeats.is_empty())
+                        .map(|sent| sent + HEARTBEAT_HEDGE_AFTER);
+                    earliest(self.schedule.due_at(), hedge)
+                })
+                .flatten();
+            let renew_due = (self.renewals.len() < MAX_ATTEMPTS_IN_FLIGHT)
+                .then(|| {
+                    let hedge = self
+                        .renewal_sent
+                        .filter(|_| !self.renewals.is_empty())
+                        .map(|sent| sent + RENEW_HEDGE_AFTER);
+                    earliest(self.next_renew, hedge)
+                })
+                .flatten()
+                .filter(|_| self.renew_every.is_some());
+            let due = earliest(heartbeat_due, renew_due);
+            tokio::select! {
+                // Biased: answers before new attempts, and the same order
+                // on every run (the simulation replays a seed exactly).
+                biased;
+                Some(result) = self.heartbeats.next(), if !self.heartbeats.is_empty() => {
+                    if let Some(alarm) = self.answered(result) {
+                        return alarm;
+                    }
+                }
+                Some(renewed) = self.renewals.next(), if !self.renewals.is_empty() => {
+                    if let Some(alarm) = self.renewed(renewed) {
+                        return alarm;
+                    }
+                }
+                _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {
+                    let now = Instant::now();
+                    if heartbeat_due.is_some_and(|at| at <= now) {
+                        self.schedule.sent(now);
+                        self.heartbeat_sent = Some(now);
+                        self.heartbeats.push(Box::pin(self.reporter.heartbeat(self.token, self.max_yield)));
+                    }
+                    if let Some(lease) = self.lease
+                        && renew_due.is_some_and(|at| at <= now)
+                    {
+                        self.next_renew = self.renew_every.map(|every| now + every);
+                        self.renewal_sent = Some(now);
+                        self.renewals.push(lease.renew());
+                    }
+                }
+                else => std::future::pending::<()>().await,
+            }
         }
     }
 
-    /// Act on a heartbeat's answer; `Some(code)` when the task is closed.
-    fn answered(&mut self, result: Result<(), ApiError>) -> Option<String> {
+    /// Stop: no more heartbeats (any in flight are dropped), and renewals
+    /// in flight are given a moment to land first, because a visibility
+    /// change racing a release or a delete would undo it or fail.
+    pub async fn finish(mut self) {
+        self.heartbeats = FuturesUnordered::new();
+        let renewals = async { while self.renewals.next().await.is_some() {} };
+        let _ = tokio::time::timeout(FINISH_WAIT, renewals).await;
+    }
+
+    /// Act on a renewal's answer.
+    fn renewed(&mut self, renewed: Renewed) -> Option<Alarm> {
+        match renewed {
+            Renewed::Kept => {
+                self.renew_failures = 0;
+                if self.renewals.is_empty() {
+                    self.renewal_sent = None;
+                }
+            }
+            Renewed::Failed => {
+                if let Some(every) = self.renew_every {
+                    let retry = RENEW_RETRY
+                        .saturating_mul(1 << self.renew_failures.min(8))
+                        .min(RENEW_RETRY_MAX);
+                    self.renew_failures += 1;
+                    self.next_renew = Some(Instant::now() + every.min(retry));
+                }
+            }
+            Renewed::Lost if self.lease_lost => {}
+            Renewed::Lost => {
+                // Nothing left to renew: the others in flight can only say so too.
+                self.lease_lost = true;
+                self.renew_every = None;
+                self.next_renew = None;
+                self.renewals = FuturesUnordered::new();
+                if !self.settling {
+                    LeaseLost {
+                        labels: self.labels,
+                    }
+                    .emit();
+                }
+            }
+        }
+        self.lost_touch()
+    }
+
+    /// The lease is lost and the latest heartbeat failed: nothing says the
+    /// task is still this worker's to finish.
+    fn lost_touch(&self) -> Option<Alarm> {
+        (self.lease_lost && self.heartbeat_failing && !self.settling).then_some(Alarm::LeaseLost)
+    }
+
+    /// Act on a heartbeat's answer.
+    fn answered(&mut self, result: Result<(), ApiError>) -> Option<Alarm> {
+        if self.heartbeats.is_empty() {
+            self.heartbeat_sent = None;
+        }
         let e = match result {
             Ok(()) => {
                 self.accepted = true;
+                self.heartbeat_failing = false;
                 HeartbeatAnswered {
                     labels: self.labels,
                     operation: self.reporter.operations().heartbeat,
@@ -182,9 +316,14 @@ impl<'a> KeepAlive<'a> {
             }
             Err(e) => e,
         };
+        self.heartbeat_failing = true;
         let closed = match e.kind {
             ApiErrorKind::TaskClosed => true,
             ApiErrorKind::InvalidToken => self.accepted,
+            // Lambda could not find the callback: closed if it knew it
+            // before; otherwise the worker may be pointed at the wrong
+            // region or account, which the report will say loudly.
+            ApiErrorKind::CallbackNotFound => self.accepted,
             _ => false,
         };
         let (result, first_of_its_kind) = match e.kind {
@@ -206,13 +345,21 @@ impl<'a> KeepAlive<'a> {
         .emit();
         if closed {
             self.schedule.stop();
-            return Some(e.code);
+            self.heartbeats = FuturesUnordered::new();
+            return Some(Alarm::Closed(e.code));
         }
         // Throttling and other transient failures are tried again soon;
         // access denied and the like wait for the interval (soon will not help).
         if e.kind == ApiErrorKind::Throttled || e.is_retryable() {
             self.schedule.failed(Instant::now());
         }
-        None
+        self.lost_touch()
+    }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }

@@ -24,20 +24,38 @@ pub(crate) enum LeaseEnd {
     Release,
 }
 
+/// What a renewal found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Renewed {
+    /// Held for another full period.
+    Kept,
+    /// Not renewed this time (throttled, 5xx, no answer): try again soon.
+    Failed,
+    /// The service says the delivery is not ours any more (the message's
+    /// visibility lapsed, and it may be running elsewhere): renewing again
+    /// cannot help.
+    Lost,
+}
+
 #[async_trait]
 pub(crate) trait Lease: Send + Sync {
     /// How often to renew while the handler runs; `None`: never.
     fn renew_every(&self) -> Option<Duration>;
-    /// Renew (extend the message's visibility); whether it is still held.
-    /// Failures are the lease's to log; the caller tries again soon.
-    async fn renew(&self) -> bool;
+    /// Renew (extend the message's visibility). Failures are the lease's to
+    /// log; the caller tries again soon. Several renewals may be in flight
+    /// at once (one that hangs must not keep the next from going out).
+    async fn renew(&self) -> Renewed;
     /// The latest the handler may run before the lease cannot be held (SQS
     /// keeps a message invisible at most 12 hours from receipt).
     fn hard_deadline(&self) -> Option<Instant>;
     /// At shutdown, give the delivery back instead of failing the task.
     fn release_on_shutdown(&self) -> bool;
-    /// End the lease. For [`LeaseEnd::Settled`] this keeps the delivery
-    /// alive while it retries, so that a delivery which cannot be dropped
-    /// right away does not come back while it is being dropped.
+    /// The task's report is about to be sent: the delivery stops taking in
+    /// new work that only shares its token.
+    fn reporting(&self);
+    /// End the lease. For [`LeaseEnd::Settled`] the caller goes on renewing
+    /// while this runs (a delete retried for a while must not let the
+    /// message come back meanwhile); for the others it has stopped renewing
+    /// first (a renewal landing after a release would hide the message again).
     async fn end(&self, how: LeaseEnd);
 }

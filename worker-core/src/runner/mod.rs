@@ -9,6 +9,7 @@ mod verdict;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
@@ -20,7 +21,7 @@ use crate::metrics::{BindingLabels, Outcome, Saturation};
 use crate::shutdown::ShutdownHandle;
 use crate::slots::Slot;
 use crate::trace::TraceContext;
-use keepalive::KeepAlive;
+use keepalive::{Alarm, KeepAlive};
 use lease::{Lease, LeaseEnd};
 use verdict::{Ending, deliver, verdict};
 
@@ -72,6 +73,22 @@ pub(crate) struct Task {
     pub lease: Option<Arc<dyn Lease>>,
     /// The trace its carrier had (SQS's `AWSTraceHeader`).
     pub trace: Option<TraceContext>,
+    /// Its place in a FIFO group: it runs after the task before it.
+    pub turn: Option<Turn>,
+}
+
+/// A task's place in a FIFO message group: the messages of a group that
+/// one receive returned run one after another, in order. Each is kept alive
+/// (heartbeats and visibility) from receipt while it waits, like a running
+/// task: its token's `HeartbeatSeconds` and its message's visibility run
+/// from then on, whether or not its turn has come.
+pub(crate) struct Turn {
+    /// Answers when the task before ended: `true` if its message is gone
+    /// (settled), so this one may run; `false` (or dropped) if it went back
+    /// to the queue, so this one must go back too, or it would run out of order.
+    pub wait: Option<oneshot::Receiver<bool>>,
+    /// Told when this task ends.
+    pub next: Option<oneshot::Sender<bool>>,
 }
 
 /// Run one task to its end; the slot is released when this returns.
@@ -103,10 +120,11 @@ pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, mut task: Tas
         binding.labels.task_started();
         env.saturation.started();
         tracing::debug!(input_bytes = task.input.len(), "task received");
-        let lease = task.lease.clone();
+        let next = task.turn.as_mut().and_then(|t| t.next.take());
         let (outcome, end) = execute(&binding, &env, task, fingerprint).await;
-        if let Some(lease) = lease {
-            lease.end(end).await;
+        if let Some(next) = next {
+            // The next in the group runs only if this message is gone.
+            let _ = next.send(end == LeaseEnd::Settled);
         }
         binding.labels.task_finished();
         env.saturation.finished();
@@ -119,7 +137,8 @@ pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, mut task: Tas
     .await
 }
 
-/// Run the handler and report; returns the outcome and how to end the lease.
+/// Run the handler, report, and end the lease; returns the outcome and how
+/// the lease ended.
 async fn execute(
     binding: &Binding,
     env: &Env,
@@ -131,8 +150,8 @@ async fn execute(
         input,
         lease,
         trace,
+        turn,
     } = task;
-    let releases = lease.as_ref().is_some_and(|l| l.release_on_shutdown());
     let mut keep = KeepAlive::new(
         &binding.reporter,
         &token,
@@ -140,6 +159,90 @@ async fn execute(
         binding.heartbeat,
         lease.as_deref(),
     );
+    let settled = run_and_report(
+        binding,
+        env,
+        &token,
+        input,
+        trace,
+        turn,
+        fingerprint,
+        &mut keep,
+    )
+    .await;
+    end_lease(keep, lease.as_deref(), settled).await
+}
+
+/// End the lease as `settled` says. A delete is made while the lease is
+/// still renewed (it may be retried for a while); a release or a kept
+/// message only once renewals have stopped (a renewal landing after a
+/// release would hide the message again).
+async fn end_lease(
+    mut keep: KeepAlive<'_>,
+    lease: Option<&dyn Lease>,
+    settled: (Outcome, LeaseEnd),
+) -> (Outcome, LeaseEnd) {
+    let Some(lease) = lease else {
+        keep.finish().await;
+        return settled;
+    };
+    if settled.1 == LeaseEnd::Settled {
+        keep.settling();
+        let ending = lease.end(LeaseEnd::Settled);
+        tokio::pin!(ending);
+        loop {
+            tokio::select! {
+                biased;
+                () = &mut ending => break,
+                _alarm = keep.until_closed() => {}
+            }
+        }
+        keep.finish().await;
+    } else {
+        keep.finish().await;
+        lease.end(settled.1).await;
+    }
+    settled
+}
+
+/// Wait for the task's turn, run its handler, and report; the outcome and
+/// how to end the lease.
+#[allow(clippy::too_many_arguments)]
+async fn run_and_report(
+    binding: &Binding,
+    env: &Env,
+    token: &str,
+    input: String,
+    trace: Option<TraceContext>,
+    turn: Option<Turn>,
+    fingerprint: String,
+    keep: &mut KeepAlive<'_>,
+) -> (Outcome, LeaseEnd) {
+    let releases = keep.lease().is_some_and(|l| l.release_on_shutdown());
+    // FIFO: wait for the task before this one, kept alive meanwhile.
+    if let Some(wait) = turn.and_then(|t| t.wait) {
+        match wait_for_turn(env, keep, wait).await {
+            TurnCame::Go => {}
+            TurnCame::Closed(code) => {
+                // Told the task is closed while it waited: nothing to run.
+                // The report finds out for sure (LocalStack's word is not proof).
+                tracing::info!(%code, "the service closed the task before its turn came; the handler is not run");
+                let err = TaskError::new(
+                    error_names::TASK_CLOSED,
+                    "the service answered a heartbeat that the task is closed while it waited for its turn \
+                     in its FIFO message group; the handler was not run",
+                );
+                return deliver(keep, token, verdict::Report::Failure(err), Outcome::Failed).await;
+            }
+            TurnCame::Back => {
+                tracing::info!(
+                    "the task before it in its FIFO group went back to the queue (or shutdown began): releasing this one too, to keep the order"
+                );
+                return (Outcome::Released, LeaseEnd::Release);
+            }
+            TurnCame::Lost => return (Outcome::LeaseLost, LeaseEnd::Keep),
+        }
+    }
     if env.shutdown.cancelling().is_cancelled() {
         // Delivered after the grace period (a poll in flight at shutdown):
         // give it back, or fail it so a Retry runs it elsewhere.
@@ -152,18 +255,16 @@ async fn execute(
             error_names::SHUTTING_DOWN,
             "the worker was shutting down when this task arrived",
         );
-        let settled = deliver(
-            &mut keep,
-            &token,
+        return deliver(
+            keep,
+            token,
             verdict::Report::Failure(err),
             Outcome::ShuttingDown,
         )
         .await;
-        keep.finish().await;
-        return settled;
     }
 
-    let lease_deadline = lease.as_ref().and_then(|l| l.hard_deadline());
+    let lease_deadline = keep.lease().and_then(|l| l.hard_deadline());
     let timeout_at = binding.timeout.map(|t| Instant::now() + t);
     let deadline = earliest(timeout_at, lease_deadline);
     let ctx = TaskContext::new(
@@ -184,6 +285,15 @@ async fn execute(
     // make the worker skip reporting.
     let mut reason: Option<CancelReason> = None;
     let far = Instant::now() + Duration::from_secs(86_400 * 365);
+    // The first reason wins; the handler gets `cancel_grace` from then.
+    let cancel =
+        |why: CancelReason, reason: &mut Option<CancelReason>, abandon_at: &mut Option<Instant>| {
+            if reason.is_none() {
+                *reason = Some(why);
+                ctx.cancel(why);
+                *abandon_at = Some(Instant::now() + env.cancel_grace);
+            }
+        };
 
     let ending = loop {
         tokio::select! {
@@ -193,25 +303,23 @@ async fn execute(
             _ = sleep_until(abandon_at.unwrap_or(far)), if abandon_at.is_some() => break Ending::Abandoned,
             _ = env.shutdown.cancelling().cancelled(), if reason.is_none() => {
                 tracing::info!("shutdown grace period over; cancelling the handler");
-                reason = Some(CancelReason::Shutdown);
-                ctx.cancel(CancelReason::Shutdown);
-                abandon_at = Some(Instant::now() + env.cancel_grace);
+                cancel(CancelReason::Shutdown, &mut reason, &mut abandon_at);
             }
             _ = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && reason.is_none() => {
                 tracing::warn!(timeout_secs = binding.timeout.map(|t| t.as_secs()), "handler timed out; cancelling it");
-                reason = Some(CancelReason::Timeout);
-                ctx.cancel(CancelReason::Timeout);
-                abandon_at = Some(Instant::now() + env.cancel_grace);
+                cancel(CancelReason::Timeout, &mut reason, &mut abandon_at);
             }
             // Heartbeats and renewals go on whatever the reason: a handler
             // winding down after a cancellation is still running.
-            _code = keep.until_closed() => {
-                if reason.is_none() {
-                    reason = Some(CancelReason::TaskClosed);
-                    ctx.cancel(CancelReason::TaskClosed);
-                    abandon_at = Some(Instant::now() + env.cancel_grace);
+            alarm = keep.until_closed() => match alarm {
+                Alarm::Closed(_) => cancel(CancelReason::TaskClosed, &mut reason, &mut abandon_at),
+                Alarm::LeaseLost => {
+                    if reason.is_none() {
+                        tracing::warn!("the message's lease is lost and heartbeats fail: cancelling the handler");
+                    }
+                    cancel(CancelReason::LeaseLost, &mut reason, &mut abandon_at);
                 }
-            }
+            },
             _ = ctx.heartbeat_requested() => keep.request_heartbeat(),
         }
     };
@@ -221,13 +329,51 @@ async fn execute(
 
     let lease_expired = reason == Some(CancelReason::Timeout)
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
-    let settled = match verdict(binding, env, reason, ending, releases, lease_expired) {
-        Ok((report, outcome)) => deliver(&mut keep, &token, report, outcome).await,
+    match verdict(binding, env, reason, ending, releases, lease_expired, token) {
+        // A handler's error may quote its input, which may hold the token.
+        Ok((report, outcome)) => deliver(keep, token, report.redacted(token), outcome).await,
         Err(settled) => settled,
-    };
-    // The renewal stops before the lease ends.
-    keep.finish().await;
-    settled
+    }
+}
+
+/// How waiting for a FIFO turn ended.
+enum TurnCame {
+    /// Run it.
+    Go,
+    /// A heartbeat said the task is closed (and the turn came).
+    Closed(String),
+    /// Release it: the task before went back, or shutdown began.
+    Back,
+    /// Its message lapsed and heartbeats fail: leave it.
+    Lost,
+}
+
+async fn wait_for_turn(
+    env: &Env,
+    keep: &mut KeepAlive<'_>,
+    mut wait: oneshot::Receiver<bool>,
+) -> TurnCame {
+    let mut closed: Option<String> = None;
+    loop {
+        tokio::select! {
+            biased;
+            go = &mut wait => {
+                return match (go, closed) {
+                    (Ok(true), Some(code)) => TurnCame::Closed(code),
+                    (Ok(true), None) => TurnCame::Go,
+                    _ => TurnCame::Back,
+                };
+            }
+            // Not started yet: give it back at once, with the later ones.
+            _ = env.shutdown.draining().cancelled() => return TurnCame::Back,
+            alarm = keep.until_closed() => match alarm {
+                // Its place in the order is kept: the ones after it wait
+                // for the ones before it, not for it.
+                Alarm::Closed(code) => closed = Some(code),
+                Alarm::LeaseLost => return TurnCame::Lost,
+            },
+        }
+    }
 }
 
 fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {

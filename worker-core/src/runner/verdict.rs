@@ -34,8 +34,21 @@ pub(crate) fn verdict(
     ending: Ending,
     releases: bool,
     lease_expired: bool,
+    token: &str,
 ) -> Result<(Report, Outcome), (Outcome, LeaseEnd)> {
     let report = match (reason, ending) {
+        // The message lapsed and heartbeats fail: another worker may run it
+        // now, so a failure from here would cut its run short. A success
+        // that made it is still worth reporting (it may land first).
+        (Some(CancelReason::LeaseLost), Ending::Finished(Ok(Ok(output)))) => {
+            success_or_too_large(output)
+        }
+        (Some(CancelReason::LeaseLost), _) => {
+            tracing::warn!(
+                "the handler was cancelled after its message's lease was lost; nothing is reported, the message runs again"
+            );
+            return Err((Outcome::LeaseLost, LeaseEnd::Keep));
+        }
         (Some(CancelReason::Timeout), _) if lease_expired => Report::Failure(TaskError::new(
             error_names::HANDLER_TIMEOUT,
             "the handler ran so long that its SQS message could no longer be kept invisible \
@@ -87,7 +100,7 @@ pub(crate) fn verdict(
         (_, Ending::Finished(Ok(Err(e)))) => Report::Failure(e),
         (_, Ending::Finished(Err(e))) => {
             let message = panic_message(e);
-            tracing::error!(panic = %message, "handler panicked");
+            tracing::error!(panic = %crate::redact(&message, token), "handler panicked");
             Report::Failure(TaskError::new(
                 error_names::HANDLER_PANICKED,
                 format!("the handler panicked: {message}"),
@@ -110,47 +123,66 @@ pub(crate) async fn deliver(
     report: Report,
     outcome: Outcome,
 ) -> (Outcome, LeaseEnd) {
+    if let Some(lease) = keep.lease() {
+        lease.reporting();
+    }
+    let known_open = keep.known_open();
     let delivery = {
         let reporter = keep.reporter();
-        let sending = reporter.deliver(token, report);
+        let sending = reporter.deliver(token, report, known_open);
         tokio::pin!(sending);
         loop {
             tokio::select! {
                 biased;
                 delivery = &mut sending => break delivery,
-                // A heartbeat saying the task is closed changes nothing here:
-                // the report will be answered the same way.
-                _code = keep.until_closed() => {}
+                // An alarm changes nothing here: a heartbeat saying the
+                // task is closed, the report will be answered the same way;
+                // a lost lease, the report may still land first.
+                _alarm = keep.until_closed() => {}
+            }
+        }
+    };
+    let reported = |report: &Report| match report {
+        Report::Success(_) => outcome,
+        Report::Failure(e) => {
+            tracing::info!(error = e.error(), cause = e.cause(), "task failed");
+            if outcome == Outcome::Succeeded {
+                Outcome::Failed
+            } else {
+                outcome
             }
         }
     };
     match delivery {
-        Delivery::Accepted(Report::Success(_)) => (outcome, LeaseEnd::Settled),
-        Delivery::Accepted(Report::Failure(e)) => {
-            tracing::info!(error = e.error(), cause = e.cause(), "task failed");
-            let outcome = if outcome == Outcome::Succeeded {
-                Outcome::Failed
-            } else {
-                outcome
-            };
-            (outcome, LeaseEnd::Settled)
+        Delivery::Accepted(report) => (reported(&report), LeaseEnd::Settled),
+        Delivery::AppliedEarlier(report) => {
+            keep.labels().report_ambiguous();
+            tracing::info!(
+                "an attempt of the report got no answer and its retry found the task closed: \
+                 that attempt most likely closed it; counted as reported"
+            );
+            (reported(&report), LeaseEnd::Settled)
         }
         Delivery::Closed(code) => {
             tracing::info!(%code, "the service had already closed the task; nothing reported");
             (Outcome::Cancelled, LeaseEnd::Settled)
         }
-        Delivery::Undelivered(e) => {
-            tracing::error!(code = %e.code, error = %e.message,
-                "could not report the task; an SQS message comes back and is retried, an activity task times out in Step Functions (Retry on States.Timeout)");
+        Delivery::Undelivered { error, may_heal } => {
             // Shutdown stopped the retries: let another worker have the
             // message now rather than after its visibility timeout. A
-            // refusal keeps it (coming back at once would only be refused
-            // again).
+            // refusal that may heal keeps it (it comes back after its
+            // visibility timeout, and is tried again); one that cannot (the
+            // service refuses the token itself) settles it, so the handler
+            // does not run again and again for nothing.
             let end = if keep.reporter().gave_up() {
                 LeaseEnd::Release
-            } else {
+            } else if may_heal {
                 LeaseEnd::Keep
+            } else {
+                LeaseEnd::Settled
             };
+            tracing::error!(code = %error.code, error = %error.message, kept = (end != LeaseEnd::Settled),
+                "could not report the task; a kept SQS message comes back and is retried, an activity task times out in Step Functions (Retry on States.Timeout)");
             (Outcome::ReportFailed, end)
         }
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod durable;
+mod leases;
 mod lifecycle;
 mod queue;
 mod shutdown;

@@ -28,6 +28,9 @@ pub struct DirectLambda {
     /// Without a trailing slash.
     endpoint: String,
     timeout: Duration,
+    /// Read `ResourceNotFoundException` as closed (AWS's local runner's
+    /// answer for an expired callback) rather than as "not known here".
+    not_found_is_closed: bool,
 }
 
 impl std::fmt::Debug for DirectLambda {
@@ -55,7 +58,20 @@ impl DirectLambda {
             signed,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             timeout: CALL_TIMEOUT,
+            not_found_is_closed: false,
         })
+    }
+
+    /// What `ResourceNotFoundException` means. By default it is
+    /// [`crate::aws::ApiErrorKind::CallbackNotFound`]: the runner reads it as
+    /// closed only for a callback Lambda knew before, since a worker pointed
+    /// at the wrong region or account gets it for every callback. `true`
+    /// reads it as closed always: AWS's local durable-execution runner
+    /// answers it for an expired callback (`aws.lambda_callback_not_found =
+    /// "closed"`).
+    pub fn not_found_is_closed(mut self, closed: bool) -> Self {
+        self.not_found_is_closed = closed;
+        self
     }
 
     /// The resolved Lambda endpoint.
@@ -97,14 +113,16 @@ impl DirectLambda {
             .await
         {
             Ok(_) => Ok(()),
-            // No such callback (or execution) any more: Lambda's answer, and
-            // the local runner's for an expired callback. Closed, as for
-            // `CallbackTimeoutException`; but a worker pointed at the wrong
-            // region or account gets it for every callback, so say so.
+            // No such callback here: gone (the local runner's answer for an
+            // expired callback), or a worker pointed at the wrong region or
+            // account. The runner decides which (it knows whether Lambda
+            // ever accepted a call for this callback).
             Err(mut e) if e.code == "ResourceNotFoundException" => {
-                tracing::warn!(code = %e.code, error = %e.message,
-                    "Lambda does not know this callback: expired, completed, or (for every callback) the wrong region or account");
-                e.kind = crate::aws::ApiErrorKind::TaskClosed;
+                e.kind = if self.not_found_is_closed {
+                    crate::aws::ApiErrorKind::TaskClosed
+                } else {
+                    crate::aws::ApiErrorKind::CallbackNotFound
+                };
                 Err(e)
             }
             Err(e) => Err(e),

@@ -40,6 +40,8 @@ struct State {
     delete_calls: Vec<Vec<BatchEntry>>,
     deleted: Vec<String>,
     fail_entries: HashMap<String, ApiError>,
+    /// Calls that hang this long, then time out (as a client would).
+    hangs: HashMap<Operation, VecDeque<Duration>>,
     receives: usize,
 }
 
@@ -116,6 +118,73 @@ impl FakeSqs {
     /// Answer the next call of `op` with `err` (queued; one per call).
     pub fn fail_next(&self, op: Operation, err: ApiError) {
         self.state().scripted.entry(op).or_default().push_back(err);
+    }
+
+    /// The next call of `op` gets no answer for `after`, then fails with
+    /// `Timeout`, as a client whose call hung would see it. The call is not
+    /// carried out.
+    pub fn hang_next(&self, op: Operation, after: Duration) {
+        self.state().hangs.entry(op).or_default().push_back(after);
+    }
+
+    /// Make the message `id` visible again now, as if its visibility had
+    /// lapsed: the receipt handles given out for it stop working.
+    pub fn lapse(&self, queue_url: &str, id: &str) {
+        let mut s = self.state();
+        let q = s.queues.entry(queue_url.to_owned()).or_default();
+        let handles: Vec<String> = q
+            .in_flight
+            .iter()
+            .filter(|(_, (m, _))| m.id == id)
+            .map(|(h, _)| h.clone())
+            .collect();
+        for h in handles {
+            if let Some((m, _)) = q.in_flight.remove(&h) {
+                q.visible.push_front(m);
+            }
+        }
+        drop(s);
+        self.changed.notify_waiters();
+    }
+
+    /// The receipt handles of the messages in flight now.
+    pub fn in_flight_handles(&self, queue_url: &str) -> Vec<String> {
+        let mut s = self.state();
+        let q = s.queues.entry(queue_url.to_owned()).or_default();
+        expire(q, Instant::now());
+        q.in_flight.keys().cloned().collect()
+    }
+
+    /// Receive what is visible now, as another worker would (no wait).
+    pub async fn receive_now(&self, queue_url: &str, visibility_secs: i32) -> Vec<Message> {
+        self.receive(ReceiveRequest {
+            queue_url,
+            max_messages: 10,
+            wait_secs: 0,
+            visibility_secs,
+            attribute: None,
+        })
+        .await
+        .unwrap_or_default()
+    }
+
+    async fn hang(&self, op: Operation) -> Result<(), ApiError> {
+        let after = self
+            .state()
+            .hangs
+            .get_mut(&op)
+            .and_then(VecDeque::pop_front);
+        match after {
+            Some(after) => {
+                tokio::time::sleep(after).await;
+                Err(ApiError::new(
+                    ApiErrorKind::Transient,
+                    "Timeout",
+                    "no answer (the fake hung this call)",
+                ))
+            }
+            None => Ok(()),
+        }
     }
 
     /// How many times the message `id` was received.
@@ -269,6 +338,7 @@ fn expire(q: &mut Queue, now: Instant) {
 impl SqsApi for FakeSqs {
     async fn receive(&self, r: ReceiveRequest<'_>) -> Result<Vec<Message>, ApiError> {
         self.state().receives += 1;
+        self.hang(Operation::ReceiveMessage).await?;
         self.scripted(Operation::ReceiveMessage)?;
         let deadline = Instant::now() + Duration::from_secs(r.wait_secs.max(0) as u64);
         loop {
@@ -325,6 +395,7 @@ impl SqsApi for FakeSqs {
         queue_url: &str,
         entries: &[BatchEntry],
     ) -> Result<Vec<EntryResult>, ApiError> {
+        self.hang(Operation::ChangeMessageVisibilityBatch).await?;
         self.batch(queue_url, entries, false)
     }
 
@@ -333,6 +404,7 @@ impl SqsApi for FakeSqs {
         queue_url: &str,
         entries: &[BatchEntry],
     ) -> Result<Vec<EntryResult>, ApiError> {
+        self.hang(Operation::DeleteMessageBatch).await?;
         self.batch(queue_url, entries, true)
     }
 

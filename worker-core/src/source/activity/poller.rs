@@ -47,6 +47,7 @@ pub(crate) async fn poll_activity(p: Arc<ActivityPoller>) {
                     input: task.input,
                     lease: None,
                     trace: None,
+                    turn: None,
                 };
                 p.tasks
                     .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));

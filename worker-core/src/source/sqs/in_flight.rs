@@ -2,9 +2,12 @@
 //! at-least-once delivery.
 //!
 //! SQS may deliver a message twice (or a state may send the same token
-//! twice). A second delivery of a token whose handler is running does not
-//! start another handler: its receipt handle joins the running task's, so
-//! it is kept invisible and deleted with it. A delivery of a token this
+//! twice). A second delivery of a token whose handler is running (its
+//! report not sent yet) does not start another handler: its receipt handle
+//! joins the running task's, so it is kept invisible and deleted with it.
+//! Once the report is on its way, only the task's own messages join it; a
+//! new message with the token is new work (LocalStack's `Retry` sends the
+//! failed attempt's token again, right after that report). A delivery of a token this
 //! process already settled (its report accepted, or the task found closed)
 //! is dropped without running the handler when it is the *same message*
 //! (same `MessageId`) coming back: that happens when a delete could not be
@@ -31,21 +34,87 @@ use tokio::time::Instant;
 /// The most settled tokens remembered per queue: about 5 MiB when full.
 pub(crate) const SETTLED_CAPACITY: usize = 262_144;
 
-/// One running task's deliveries: (message id, receipt handle) pairs.
-#[derive(Debug, Default)]
-pub(crate) struct Deliveries(Mutex<Vec<(String, String)>>);
+/// One receipt of a message: its handle, until when it is known to be
+/// invisible, and whether SQS said it is no longer ours.
+#[derive(Debug)]
+struct Receipt {
+    message_id: String,
+    handle: String,
+    kept_until: Instant,
+    /// Answered `ReceiptHandleIsInvalid` / `MessageNotInflight`: the message
+    /// lapsed (and may have gone to another worker) or was deleted. Never
+    /// renewed again.
+    lost: bool,
+}
+
+/// One task's receipts: the message it came in, and any delivery of the
+/// same token or message that joined it.
+#[derive(Debug)]
+pub(crate) struct Deliveries(Mutex<Vec<Receipt>>);
 
 impl Deliveries {
-    pub fn handles(&self) -> Vec<String> {
-        self.lock().iter().map(|(_, h)| h.clone()).collect()
+    fn new(message_id: &str, handle: &str, kept_until: Instant) -> Self {
+        let d = Self(Mutex::new(Vec::new()));
+        d.push(message_id, handle, kept_until);
+        d
     }
+
+    /// The handles still held (not answered as lost).
+    pub fn held(&self) -> Vec<String> {
+        self.lock()
+            .iter()
+            .filter(|r| !r.lost)
+            .map(|r| r.handle.clone())
+            .collect()
+    }
+
+    /// Whether any handle is still held.
+    pub fn any_held(&self) -> bool {
+        self.lock().iter().any(|r| !r.lost)
+    }
+
+    /// A change of `handle`'s visibility to end at `until` was accepted.
+    pub fn kept(&self, handle: &str, until: Instant) {
+        if let Some(r) = self.lock().iter_mut().find(|r| r.handle == handle) {
+            r.kept_until = r.kept_until.max(until);
+        }
+    }
+
+    /// SQS said `handle` is not ours any more; `true` the first time.
+    pub fn lose(&self, handle: &str) -> bool {
+        match self.lock().iter_mut().find(|r| r.handle == handle) {
+            Some(r) if !r.lost => {
+                r.lost = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Until when `handle` is known to be invisible.
+    pub fn kept_until(&self, handle: &str) -> Option<Instant> {
+        self.lock()
+            .iter()
+            .find(|r| r.handle == handle)
+            .map(|r| r.kept_until)
+    }
+
     fn message_ids(&self) -> Vec<String> {
-        self.lock().iter().map(|(id, _)| id.clone()).collect()
+        let mut ids: Vec<String> = self.lock().iter().map(|r| r.message_id.clone()).collect();
+        ids.dedup();
+        ids
     }
-    fn push(&self, message_id: &str, handle: &str) {
-        self.lock().push((message_id.to_owned(), handle.to_owned()));
+
+    fn push(&self, message_id: &str, handle: &str, kept_until: Instant) {
+        self.lock().push(Receipt {
+            message_id: message_id.to_owned(),
+            handle: handle.to_owned(),
+            kept_until,
+            lost: false,
+        });
     }
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(String, String)>> {
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Receipt>> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -61,7 +130,14 @@ pub(crate) enum Claim {
 
 #[derive(Debug, Default)]
 struct Tokens {
-    running: HashMap<String, Arc<Deliveries>>,
+    /// Tasks whose report has not been sent yet, by token: another message
+    /// with the token joins them (the same work, delivered twice).
+    joinable: HashMap<String, Arc<Deliveries>>,
+    /// Every task still holding its messages, by message id: the same
+    /// message received again joins the task that holds it, whatever the
+    /// task is doing (its new receipt handle is the one that deletes it).
+    /// Keyed like `settled`: by a keyed hash of token and message id.
+    by_message: HashMap<u64, Arc<Deliveries>>,
     settled: HashSet<u64>,
     /// Settled keys, oldest first, with when they may be forgotten.
     order: VecDeque<(Instant, u64)>,
@@ -86,33 +162,73 @@ impl InFlight {
         }
     }
 
-    pub fn claim(&self, token: &str, message_id: &str, receipt_handle: &str) -> Claim {
+    /// A message arrived with `token`; its receipt is invisible until `kept_until`.
+    pub fn claim(
+        &self,
+        token: &str,
+        message_id: &str,
+        receipt_handle: &str,
+        kept_until: Instant,
+    ) -> Claim {
         let key = self.key(token, message_id);
-        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = t.running.get(token) {
-            existing.push(message_id, receipt_handle);
+        let mut t = self.lock();
+        if let Some(existing) = t.by_message.get(&key) {
+            existing.push(message_id, receipt_handle, kept_until);
             return Claim::Joined;
         }
         if t.settled.contains(&key) {
             return Claim::Settled;
         }
-        let deliveries = Arc::new(Deliveries::default());
-        deliveries.push(message_id, receipt_handle);
-        t.running.insert(token.to_owned(), deliveries.clone());
+        if let Some(existing) = t.joinable.get(token).cloned() {
+            existing.push(message_id, receipt_handle, kept_until);
+            t.by_message.insert(key, existing);
+            return Claim::Joined;
+        }
+        let deliveries = Arc::new(Deliveries::new(message_id, receipt_handle, kept_until));
+        t.joinable.insert(token.to_owned(), deliveries.clone());
+        t.by_message.insert(key, deliveries.clone());
         Claim::New(deliveries)
     }
 
-    /// The task of `token` ended; `settled` if it must never run again here.
-    pub fn finish(&self, token: &str, settled: bool) {
+    /// The task of `deliveries` is about to report: from now on a new
+    /// message with its token is new work (a state that sent its token
+    /// again after this report, as LocalStack's `Retry` does), not a copy
+    /// of this one. Redeliveries of its own messages still join it.
+    pub fn reporting(&self, token: &str, deliveries: &Arc<Deliveries>) {
+        let mut t = self.lock();
+        if t.joinable
+            .get(token)
+            .is_some_and(|d| Arc::ptr_eq(d, deliveries))
+        {
+            t.joinable.remove(token);
+        }
+    }
+
+    /// The task of `deliveries` ended; `settled` if its messages must never
+    /// run again here.
+    pub fn finish(&self, token: &str, deliveries: &Arc<Deliveries>, settled: bool) {
         let now = Instant::now();
-        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(deliveries) = t.running.remove(token) else {
-            return;
-        };
+        let mut t = self.lock();
+        if t.joinable
+            .get(token)
+            .is_some_and(|d| Arc::ptr_eq(d, deliveries))
+        {
+            t.joinable.remove(token);
+        }
+        let ids = deliveries.message_ids();
+        for message_id in &ids {
+            let key = self.key(token, message_id);
+            if t.by_message
+                .get(&key)
+                .is_some_and(|d| Arc::ptr_eq(d, deliveries))
+            {
+                t.by_message.remove(&key);
+            }
+        }
         if !settled {
             return;
         }
-        for message_id in deliveries.message_ids() {
+        for message_id in ids {
             while let Some(&(until, old)) = t.order.front() {
                 if until > now && t.order.len() < self.capacity {
                     break;
@@ -125,6 +241,10 @@ impl InFlight {
                 t.order.push_back((now + self.remember, key));
             }
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Tokens> {
+        self.tokens.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn key(&self, token: &str, message_id: &str) -> u64 {
@@ -140,50 +260,90 @@ mod tests {
         InFlight::new(Duration::from_secs(120), 3)
     }
 
+    fn claim(f: &InFlight, token: &str, id: &str, handle: &str) -> Claim {
+        f.claim(token, id, handle, Instant::now() + Duration::from_secs(30))
+    }
+
+    fn new(c: Claim) -> Arc<Deliveries> {
+        match c {
+            Claim::New(d) => d,
+            _ => panic!("expected a new task"),
+        }
+    }
+
     #[test]
     fn a_second_delivery_joins_the_first() {
         let f = in_flight();
-        let Claim::New(d) = f.claim("T", "m1", "h1") else {
-            panic!("first claim")
-        };
-        assert!(matches!(f.claim("T", "m2", "h2"), Claim::Joined));
-        assert_eq!(d.handles(), ["h1", "h2"]);
-        f.finish("T", false);
-        assert!(matches!(f.claim("T", "m1", "h3"), Claim::New(_)));
+        let d = new(claim(&f, "T", "m1", "h1"));
+        assert!(matches!(claim(&f, "T", "m2", "h2"), Claim::Joined));
+        assert_eq!(d.held(), ["h1", "h2"]);
+        f.finish("T", &d, false);
+        assert!(matches!(claim(&f, "T", "m1", "h3"), Claim::New(_)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_settled_message_is_dropped_until_forgotten() {
         let f = in_flight();
-        assert!(matches!(f.claim("T", "m1", "h1"), Claim::New(_)));
-        assert!(matches!(f.claim("T", "m2", "h2"), Claim::Joined));
-        f.finish("T", true);
+        let d = new(claim(&f, "T", "m1", "h1"));
+        assert!(matches!(claim(&f, "T", "m2", "h2"), Claim::Joined));
+        f.finish("T", &d, true);
         // Both messages that joined the task come back settled...
-        assert!(matches!(f.claim("T", "m1", "h3"), Claim::Settled));
-        assert!(matches!(f.claim("T", "m2", "h4"), Claim::Settled));
+        assert!(matches!(claim(&f, "T", "m1", "h3"), Claim::Settled));
+        assert!(matches!(claim(&f, "T", "m2", "h4"), Claim::Settled));
         // ...but a new message with the token runs (LocalStack's Retry).
-        assert!(matches!(f.claim("T", "m3", "h5"), Claim::New(_)));
-        f.finish("T", false);
+        let again = new(claim(&f, "T", "m3", "h5"));
+        f.finish("T", &again, false);
         // Forgotten after `remember`, when another token settles.
         tokio::time::advance(Duration::from_secs(121)).await;
-        assert!(matches!(f.claim("U", "m9", "h6"), Claim::New(_)));
-        f.finish("U", true);
-        assert!(matches!(f.claim("T", "m1", "h7"), Claim::New(_)));
+        let u = new(claim(&f, "U", "m9", "h6"));
+        f.finish("U", &u, true);
+        assert!(matches!(claim(&f, "T", "m1", "h7"), Claim::New(_)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn at_most_capacity_settled_tokens_are_kept() {
         let f = in_flight();
         for t in ["a", "b", "c", "d"] {
-            assert!(matches!(f.claim(t, "m", "h"), Claim::New(_)));
-            f.finish(t, true);
+            let d = new(claim(&f, t, "m", "h"));
+            f.finish(t, &d, true);
         }
         assert!(
-            matches!(f.claim("a", "m", "h"), Claim::New(_)),
+            matches!(claim(&f, "a", "m", "h"), Claim::New(_)),
             "oldest dropped"
         );
         for t in ["b", "c", "d"] {
-            assert!(matches!(f.claim(t, "m", "h"), Claim::Settled), "{t}");
+            assert!(matches!(claim(&f, t, "m", "h"), Claim::Settled), "{t}");
         }
+    }
+
+    /// Issue 21, item 13: a message with the token that arrives once the
+    /// report is on its way is new work (LocalStack's Retry), not a copy to
+    /// be deleted with the reported task; the task's own message coming
+    /// back still joins it.
+    #[test]
+    fn after_the_report_a_new_message_with_the_token_is_new_work() {
+        let f = in_flight();
+        let first = new(claim(&f, "T", "m1", "h1"));
+        f.reporting("T", &first);
+        let second = new(claim(&f, "T", "m2", "h2"));
+        assert!(matches!(claim(&f, "T", "m1", "h1b"), Claim::Joined));
+        assert_eq!(first.held(), ["h1", "h1b"]);
+        assert_eq!(second.held(), ["h2"]);
+        // The first task's end leaves the second alone.
+        f.finish("T", &first, true);
+        assert!(matches!(claim(&f, "T", "m2", "h2b"), Claim::Joined));
+        assert_eq!(second.held(), ["h2", "h2b"]);
+    }
+
+    #[test]
+    fn lost_handles_are_not_held() {
+        let d = Deliveries::new("m1", "h1", Instant::now());
+        d.push("m1", "h2", Instant::now());
+        assert!(d.lose("h1"));
+        assert!(!d.lose("h1"), "said once");
+        assert_eq!(d.held(), ["h2"]);
+        assert!(d.any_held());
+        assert!(d.lose("h2"));
+        assert!(!d.any_held());
     }
 }

@@ -1,6 +1,12 @@
 //! The lease on an SQS message while its task runs, and until it is deleted.
+//!
+//! A task may hold several receipts (a copy of its message, or the same
+//! message received again, joins it: `in_flight.rs`); each is renewed on its
+//! own until SQS says it is not ours any more (`ReceiptHandleIsInvalid`,
+//! `MessageNotInflight`: the message lapsed, and may be running elsewhere).
+//! Such a receipt is never renewed again; the others go on.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,34 +17,39 @@ use super::config::OnShutdown;
 use super::in_flight::Deliveries;
 use crate::aws::{ApiError, retry};
 use crate::limits::MAX_VISIBILITY_SECS;
-use crate::runner::lease::{Lease, LeaseEnd};
+use crate::runner::lease::{Lease, LeaseEnd, Renewed};
 
 /// Time kept back from SQS's 12-hour ceiling to report and delete.
 const CEILING_MARGIN: Duration = Duration::from_secs(120);
-/// The receipt handle is no longer valid: the message was deleted already
-/// (an earlier attempt whose answer was lost) or its visibility lapsed.
-const HANDLE_INVALID: &str = "ReceiptHandleIsInvalid";
+
+/// Whether SQS answered that a receipt handle is no longer ours: deleted
+/// already (an earlier attempt whose answer was lost), or its visibility
+/// lapsed (the message is visible again, or was received anew: only the
+/// newest receipt handle of a message works). Retrying cannot help.
+pub(crate) fn receipt_lost(err: &ApiError) -> bool {
+    matches!(
+        err.code.as_str(),
+        "ReceiptHandleIsInvalid"
+            | "AWS.SimpleQueueService.ReceiptHandleIsInvalid"
+            | "MessageNotInflight"
+            | "AWS.SimpleQueueService.MessageNotInflight"
+    )
+}
 
 pub(crate) struct MessageLease {
     pub queue: Arc<QueueShared>,
     pub token: String,
     pub deliveries: Arc<Deliveries>,
     pub received_at: Instant,
-    /// Until when the message is known to be invisible: receipt plus the
-    /// visibility timeout, moved on by every renewal that succeeded.
-    pub kept_until: Mutex<Instant>,
 }
 
 impl MessageLease {
     pub fn new(queue: Arc<QueueShared>, token: String, deliveries: Arc<Deliveries>) -> Self {
-        let now = Instant::now();
-        let kept_until = Mutex::new(now + queue.visibility);
         Self {
             queue,
             token,
             deliveries,
-            received_at: now,
-            kept_until,
+            received_at: Instant::now(),
         }
     }
 
@@ -52,100 +63,119 @@ impl MessageLease {
         self.received_at + Duration::from_secs(MAX_VISIBILITY_SECS)
     }
 
-    fn kept_until(&self) -> Instant {
-        *self.kept_until.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Set the visibility of `handles`; the handles whose change failed.
-    async fn set_visibility(&self, handles: Vec<String>, secs: i32) -> Vec<(String, ApiError)> {
+    /// Set the visibility of `handles`; each handle's result.
+    async fn set_visibility(
+        &self,
+        handles: Vec<String>,
+        secs: i32,
+    ) -> Vec<(String, Result<(), ApiError>)> {
         let calls = handles.into_iter().map(|h| async move {
             let result = self.queue.batcher.change_visibility(h.clone(), secs).await;
-            result.err().map(|e| (h, e))
+            (h, result)
         });
-        let failed: Vec<_> = futures::future::join_all(calls)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-        for (_, err) in &failed {
-            tracing::warn!(code = %err.code, error = %err.message, visibility_secs = secs, "changing the message's visibility failed");
-        }
-        failed
+        futures::future::join_all(calls).await
     }
 
-    /// Extend the visibility of `handles` back to the full timeout (never
-    /// past the 12-hour ceiling); whether all of them are still held.
-    async fn extend(&self, handles: Vec<String>) -> bool {
+    /// Extend the visibility of every held receipt back to the full timeout
+    /// (never past the 12-hour ceiling).
+    async fn extend(&self) -> Renewed {
+        let handles = self.deliveries.held();
+        if handles.is_empty() {
+            return Renewed::Lost;
+        }
         let asked = Instant::now();
         let left = self.ceiling().saturating_duration_since(asked);
         let secs = self.queue.visibility.min(left).as_secs().max(1);
-        let failed = self
+        let mut failed = false;
+        for (handle, result) in self
             .set_visibility(handles, i32::try_from(secs).unwrap_or(i32::MAX))
-            .await;
-        if failed.is_empty() {
-            let mut kept = self.kept_until.lock().unwrap_or_else(|p| p.into_inner());
-            *kept = (*kept).max(asked + Duration::from_secs(secs));
+            .await
+        {
+            match result {
+                Ok(()) => self
+                    .deliveries
+                    .kept(&handle, asked + Duration::from_secs(secs)),
+                Err(err) if receipt_lost(&err) => {
+                    // Said once per task, by the runner, when no receipt is
+                    // left; one of several going is routine (a copy deleted).
+                    self.deliveries.lose(&handle);
+                    tracing::debug!(code = %err.code, "a receipt of the message is no longer held");
+                }
+                Err(err) => {
+                    failed = true;
+                    tracing::warn!(code = %err.code, error = %err.message, visibility_secs = secs,
+                        "extending the message's visibility failed; retrying soon");
+                }
+            }
         }
-        failed.is_empty()
+        if !self.deliveries.any_held() {
+            Renewed::Lost
+        } else if failed {
+            Renewed::Failed
+        } else {
+            Renewed::Kept
+        }
     }
 
-    /// Delete every delivery, retrying while the message can be kept
-    /// invisible (renewing it between attempts), so that a delete failing
-    /// for a while does not let the message come back. Retries are close
-    /// together (at most about 2 s apart): the lease is the deadline, and
-    /// every attempt before it is a chance not to run the task twice.
+    /// Delete every held receipt, retrying each until it is deleted, SQS
+    /// says it is not ours, or it can no longer be kept invisible: the task's
+    /// timer goes on renewing meanwhile (see [`Lease::end`]), so a delete
+    /// that fails for a while does not let the message come back. Retries
+    /// are close together (at most about 1 s apart): every attempt before
+    /// the lease lapses is a chance not to run the task twice.
     async fn delete(&self) {
-        let mut pending = self.deliveries.handles();
+        let mut pending = self.deliveries.held();
         let mut delays = retry::delete();
         loop {
             let attempts = pending.into_iter().map(|h| async move {
                 let result = self.queue.batcher.delete(h.clone()).await;
-                result.err().map(|e| (h, e))
+                (h, result)
             });
-            let failed: Vec<(String, ApiError)> = futures::future::join_all(attempts)
-                .await
-                .into_iter()
-                .flatten()
-                .collect();
+            let results = futures::future::join_all(attempts).await;
             pending = Vec::new();
-            for (handle, err) in failed {
-                if err.code == HANDLE_INVALID {
-                    // Deleted by an attempt whose answer was lost, or lapsed:
-                    // either way this handle has nothing left to delete.
-                    tracing::debug!(
-                        "delete answered ReceiptHandleIsInvalid; nothing left to delete"
-                    );
-                } else if err.is_retryable() {
-                    pending.push(handle);
-                } else {
-                    tracing::warn!(code = %err.code, error = %err.message,
-                        "deleting the message was refused; it will come back and be dropped as already settled");
+            for (handle, result) in results {
+                match result {
+                    // Deleted: nothing more to renew for it either.
+                    Ok(()) => {
+                        self.deliveries.lose(&handle);
+                    }
+                    Err(err) if receipt_lost(&err) => {
+                        // Deleted by an attempt whose answer was lost, or
+                        // lapsed: either way nothing left to delete with it.
+                        self.deliveries.lose(&handle);
+                        tracing::debug!(code = %err.code, "delete answered that the receipt is gone; nothing left to delete");
+                    }
+                    Err(err) if err.is_retryable() => pending.push(handle),
+                    Err(err) => {
+                        self.deliveries.lose(&handle);
+                        tracing::warn!(code = %err.code, error = %err.message,
+                            "deleting the message was refused; it will come back and be dropped as already settled");
+                    }
                 }
             }
-            if pending.is_empty() {
-                return;
-            }
             let now = Instant::now();
-            let kept_until = self.kept_until();
-            if now >= kept_until || self.queue.give_up.is_cancelled() {
-                tracing::warn!(
-                    "could not delete the message before its visibility lapsed; it will come back and be dropped as already settled"
-                );
+            // A receipt that lapsed while its delete failed cannot be
+            // deleted with (or kept invisible) any more.
+            pending.retain(|h| {
+                let alive = self.deliveries.kept_until(h).is_some_and(|until| until > now);
+                if !alive {
+                    self.deliveries.lose(h);
+                    tracing::warn!(
+                        "could not delete the message before its visibility lapsed; it will come back and be dropped as already settled"
+                    );
+                }
+                alive
+            });
+            if pending.is_empty() || self.queue.give_up.is_cancelled() {
+                if !pending.is_empty() {
+                    tracing::warn!("shutdown gave up deleting the message; it will come back");
+                }
                 return;
             }
             let delay = delays.next().unwrap_or(Duration::from_secs(1));
             tokio::select! {
-                _ = tokio::time::sleep(delay.min(kept_until - now)) => {}
+                _ = tokio::time::sleep(delay) => {}
                 _ = self.queue.give_up.cancelled() => {}
-            }
-            // Renew when a third of the timeout has passed since it was
-            // last known to be kept, as the running task's timer would.
-            let renew_at = self
-                .kept_until()
-                .checked_sub(self.queue.visibility * 2 / 3)
-                .unwrap_or(now);
-            if Instant::now() >= renew_at {
-                self.extend(pending.clone()).await;
             }
         }
     }
@@ -157,8 +187,8 @@ impl Lease for MessageLease {
         Some(Self::renew_interval(self.queue.visibility))
     }
 
-    async fn renew(&self) -> bool {
-        self.extend(self.deliveries.handles()).await
+    async fn renew(&self) -> Renewed {
+        self.extend().await
     }
 
     fn hard_deadline(&self) -> Option<Instant> {
@@ -169,14 +199,20 @@ impl Lease for MessageLease {
         self.queue.on_shutdown == OnShutdown::Release
     }
 
+    fn reporting(&self) {
+        self.queue
+            .in_flight
+            .reporting(&self.token, &self.deliveries);
+    }
+
     async fn end(&self, how: LeaseEnd) {
         // Out of the running set first (and, when settled, into the settled
-        // set at the same moment): a duplicate arriving from now on is
+        // set at the same moment): a redelivery arriving from now on is
         // dropped, or starts its own task, rather than joining one whose
         // handles were already read for the delete.
         self.queue
             .in_flight
-            .finish(&self.token, how == LeaseEnd::Settled);
+            .finish(&self.token, &self.deliveries, how == LeaseEnd::Settled);
         match how {
             LeaseEnd::Settled => self.delete().await,
             LeaseEnd::Keep => {
@@ -185,11 +221,22 @@ impl Lease for MessageLease {
                 );
             }
             LeaseEnd::Release => {
-                if self
-                    .set_visibility(self.deliveries.handles(), 0)
-                    .await
-                    .is_empty()
-                {
+                let handles = self.deliveries.held();
+                if handles.is_empty() {
+                    return;
+                }
+                let results = self.set_visibility(handles, 0).await;
+                let mut released = true;
+                for (_, result) in results {
+                    if let Err(err) = result
+                        && !receipt_lost(&err)
+                    {
+                        released = false;
+                        tracing::warn!(code = %err.code, error = %err.message,
+                            "releasing the message failed; it comes back after its visibility timeout");
+                    }
+                }
+                if released {
                     tracing::info!("message released for another worker");
                 }
             }

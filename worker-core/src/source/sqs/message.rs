@@ -15,6 +15,9 @@ pub(crate) enum Malformed {
     TokenMissing,
     TokenNotString,
     InputMissing,
+    /// A task token longer than Step Functions accepts (2,048 characters):
+    /// every report of it would be refused.
+    TokenInvalid,
     /// A durable-callback binding's id is not a callback id (1 to 1,024
     /// characters of the base64 alphabet).
     CallbackIdInvalid,
@@ -27,6 +30,7 @@ impl Malformed {
             Malformed::TokenMissing => "token_missing",
             Malformed::TokenNotString => "token_not_string",
             Malformed::InputMissing => "input_missing",
+            Malformed::TokenInvalid => "token_invalid",
             Malformed::CallbackIdInvalid => "callback_id_invalid",
         }
     }

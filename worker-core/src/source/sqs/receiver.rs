@@ -3,8 +3,8 @@
 use crate::trace::TraceContext;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -16,15 +16,11 @@ use super::message::{Malformed, extract};
 use crate::aws::retry::PollBackoff;
 use crate::aws::{Message, Operation, ReceiveRequest, SqsApi};
 use crate::events::{DuplicateDelivery, InternalEvent, MalformedMessage, PollFailed};
-use crate::limits::{MAX_BATCH_ENTRIES, MAX_RECEIVE_WAIT_SECS};
+use crate::limits::{MAX_BATCH_ENTRIES, MAX_RECEIVE_WAIT_SECS, MAX_TASK_TOKEN_CHARS};
 use crate::metrics::PollResult;
-use crate::runner::lease::LeaseEnd;
-use crate::runner::{Binding, Env, Task, run_task};
+use crate::runner::{Binding, Env, Task, Turn, run_task};
 use crate::slots::{BindingSlots, Slot};
 use crate::source::back_off;
-
-/// A failed renewal of a waiting FIFO message is tried again this soon.
-const RENEW_RETRY: Duration = Duration::from_secs(2);
 
 pub(crate) struct QueuePoller {
     pub queue: Arc<QueueShared>,
@@ -71,6 +67,7 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             visibility_secs,
             attribute,
         };
+        let asked = Instant::now();
         match p.api.receive(request).await {
             Ok(messages) => {
                 backoff.answered();
@@ -90,7 +87,9 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
                     break;
                 }
                 slots.truncate(messages.len());
-                dispatch(&p, messages, slots);
+                // Their visibility runs from the receive (counted from when
+                // it was asked: the answer may have been slow).
+                dispatch(&p, messages, slots, asked + p.queue.visibility);
             }
             Err(err) => {
                 drop(slots);
@@ -114,8 +113,9 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
 /// A FIFO group's tasks, in order, each with its slot.
 type Chain = VecDeque<(Task, Slot)>;
 
-/// Turn received messages into tasks, each with one of the slots.
-fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
+/// Turn received messages into tasks, each with one of the slots; they
+/// are invisible until `kept_until` unless renewed.
+fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>, kept_until: Instant) {
     // FIFO: the messages of one group run one after another, in order.
     let mut groups: Vec<(Option<String>, Chain)> = Vec::new();
     for (m, slot) in messages.into_iter().zip(slots) {
@@ -124,33 +124,41 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
                 malformed(p, &m, Malformed::CallbackIdInvalid);
                 continue;
             }
+            // Step Functions refuses a longer token on every call, so no
+            // report could ever be made: running the handler would only
+            // repeat, each time the message comes back.
+            Ok((token, _)) if !p.durable && token.chars().count() > MAX_TASK_TOKEN_CHARS => {
+                malformed(p, &m, Malformed::TokenInvalid);
+                continue;
+            }
             Ok(found) => found,
             Err(why) => {
                 malformed(p, &m, why);
                 continue;
             }
         };
-        let deliveries = match p
-            .queue
-            .in_flight
-            .claim(&token, &m.message_id, &m.receipt_handle)
-        {
-            Claim::New(d) => d,
-            claim @ (Claim::Joined | Claim::Settled) => {
-                let settled = matches!(claim, Claim::Settled);
-                DuplicateDelivery {
-                    labels: &p.binding.labels,
-                    message_id: &m.message_id,
-                    token: &token,
-                    settled,
+        let deliveries =
+            match p
+                .queue
+                .in_flight
+                .claim(&token, &m.message_id, &m.receipt_handle, kept_until)
+            {
+                Claim::New(d) => d,
+                claim @ (Claim::Joined | Claim::Settled) => {
+                    let settled = matches!(claim, Claim::Settled);
+                    DuplicateDelivery {
+                        labels: &p.binding.labels,
+                        message_id: &m.message_id,
+                        token: &token,
+                        settled,
+                    }
+                    .emit();
+                    if settled {
+                        delete_quietly(p, &m);
+                    }
+                    continue;
                 }
-                .emit();
-                if settled {
-                    delete_quietly(p, &m);
-                }
-                continue;
-            }
-        };
+            };
         let lease = Arc::new(MessageLease::new(
             p.queue.clone(),
             token.clone(),
@@ -164,6 +172,7 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
                 .trace_header
                 .as_deref()
                 .and_then(TraceContext::from_aws_trace_header),
+            turn: None,
         };
         if p.fifo {
             match groups.iter_mut().find(|(g, _)| *g == m.group_id) {
@@ -176,40 +185,32 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>) {
         }
     }
     for (_, chain) in groups {
-        p.tasks.spawn(run_chain(p.clone(), chain));
+        run_chain(p, chain);
     }
 }
 
-/// Run one FIFO group's messages in order. Those waiting for their turn
-/// are kept invisible too (renewed on the same schedule as a running task's
-/// message), or they would reappear and run elsewhere, out of order and in
-/// parallel. At shutdown, those not started yet are released at once.
-async fn run_chain(p: Arc<QueuePoller>, mut chain: Chain) {
-    let every = MessageLease::renew_interval(p.queue.visibility);
-    while let Some((task, slot)) = chain.pop_front() {
-        let run = run_task(p.binding.clone(), p.env.clone(), task, slot);
-        tokio::pin!(run);
-        let mut next_renew = Instant::now() + every;
-        loop {
-            tokio::select! {
-                () = &mut run => break,
-                _ = tokio::time::sleep_until(next_renew), if !chain.is_empty() => {
-                    // Renewing while the running task's runner waits on
-                    // `run`: the runner is its own future here, polled again
-                    // as soon as these batched calls return.
-                    let renewals = chain.iter().filter_map(|(t, _)| t.lease.as_ref()).map(|l| l.renew());
-                    let kept = futures::future::join_all(renewals).await;
-                    next_renew = Instant::now() + if kept.iter().all(|k| *k) { every } else { every.min(RENEW_RETRY) };
-                }
-                _ = p.env.shutdown.draining().cancelled(), if !chain.is_empty() => {
-                    for (task, _slot) in chain.drain(..) {
-                        if let Some(lease) = task.lease {
-                            lease.end(LeaseEnd::Release).await;
-                        }
-                    }
-                }
-            }
-        }
+/// Start one FIFO group's tasks at once, each waiting for the one before
+/// it: they are all kept alive from receipt (heartbeats and visibility on
+/// their own timers), and run one after another, in order. A task that
+/// goes back to the queue (released at shutdown, or its report left for
+/// later) sends the ones after it back too, so none runs out of order.
+fn run_chain(p: &Arc<QueuePoller>, chain: Chain) {
+    let mut wait: Option<oneshot::Receiver<bool>> = None;
+    let last = chain.len().saturating_sub(1);
+    for (i, (mut task, slot)) in chain.into_iter().enumerate() {
+        let (next, after) = if i < last {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        } else {
+            (None, None)
+        };
+        task.turn = Some(Turn {
+            wait: wait.take(),
+            next,
+        });
+        wait = after;
+        p.tasks
+            .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
     }
 }
 

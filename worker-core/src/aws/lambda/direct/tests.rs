@@ -161,7 +161,17 @@ async fn answers_are_classified_like_every_other_service_answer() {
     let c = client(&url);
     let kind = |r: Result<(), ApiError>| r.unwrap_err().kind;
     assert_eq!(kind(c.heartbeat("expired").await), ApiErrorKind::TaskClosed);
-    assert_eq!(kind(c.succeed("gone", "1").await), ApiErrorKind::TaskClosed);
+    // Not found: not closed unless the runner knows better (or the local
+    // runner's reading is asked for).
+    assert_eq!(
+        kind(c.succeed("gone", "1").await),
+        ApiErrorKind::CallbackNotFound
+    );
+    let local = client(&url).not_found_is_closed(true);
+    assert_eq!(
+        kind(local.succeed("gone", "1").await),
+        ApiErrorKind::TaskClosed
+    );
     assert_eq!(kind(c.heartbeat("busy").await), ApiErrorKind::Throttled);
     assert_eq!(
         kind(c.fail("kms", "E", "c").await),
