@@ -14,6 +14,7 @@
 //! every call, for metrics, the clients and the fakes alike.
 
 pub(crate) mod classify;
+mod credentials;
 mod error;
 pub mod lambda;
 mod operation;

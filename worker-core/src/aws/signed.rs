@@ -11,13 +11,10 @@
 //! [`ApiError::kind_for`], from the code in `x-amzn-errortype` or the
 //! body's `__type`.
 
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
-use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use aws_types::service_config::ServiceConfigKey;
 use serde::Deserialize;
 
@@ -28,12 +25,11 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use crate::aws::credentials::CredentialCache;
 use crate::aws::sdk_config::CONNECT_TIMEOUT;
 use crate::aws::sigv4::Signer;
 use crate::aws::{ApiError, ApiErrorKind};
 
-/// Credentials are refreshed this long before they expire.
-const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// Error bodies are kept up to this size in messages.
 const MAX_ERROR_BODY: usize = 512;
 /// Calls in flight at once per client, not counting long polls. Tasks that
@@ -85,9 +81,7 @@ pub(crate) struct SignedHttp {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     region: String,
     signer: Signer,
-    credentials: Option<SharedCredentialsProvider>,
-    identity: RwLock<Option<(Credentials, Option<SystemTime>)>>,
-    refresh: tokio::sync::Mutex<()>,
+    credentials: CredentialCache,
     /// The service's clock minus ours, in milliseconds, learned from the
     /// `Date` of an answer that said our request's time was off.
     skew_ms: AtomicI64,
@@ -125,9 +119,7 @@ impl SignedHttp {
             http,
             signer: Signer::new(&region, service),
             region,
-            credentials: sdk.credentials_provider(),
-            identity: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            credentials: CredentialCache::new(sdk.credentials_provider()),
             skew_ms: AtomicI64::new(0),
             calls_in_flight: tokio::sync::Semaphore::new(MAX_CALLS_IN_FLIGHT),
         })
@@ -153,7 +145,7 @@ impl SignedHttp {
     /// credentials (the next call fetches them anew) and learn the skew from
     /// the answer's `Date`, if it has one.
     fn credentials_refused(&self, date: Option<&str>) {
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.credentials.drop_cached();
         let Some(server) = date.and_then(|d| httpdate::parse_http_date(d).ok()) else {
             return;
         };
@@ -168,48 +160,6 @@ impl SignedHttp {
         self.skew_ms.store(skew_ms, Ordering::Relaxed);
     }
 
-    fn cached_identity(&self) -> Option<Credentials> {
-        let guard = self.identity.read().unwrap_or_else(|e| e.into_inner());
-        match &*guard {
-            Some((identity, None)) => Some(identity.clone()),
-            Some((identity, Some(expiry)))
-                if SystemTime::now() + REFRESH_BEFORE_EXPIRY < *expiry =>
-            {
-                Some(identity.clone())
-            }
-            _ => None,
-        }
-    }
-
-    async fn identity(&self) -> Result<Credentials, ApiError> {
-        if let Some(identity) = self.cached_identity() {
-            return Ok(identity);
-        }
-        // One refresh at a time; the others wait for it and take its result.
-        let _refreshing = self.refresh.lock().await;
-        if let Some(identity) = self.cached_identity() {
-            return Ok(identity);
-        }
-        let provider = self.credentials.as_ref().ok_or_else(|| {
-            ApiError::new(
-                ApiErrorKind::Rejected,
-                "NoCredentials",
-                "no credentials provider is configured",
-            )
-        })?;
-        let credentials = provider.provide_credentials().await.map_err(|e| {
-            ApiError::new(
-                ApiErrorKind::Transient,
-                "CredentialsError",
-                aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            )
-        })?;
-        let expiry = credentials.expiry();
-        *self.identity.write().unwrap_or_else(|e| e.into_inner()) =
-            Some((credentials.clone(), expiry));
-        Ok(credentials)
-    }
-
     /// Sign and send one POST to `url`; the body of a 2xx answer, or the
     /// classified error.
     pub async fn post(
@@ -220,32 +170,36 @@ impl SignedHttp {
         timeout: Duration,
         in_flight: InFlight,
     ) -> Result<Bytes, ApiError> {
-        // Never closed, so acquiring cannot fail.
-        let _permit = match in_flight {
-            InFlight::Bounded => self.calls_in_flight.acquire().await.ok(),
-            InFlight::Unbounded => None,
-        };
-        let credentials = self.identity().await?;
-        let signature = self
-            .signer
-            .sign(&credentials, self.now(), &endpoint.url, headers, &body);
+        // The timeout covers the whole call: waiting for one of the places
+        // in flight and for credentials too. A caller with a deadline (a
+        // lease about to lapse) is better off with a prompt Timeout and its
+        // own next attempt than with a call stuck in a queue.
+        let call = async {
+            // Never closed, so acquiring cannot fail.
+            let _permit = match in_flight {
+                InFlight::Bounded => self.calls_in_flight.acquire().await.ok(),
+                InFlight::Unbounded => None,
+            };
+            let credentials = self.credentials.get().await?;
+            let signature =
+                self.signer
+                    .sign(&credentials, self.now(), &endpoint.url, headers, &body);
 
-        let mut request = http::Request::post(endpoint.uri.clone())
-            // As the SDKs send it: some servers want a length on every POST.
-            .header(http::header::CONTENT_LENGTH, body.len())
-            .header(http::header::USER_AGENT, USER_AGENT)
-            .header("authorization", signature.authorization)
-            .header("x-amz-date", signature.amz_date);
-        if let Some(token) = signature.security_token {
-            request = request.header("x-amz-security-token", token);
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string()))?;
-        let exchange = async {
+            let mut request = http::Request::post(endpoint.uri.clone())
+                // As the SDKs send it: some servers want a length on every POST.
+                .header(http::header::CONTENT_LENGTH, body.len())
+                .header(http::header::USER_AGENT, USER_AGENT)
+                .header("authorization", signature.authorization)
+                .header("x-amz-date", signature.amz_date);
+            if let Some(token) = signature.security_token {
+                request = request.header("x-amz-security-token", token);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request.body(Full::new(Bytes::from(body))).map_err(|e| {
+                ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string())
+            })?;
             let response = self
                 .http
                 .request(request)
@@ -259,15 +213,13 @@ impl SignedHttp {
                 .to_bytes();
             Ok::<_, ApiError>((parts, body))
         };
-        let (parts, body) = tokio::time::timeout(timeout, exchange)
-            .await
-            .map_err(|_| {
-                ApiError::new(
-                    ApiErrorKind::Transient,
-                    "Timeout",
-                    format!("no answer within {} s", timeout.as_secs_f64()),
-                )
-            })??;
+        let (parts, body) = tokio::time::timeout(timeout, call).await.map_err(|_| {
+            ApiError::new(
+                ApiErrorKind::Transient,
+                "Timeout",
+                format!("no answer within {} s", timeout.as_secs_f64()),
+            )
+        })??;
         if parts.status.is_success() {
             return Ok(body);
         }

@@ -138,6 +138,61 @@ async fn an_expired_callback_cancels_the_handler_and_deletes_the_message() {
     run.await.unwrap().unwrap();
 }
 
+/// Issue 21, item 6: Lambda's "no such callback" for a callback it never
+/// knew is what a worker pointed at the wrong region or account gets for
+/// every callback. The message (the only copy of the callback id) is kept,
+/// and the worker reads not ready until Lambda accepts a call again. The
+/// control: for a callback whose heartbeat Lambda accepted before, the
+/// same answer means closed (the message is deleted).
+#[tokio::test(start_paused = true)]
+async fn callback_not_found_deletes_nothing_unless_lambda_knew_the_callback() {
+    use sfn_worker_core::aws::{ApiError, ApiErrorKind, Operation};
+    let not_found = || {
+        ApiError::new(
+            ApiErrorKind::CallbackNotFound,
+            "ResourceNotFoundException",
+            "no such callback",
+        )
+    };
+    for knew_it in [false, true] {
+        let (sfn, sqs, lambda) = (FakeSfn::new(), FakeSqs::new(), FakeLambda::new());
+        if !knew_it {
+            // Every call: the wrong region knows no callback.
+            for _ in 0..10 {
+                lambda.fail_next(
+                    Operation::SendDurableExecutionCallbackHeartbeat,
+                    not_found(),
+                );
+            }
+        }
+        for _ in 0..3 {
+            lambda.fail_next(Operation::SendDurableExecutionCallbackSuccess, not_found());
+        }
+        let id = sqs.send(URL, &body("bWlzc2luZw==", serde_json::json!(1000)));
+        let w = worker(
+            &sfn,
+            &sqs,
+            &lambda,
+            registry(),
+            serde_json::json!({ "heartbeat_secs": 10 }),
+        );
+        let health = w.health();
+        let (shutdown, run) = start(w);
+        // The 35 s handler, then its report.
+        tokio::time::sleep(Duration::from_secs(40)).await;
+        if knew_it {
+            sqs.wait_until(|q| q.deleted().len() == 1).await;
+            assert!(health.is_ready());
+        } else {
+            assert!(!sqs.deleted().contains(&id), "the only copy was deleted");
+            assert!(health.is_misdirected() && !health.is_ready());
+        }
+        assert!(lambda.reports().is_empty());
+        shutdown.shutdown();
+        run.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_message_without_a_callback_id_is_malformed_and_left() {
     let (sfn, sqs, lambda) = (FakeSfn::new(), FakeSqs::new(), FakeLambda::new());

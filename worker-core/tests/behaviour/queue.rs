@@ -603,3 +603,85 @@ async fn fifo_messages_waiting_behind_their_group_are_kept_invisible() {
     shutdown.shutdown();
     run.await.unwrap().unwrap();
 }
+
+/// A `tracing` writer into a shared buffer: what the worker logged.
+#[derive(Clone, Default)]
+pub struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Capture every event and span field at every level on this thread
+    /// while the guard lives.
+    pub fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || logs.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Issue 21, item 2: with the default `input_pointer` the input is the
+/// whole message, token included; a handler that quotes its input in its
+/// error (or its panic) must not put the token in the cause sent to Step
+/// Functions, nor in any log line.
+#[tokio::test(start_paused = true)]
+async fn a_token_quoted_by_a_handler_reaches_no_cause_and_no_log() {
+    let token = "AAAAKgAAAAIAAAAAAAAAAfSECRET+token/MATERIAL=0123456789abcdef";
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let (sfn, sqs) = (FakeSfn::new(), FakeSqs::new());
+    let mut r = Registry::new();
+    r.handler(
+        "h",
+        |input: serde_json::Value, _ctx: TaskContext| async move {
+            if input["input"] == 1 {
+                Err::<(), _>(TaskError::new(
+                    "Orders.Bad",
+                    format!("cannot handle {input}"),
+                ))
+            } else {
+                panic!("cannot handle {input}")
+            }
+        },
+    );
+    let config: Config = serde_json::from_value(serde_json::json!({ "queue": [
+        { "url": URL, "handler": "h", "concurrency": 4 }
+    ]}))
+    .unwrap();
+    let plan = Plan::build(config, &r).unwrap();
+    let w = Worker::new(plan, Arc::new(sfn.clone())).with_sqs(Arc::new(sqs.clone()));
+    sqs.send(URL, &body(token, serde_json::json!(1)));
+    let (shutdown, run) = start(w);
+    let reports = sfn.wait_for_reports(1).await;
+    sqs.send(URL, &body(&format!("{token}2"), serde_json::json!(2)));
+    let reports2 = sfn.wait_for_reports(2).await;
+    shutdown.shutdown();
+    run.await.unwrap().unwrap();
+    for r in reports.iter().chain(&reports2) {
+        let (error, cause) = failure(r);
+        assert!(cause.contains("cannot handle"), "{cause}");
+        assert!(!cause.contains(token) && !error.contains(token), "{cause}");
+    }
+    let text = logs.text();
+    assert!(
+        text.contains("task failed"),
+        "the control: the cause is logged\n{text}"
+    );
+    assert!(!text.contains(token), "the token is in the log:\n{text}");
+}
