@@ -160,10 +160,19 @@ impl Reporter {
     /// with backoff and jitter; see the module documentation for what each
     /// refusal leads to. `known_open`: the service accepted a heartbeat of
     /// this task before (it knows the token).
-    pub async fn deliver(&self, token: &str, report: Report, known_open: bool) -> Delivery {
+    /// `superseded` says the service has moved on to a newer attempt with
+    /// the same token (see [`crate::runner::lease::Lease::superseded`]): no
+    /// more retries then.
+    pub async fn deliver(
+        &self,
+        token: &str,
+        report: Report,
+        known_open: bool,
+        superseded: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Delivery {
         let mut report = report;
         loop {
-            let (err, maybe_applied) = match self.send(token, &report).await {
+            let (err, maybe_applied) = match self.send(token, &report, superseded).await {
                 Ok(()) => {
                     self.reached();
                     return Delivery::Accepted(report);
@@ -172,7 +181,11 @@ impl Reporter {
             };
             let closed = match err.kind {
                 ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => true,
-                ApiErrorKind::CallbackNotFound => known_open || maybe_applied,
+                _ if superseded() => true,
+                // Not `maybe_applied`: a callback an earlier attempt completed
+                // answers CallbackTimeoutException; "not found" after a 5xx
+                // says nothing new about where the worker is pointed.
+                ApiErrorKind::CallbackNotFound => known_open,
                 _ => false,
             };
             if closed {
@@ -241,7 +254,12 @@ impl Reporter {
     /// Send one report until accepted, refused, or given up; on failure, the
     /// last error and whether an earlier attempt may have been applied (it
     /// got no answer, or a 5xx: the service may have done it anyway).
-    async fn send(&self, token: &str, report: &Report) -> Result<(), (ApiError, bool)> {
+    async fn send(
+        &self,
+        token: &str,
+        report: &Report,
+        superseded: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<(), (ApiError, bool)> {
         let mut delays = retry::report();
         let mut failures = 0u32;
         let mut maybe_applied = false;
@@ -260,7 +278,9 @@ impl Reporter {
                 Err(err) => err.redact(token),
             };
             failures = failures.saturating_add(1);
-            if !err.is_retryable() || self.give_up.is_cancelled() {
+            // This attempt too may have been carried out.
+            maybe_applied |= err.kind == ApiErrorKind::Transient;
+            if !err.is_retryable() || self.give_up.is_cancelled() || superseded() {
                 ReportFailed {
                     operation,
                     error: &err,
@@ -270,7 +290,6 @@ impl Reporter {
                 .emit();
                 return Err((err, maybe_applied));
             }
-            maybe_applied |= err.kind == ApiErrorKind::Transient;
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
@@ -351,7 +370,7 @@ mod tests {
             ApiError::new(ApiErrorKind::Transient, "DispatchFailure", ""),
         );
         let d = reporter(&fake)
-            .deliver("t", Report::Success("1".into()), false)
+            .deliver("t", Report::Success("1".into()), false, &|| false)
             .await;
         assert!(matches!(d, Delivery::Accepted(Report::Success(_))), "{d:?}");
         assert!(
@@ -367,7 +386,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.close_task("t", code);
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()), false)
+                .deliver("t", Report::Success("1".into()), false, &|| false)
                 .await;
             assert!(matches!(&d, Delivery::Closed(c) if c == code), "{d:?}");
             assert!(fake.reports().is_empty());
@@ -380,7 +399,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()), false)
+                .deliver("t", Report::Success("1".into()), false, &|| false)
                 .await;
             assert!(matches!(d, Delivery::Accepted(Report::Failure(_))), "{d:?}");
             assert!(
@@ -400,7 +419,7 @@ mod tests {
             refuse("KmsAccessDeniedException"),
         );
         let d = reporter(&fake)
-            .deliver("t", Report::Failure(TaskError::new("A", "b")), false)
+            .deliver("t", Report::Failure(TaskError::new("A", "b")), false, &|| false)
             .await;
         assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
         assert!(
@@ -418,7 +437,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()), false)
+                .deliver("t", Report::Success("1".into()), false, &|| false)
                 .await;
             assert!(
                 matches!(&d, Delivery::Undelivered { error, may_heal: true } if error.code == code),
@@ -437,7 +456,7 @@ mod tests {
         fake.fail_next(Operation::SendTaskFailure, refuse("ValidationException"));
         fake.fail_next(Operation::SendTaskFailure, refuse("ValidationException"));
         let d = reporter(&fake)
-            .deliver("t", Report::Success("1".into()), false)
+            .deliver("t", Report::Success("1".into()), false, &|| false)
             .await;
         assert!(
             matches!(
@@ -463,7 +482,7 @@ mod tests {
             fake.fail_next(Operation::SendTaskSuccess, lost);
             fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()), false)
+                .deliver("t", Report::Success("1".into()), false, &|| false)
                 .await;
             assert!(
                 matches!(&d, Delivery::AppliedEarlier(Report::Success(_))),
@@ -475,7 +494,7 @@ mod tests {
         fake.fail_next(Operation::SendTaskSuccess, refuse("ThrottlingException"));
         fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));
         let d = reporter(&fake)
-            .deliver("t", Report::Success("1".into()), false)
+            .deliver("t", Report::Success("1".into()), false, &|| false)
             .await;
         assert!(
             matches!(&d, Delivery::Closed(c) if c == "TaskTimedOut"),
@@ -494,7 +513,7 @@ mod tests {
             ApiError::service("InvalidOutput", 400, format!("output of {token} refused")),
         );
         let _ = reporter(&fake)
-            .deliver(token, Report::Success("1".into()), false)
+            .deliver(token, Report::Success("1".into()), false, &|| false)
             .await;
         let reports = fake.reports();
         let [Seen::Failure { cause, .. }] = &reports[..] else {
@@ -512,7 +531,7 @@ mod tests {
             let fake = FakeSfn::new();
             fake.fail_next(Operation::SendTaskSuccess, refuse(code));
             let d = reporter(&fake)
-                .deliver("t", Report::Success("1".into()), false)
+                .deliver("t", Report::Success("1".into()), false, &|| false)
                 .await;
             assert!(
                 matches!(&d, Delivery::Undelivered { error, may_heal: true } if error.code == code),
@@ -545,7 +564,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             give_up.cancel();
         };
-        let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into()), false), stop);
+        let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into()), false, &|| false), stop);
         assert!(matches!(d, Delivery::Undelivered { may_heal: true, .. }));
     }
 
@@ -561,7 +580,7 @@ mod tests {
         let r = Arc::new(reporter(&fake));
         let r2 = r.clone();
         let report =
-            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into()), false).await });
+            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into()), false, &|| false).await });
         // Let the report fail a few times and sleep in its backoff.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!report.is_finished());

@@ -68,10 +68,12 @@ impl HeartbeatSchedule {
         self.next_timer = self.interval.map(|i| now + i);
     }
 
-    /// The heartbeat just sent failed with a retryable error.
+    /// A heartbeat sent failed with a retryable error (its answer may have
+    /// come late): try again soon, but never later than the interval from
+    /// the last one sent would have.
     pub fn failed(&mut self, now: Instant) {
-        let retry = self.interval.map_or(RETRY_AFTER, |i| i.min(RETRY_AFTER));
-        self.next_timer = Some(now + retry);
+        let retry = now + self.interval.map_or(RETRY_AFTER, |i| i.min(RETRY_AFTER));
+        self.next_timer = Some(self.next_timer.map_or(retry, |t| t.min(retry)));
     }
 
     /// No more heartbeats (the task is closed).
@@ -128,6 +130,11 @@ mod tests {
         s.sent(t0);
         s.failed(t0);
         assert_eq!(s.due_at(), Some(t0 + RETRY_AFTER));
+        // A failure answered late does not push the next one past the interval.
+        let mut late = HeartbeatSchedule::new(Some(Duration::from_secs(2)), t0);
+        late.sent(t0);
+        late.failed(t0 + Duration::from_millis(1900));
+        assert_eq!(late.due_at(), Some(t0 + Duration::from_secs(2)));
         s.stop();
         s.request(t0 + Duration::from_secs(1));
         assert_eq!(s.due_at(), None);

@@ -258,6 +258,9 @@ impl<'a> KeepAlive<'a> {
         match renewed {
             Renewed::Kept => {
                 self.renew_failures = 0;
+                // A receipt that joined later (the message received again)
+                // holds it now.
+                self.lease_lost = false;
                 if self.renewals.is_empty() {
                     self.renewal_sent = None;
                 }
@@ -268,17 +271,18 @@ impl<'a> KeepAlive<'a> {
                         .saturating_mul(1 << self.renew_failures.min(8))
                         .min(RENEW_RETRY_MAX);
                     self.renew_failures += 1;
-                    self.next_renew = Some(Instant::now() + every.min(retry));
+                    // Soon, but not later than the schedule had it (the
+                    // failure may have been answered late).
+                    let soon = Instant::now() + every.min(retry);
+                    self.next_renew = Some(self.next_renew.map_or(soon, |at| at.min(soon)));
                 }
             }
-            Renewed::Lost if self.lease_lost => {}
             Renewed::Lost => {
-                // Nothing left to renew: the others in flight can only say so too.
-                self.lease_lost = true;
-                self.renew_every = None;
-                self.next_renew = None;
-                self.renewals = FuturesUnordered::new();
-                if !self.settling {
+                // No receipt is renewed again, but the schedule goes on: a
+                // delivery of the message that joins the task later (it was
+                // received again) is renewed from then on. Renewing with no
+                // receipt held makes no call.
+                if !std::mem::replace(&mut self.lease_lost, true) && !self.settling {
                     LeaseLost {
                         labels: self.labels,
                     }
@@ -292,7 +296,10 @@ impl<'a> KeepAlive<'a> {
     /// The lease is lost and the latest heartbeat failed: nothing says the
     /// task is still this worker's to finish.
     fn lost_touch(&self) -> Option<Alarm> {
-        (self.lease_lost && self.heartbeat_failing && !self.settling).then_some(Alarm::LeaseLost)
+        // Looked at again now: a delivery of the message may have joined
+        // the task since the renewal that found no receipt held.
+        let lost = self.lease_lost && !self.lease.is_some_and(|l| l.holds());
+        (lost && self.heartbeat_failing && !self.settling).then_some(Alarm::LeaseLost)
     }
 
     /// Act on a heartbeat's answer.

@@ -45,6 +45,11 @@ pub(crate) trait Lease: Send + Sync {
     /// log; the caller tries again soon. Several renewals may be in flight
     /// at once (one that hangs must not keep the next from going out).
     async fn renew(&self) -> Renewed;
+    /// Whether any of the delivery's receipts is still held (not answered
+    /// as lost): one may have joined since a renewal found none.
+    fn holds(&self) -> bool {
+        true
+    }
     /// The latest the handler may run before the lease cannot be held (SQS
     /// keeps a message invisible at most 12 hours from receipt).
     fn hard_deadline(&self) -> Option<Instant>;
@@ -53,6 +58,13 @@ pub(crate) trait Lease: Send + Sync {
     /// The task's report is about to be sent: the delivery stops taking in
     /// new work that only shares its token.
     fn reporting(&self);
+    /// A newer attempt of the same token arrived while the report was on its
+    /// way (LocalStack's `Retry` sends the failed attempt's token again):
+    /// this task's attempt is over, and retrying its report would land on
+    /// the new attempt.
+    fn superseded(&self) -> bool {
+        false
+    }
     /// End the lease. For [`LeaseEnd::Settled`] the caller goes on renewing
     /// while this runs (a delete retried for a while must not let the
     /// message come back meanwhile); for the others it has stopped renewing

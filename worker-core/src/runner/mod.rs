@@ -240,7 +240,7 @@ async fn run_and_report(
                 );
                 return (Outcome::Released, LeaseEnd::Release);
             }
-            TurnCame::Lost => return (Outcome::LeaseLost, LeaseEnd::Keep),
+            TurnCame::Lost => return (Outcome::LeaseLost, LeaseEnd::Release),
         }
     }
     if env.shutdown.cancelling().is_cancelled() {

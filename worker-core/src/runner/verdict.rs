@@ -47,7 +47,10 @@ pub(crate) fn verdict(
             tracing::warn!(
                 "the handler was cancelled after its message's lease was lost; nothing is reported, the message runs again"
             );
-            return Err((Outcome::LeaseLost, LeaseEnd::Keep));
+            // A delivery of the message may have joined meanwhile (it was
+            // received here again): give that back rather than leave it
+            // hidden. With no receipt held this sends nothing.
+            return Err((Outcome::LeaseLost, LeaseEnd::Release));
         }
         (Some(CancelReason::Timeout), _) if lease_expired => Report::Failure(TaskError::new(
             error_names::HANDLER_TIMEOUT,
@@ -127,9 +130,11 @@ pub(crate) async fn deliver(
         lease.reporting();
     }
     let known_open = keep.known_open();
+    let lease = keep.lease();
+    let superseded = move || lease.is_some_and(|l| l.superseded());
     let delivery = {
         let reporter = keep.reporter();
-        let sending = reporter.deliver(token, report, known_open);
+        let sending = reporter.deliver(token, report, known_open, &superseded);
         tokio::pin!(sending);
         loop {
             tokio::select! {

@@ -26,6 +26,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -50,13 +51,28 @@ struct Receipt {
 /// One task's receipts: the message it came in, and any delivery of the
 /// same token or message that joined it.
 #[derive(Debug)]
-pub(crate) struct Deliveries(Mutex<Vec<Receipt>>);
+pub(crate) struct Deliveries {
+    receipts: Mutex<Vec<Receipt>>,
+    /// A new message with the token arrived while this task's report was on
+    /// its way: the service has moved on to a new attempt with the same
+    /// token (LocalStack's `Retry`), so this task's attempt is closed, and a
+    /// retry of its report would land on the new attempt.
+    superseded: AtomicBool,
+}
 
 impl Deliveries {
-    fn new(message_id: &str, handle: &str, kept_until: Instant) -> Self {
-        let d = Self(Mutex::new(Vec::new()));
+    pub fn new(message_id: &str, handle: &str, kept_until: Instant) -> Self {
+        let d = Self {
+            receipts: Mutex::new(Vec::new()),
+            superseded: AtomicBool::new(false),
+        };
         d.push(message_id, handle, kept_until);
         d
+    }
+
+    /// Whether a newer attempt with the same token arrived (see the field).
+    pub fn superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
     }
 
     /// The handles still held (not answered as lost).
@@ -115,7 +131,7 @@ impl Deliveries {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Receipt>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.receipts.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -133,6 +149,8 @@ struct Tokens {
     /// Tasks whose report has not been sent yet, by token: another message
     /// with the token joins them (the same work, delivered twice).
     joinable: HashMap<String, Arc<Deliveries>>,
+    /// Tasks whose report is on its way, by token.
+    reporting: HashMap<String, Arc<Deliveries>>,
     /// Every task still holding its messages, by message id: the same
     /// message received again joins the task that holds it, whatever the
     /// task is doing (its new receipt handle is the one that deletes it).
@@ -184,6 +202,9 @@ impl InFlight {
             t.by_message.insert(key, existing);
             return Claim::Joined;
         }
+        if let Some(reporting) = t.reporting.get(token) {
+            reporting.superseded.store(true, Ordering::Release);
+        }
         let deliveries = Arc::new(Deliveries::new(message_id, receipt_handle, kept_until));
         t.joinable.insert(token.to_owned(), deliveries.clone());
         t.by_message.insert(key, deliveries.clone());
@@ -202,18 +223,19 @@ impl InFlight {
         {
             t.joinable.remove(token);
         }
+        t.reporting.insert(token.to_owned(), deliveries.clone());
     }
 
     /// The task of `deliveries` ended; `settled` if its messages must never
     /// run again here.
     pub fn finish(&self, token: &str, deliveries: &Arc<Deliveries>, settled: bool) {
         let now = Instant::now();
-        let mut t = self.lock();
-        if t.joinable
-            .get(token)
-            .is_some_and(|d| Arc::ptr_eq(d, deliveries))
-        {
-            t.joinable.remove(token);
+        let mut guard = self.lock();
+        let t = &mut *guard;
+        for map in [&mut t.joinable, &mut t.reporting] {
+            if map.get(token).is_some_and(|d| Arc::ptr_eq(d, deliveries)) {
+                map.remove(token);
+            }
         }
         let ids = deliveries.message_ids();
         for message_id in &ids {
@@ -325,7 +347,9 @@ mod tests {
         let f = in_flight();
         let first = new(claim(&f, "T", "m1", "h1"));
         f.reporting("T", &first);
+        assert!(!first.superseded());
         let second = new(claim(&f, "T", "m2", "h2"));
+        assert!(first.superseded(), "the first task's attempt is over");
         assert!(matches!(claim(&f, "T", "m1", "h1b"), Claim::Joined));
         assert_eq!(first.held(), ["h1", "h1b"]);
         assert_eq!(second.held(), ["h2"]);

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::QueueShared;
 use super::config::OnShutdown;
 use super::in_flight::Deliveries;
-use crate::aws::{ApiError, retry};
+use crate::aws::{ApiError, ApiErrorKind, retry};
 use crate::limits::MAX_VISIBILITY_SECS;
 use crate::runner::lease::{Lease, LeaseEnd, Renewed};
 
@@ -117,65 +117,126 @@ impl MessageLease {
         }
     }
 
-    /// Delete every held receipt, retrying each until it is deleted, SQS
-    /// says it is not ours, or it can no longer be kept invisible: the task's
-    /// timer goes on renewing meanwhile (see [`Lease::end`]), so a delete
-    /// that fails for a while does not let the message come back. Retries
-    /// are close together (at most about 1 s apart): every attempt before
-    /// the lease lapses is a chance not to run the task twice.
-    async fn delete(&self) {
-        let mut pending = self.deliveries.held();
-        let mut delays = retry::delete();
-        loop {
-            let attempts = pending.into_iter().map(|h| async move {
-                let result = self.queue.batcher.delete(h.clone()).await;
-                (h, result)
-            });
-            let results = futures::future::join_all(attempts).await;
-            pending = Vec::new();
-            for (handle, result) in results {
-                match result {
-                    // Deleted: nothing more to renew for it either.
-                    Ok(()) => {
-                        self.deliveries.lose(&handle);
-                    }
-                    Err(err) if receipt_lost(&err) => {
-                        // Deleted by an attempt whose answer was lost, or
-                        // lapsed: either way nothing left to delete with it.
-                        self.deliveries.lose(&handle);
-                        tracing::debug!(code = %err.code, "delete answered that the receipt is gone; nothing left to delete");
-                    }
-                    Err(err) if err.is_retryable() => pending.push(handle),
-                    Err(err) => {
-                        self.deliveries.lose(&handle);
-                        tracing::warn!(code = %err.code, error = %err.message,
-                            "deleting the message was refused; it will come back and be dropped as already settled");
+    /// Delete (or release) every held receipt, retrying each until it is
+    /// done, SQS says it is not ours, or it can no longer be kept
+    /// invisible. For a delete the task's timer goes on renewing meanwhile
+    /// (see [`Lease::end`]), so a delete that fails for a while does not
+    /// let the message come back. Retries are close together (at most about
+    /// 1 s apart): every attempt before the lease lapses is a chance not to
+    /// run the task twice (or, for a release, not to leave the message
+    /// hidden from the other workers for a whole visibility timeout).
+    async fn until_done(&self, action: Action) {
+        let handles = self.deliveries.held();
+        settle(&self.queue, &self.deliveries, handles, action).await;
+    }
+}
+
+/// What to do with a message's receipts when its task ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    Delete,
+    /// Visibility 0: another worker may take it now.
+    Release,
+}
+
+/// Retried at least this many times, even once shutdown has given up
+/// retrying (a release is what lets another worker have the message now).
+const MIN_ATTEMPTS: u32 = 3;
+/// A delete or release unanswered this long is tried again (beside it):
+/// one hung call must not hold the message until its lease lapses.
+const ATTEMPT_WAIT: Duration = Duration::from_secs(2);
+
+/// Carry out `action` on `handles` (receipts held in `deliveries`),
+/// retrying what may succeed later while the receipt is still held.
+pub(crate) async fn settle(
+    queue: &QueueShared,
+    deliveries: &Deliveries,
+    handles: Vec<String>,
+    action: Action,
+) {
+    let mut pending = handles;
+    let mut delays = retry::delete();
+    let mut attempts = 0u32;
+    let mut done = 0usize;
+    loop {
+        attempts += 1;
+        let calls = pending.into_iter().map(|h| async move {
+            let call = async {
+                match action {
+                    Action::Delete => queue.batcher.delete(h.clone()).await,
+                    Action::Release => queue.batcher.change_visibility(h.clone(), 0).await,
+                }
+            };
+            let result = tokio::time::timeout(ATTEMPT_WAIT, call)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::new(
+                        ApiErrorKind::Transient,
+                        "Timeout",
+                        "no answer yet; trying again",
+                    ))
+                });
+            (h, result)
+        });
+        let results = futures::future::join_all(calls).await;
+        pending = Vec::new();
+        for (handle, result) in results {
+            match result {
+                // Done: nothing more to renew for it either.
+                Ok(()) => {
+                    done += 1;
+                    deliveries.lose(&handle);
+                }
+                Err(err) if receipt_lost(&err) => {
+                    // Deleted by an attempt whose answer was lost, or
+                    // lapsed: either way nothing left to do with it.
+                    deliveries.lose(&handle);
+                    tracing::debug!(code = %err.code, ?action, "the receipt is gone; nothing left to do with it");
+                }
+                Err(err) if err.is_retryable() => pending.push(handle),
+                Err(err) => {
+                    deliveries.lose(&handle);
+                    match action {
+                        Action::Delete => tracing::warn!(code = %err.code, error = %err.message,
+                            "deleting the message was refused; it will come back and be dropped as already settled"),
+                        Action::Release => tracing::warn!(code = %err.code, error = %err.message,
+                            "releasing the message was refused; it comes back after its visibility timeout"),
                     }
                 }
             }
-            let now = Instant::now();
-            // A receipt that lapsed while its delete failed cannot be
-            // deleted with (or kept invisible) any more.
-            pending.retain(|h| {
-                let alive = self.deliveries.kept_until(h).is_some_and(|until| until > now);
-                if !alive {
-                    self.deliveries.lose(h);
+        }
+        let now = Instant::now();
+        // A receipt that lapsed while its call failed cannot be used (or
+        // kept invisible) any more.
+        pending.retain(|h| {
+            let alive = deliveries.kept_until(h).is_some_and(|until| until > now);
+            if !alive {
+                deliveries.lose(h);
+                if action == Action::Delete {
                     tracing::warn!(
                         "could not delete the message before its visibility lapsed; it will come back and be dropped as already settled"
                     );
                 }
-                alive
-            });
-            if pending.is_empty() || self.queue.give_up.is_cancelled() {
-                if !pending.is_empty() {
-                    tracing::warn!("shutdown gave up deleting the message; it will come back");
-                }
-                return;
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            alive
+        });
+        let gave_up = queue.give_up.is_cancelled() && attempts >= MIN_ATTEMPTS;
+        if pending.is_empty() || gave_up {
+            if !pending.is_empty() {
+                tracing::warn!(?action, "shutdown gave up on the message; it comes back after its visibility timeout");
+            } else if action == Action::Release && done > 0 {
+                tracing::info!("message released for another worker");
+            }
+            return;
+        }
+        let delay = delays.next().unwrap_or(Duration::from_secs(1));
+        if queue.give_up.is_cancelled() {
+            tokio::time::sleep(delay).await;
+        } else {
             tokio::select! {
+                biased;
+                _ = queue.give_up.cancelled() => {}
                 _ = tokio::time::sleep(delay) => {}
-                _ = self.queue.give_up.cancelled() => {}
             }
         }
     }
@@ -189,6 +250,10 @@ impl Lease for MessageLease {
 
     async fn renew(&self) -> Renewed {
         self.extend().await
+    }
+
+    fn holds(&self) -> bool {
+        self.deliveries.any_held()
     }
 
     fn hard_deadline(&self) -> Option<Instant> {
@@ -205,6 +270,10 @@ impl Lease for MessageLease {
             .reporting(&self.token, &self.deliveries);
     }
 
+    fn superseded(&self) -> bool {
+        self.deliveries.superseded()
+    }
+
     async fn end(&self, how: LeaseEnd) {
         // Out of the running set first (and, when settled, into the settled
         // set at the same moment): a redelivery arriving from now on is
@@ -214,32 +283,15 @@ impl Lease for MessageLease {
             .in_flight
             .finish(&self.token, &self.deliveries, how == LeaseEnd::Settled);
         match how {
-            LeaseEnd::Settled => self.delete().await,
-            LeaseEnd::Keep => {
+            LeaseEnd::Settled => self.until_done(Action::Delete).await,
+            // Nothing left to leave when SQS said no receipt is ours.
+            LeaseEnd::Keep if self.deliveries.any_held() => {
                 tracing::warn!(
                     "leaving the message in the queue: it becomes visible again after its visibility timeout and is retried"
                 );
             }
-            LeaseEnd::Release => {
-                let handles = self.deliveries.held();
-                if handles.is_empty() {
-                    return;
-                }
-                let results = self.set_visibility(handles, 0).await;
-                let mut released = true;
-                for (_, result) in results {
-                    if let Err(err) = result
-                        && !receipt_lost(&err)
-                    {
-                        released = false;
-                        tracing::warn!(code = %err.code, error = %err.message,
-                            "releasing the message failed; it comes back after its visibility timeout");
-                    }
-                }
-                if released {
-                    tracing::info!("message released for another worker");
-                }
-            }
+            LeaseEnd::Keep => {}
+            LeaseEnd::Release => self.until_done(Action::Release).await,
         }
     }
 }

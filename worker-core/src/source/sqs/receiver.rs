@@ -10,8 +10,8 @@ use tokio_util::task::TaskTracker;
 
 use super::QueueShared;
 use super::config::{OnMalformed, TokenSource};
-use super::in_flight::Claim;
-use super::lease::MessageLease;
+use super::in_flight::{Claim, Deliveries};
+use super::lease::{Action, MessageLease, settle};
 use super::message::{Malformed, extract};
 use crate::aws::retry::PollBackoff;
 use crate::aws::{Message, Operation, ReceiveRequest, SqsApi};
@@ -67,7 +67,6 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
             visibility_secs,
             attribute,
         };
-        let asked = Instant::now();
         match p.api.receive(request).await {
             Ok(messages) => {
                 backoff.answered();
@@ -79,17 +78,19 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
                 if draining.is_cancelled() {
                     // Received but not started: give them back at once.
                     for m in messages {
-                        let batcher = p.queue.batcher.clone();
+                        let queue = p.queue.clone();
+                        let kept_until = Instant::now() + p.queue.visibility;
                         p.tasks.spawn(async move {
-                            let _ = batcher.change_visibility(m.receipt_handle, 0).await;
+                            let d = Deliveries::new(&m.message_id, &m.receipt_handle, kept_until);
+                            settle(&queue, &d, vec![m.receipt_handle], Action::Release).await;
                         });
                     }
                     break;
                 }
                 slots.truncate(messages.len());
-                // Their visibility runs from the receive (counted from when
-                // it was asked: the answer may have been slow).
-                dispatch(&p, messages, slots, asked + p.queue.visibility);
+                // Their visibility runs from when SQS handed them out: the
+                // end of the long poll, a moment before its answer arrived.
+                dispatch(&p, messages, slots, Instant::now() + p.queue.visibility);
             }
             Err(err) => {
                 drop(slots);
@@ -154,7 +155,7 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>, kept
                     }
                     .emit();
                     if settled {
-                        delete_quietly(p, &m);
+                        delete_quietly(p, &m, kept_until);
                     }
                     continue;
                 }
@@ -214,16 +215,14 @@ fn run_chain(p: &Arc<QueuePoller>, chain: Chain) {
     }
 }
 
-/// Delete a message that needs no task (on a best-effort basis: if it
-/// fails, the message comes back and is dropped again).
-fn delete_quietly(p: &QueuePoller, m: &Message) {
-    let batcher = p.queue.batcher.clone();
-    let handle = m.receipt_handle.clone();
-    let id = m.message_id.clone();
+/// Delete a message that needs no task, retrying while it is invisible
+/// (if that fails, the message comes back and is dropped again).
+fn delete_quietly(p: &QueuePoller, m: &Message, kept_until: Instant) {
+    let queue = p.queue.clone();
+    let (id, handle) = (m.message_id.clone(), m.receipt_handle.clone());
     p.tasks.spawn(async move {
-        if let Err(e) = batcher.delete(handle).await {
-            tracing::warn!(message_id = %id, code = %e.code, "deleting a message failed; it will come back");
-        }
+        let d = Deliveries::new(&id, &handle, kept_until);
+        settle(&queue, &d, vec![handle], Action::Delete).await;
     });
 }
 
@@ -237,6 +236,6 @@ fn malformed(p: &QueuePoller, m: &Message, why: Malformed) {
     }
     .emit();
     if delete {
-        delete_quietly(p, m);
+        delete_quietly(p, m, Instant::now() + p.queue.visibility);
     }
 }
