@@ -113,48 +113,86 @@ impl HandlerFactory for Exec {
          max_output_bytes: integer (default 1048576) - stdout kept"
     }
     fn build(&self, params: ExecParams) -> Result<Arc<dyn Handler>, BuildError> {
-        match params.command.first() {
-            None => {
-                return Err(BuildError::new(
-                    "command",
-                    "expected a non-empty list like [\"./run.sh\"]",
-                ));
-            }
-            Some(p) if p.is_empty() => {
-                return Err(BuildError::new(
-                    "command[0]",
-                    "expected a program, got \"\"",
-                ));
-            }
-            Some(_) => {}
-        }
-        if params.max_output_bytes == 0 {
-            return Err(BuildError::new(
-                "max_output_bytes",
-                "expected a positive number",
-            ));
-        }
-        if params.kill_after_secs > MAX_SECS {
-            return Err(BuildError::new(
-                "kill_after_secs",
-                format!(
-                    "expected at most {MAX_SECS} (a year), got {}",
-                    params.kill_after_secs
-                ),
-            ));
-        }
-        if let Some(bad) = params
-            .env_inherit
-            .iter()
-            .find(|n| n.is_empty() || n.contains('=') || n[..n.len() - 1].contains('*'))
-        {
-            return Err(BuildError::new(
-                "env_inherit",
-                format!("expected variable names or prefixes ending in *, got {bad:?}"),
-            ));
-        }
+        check(&params)?;
         Ok(Arc::new(ExecHandler(Arc::new(params))))
     }
+}
+
+/// Refuse at load what would panic, or fail every task at spawn time
+/// (a NUL byte cannot be passed to `execve`), or silently mean something
+/// else (`env = { "A=B" = "c" }` would set `A` to `B=c`).
+fn check(params: &ExecParams) -> Result<(), BuildError> {
+    match params.command.first() {
+        None => {
+            return Err(BuildError::new(
+                "command",
+                "expected a non-empty list like [\"./run.sh\"]",
+            ));
+        }
+        Some(p) if p.is_empty() => {
+            return Err(BuildError::new(
+                "command[0]",
+                "expected a program, got \"\"",
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(i) = params.command.iter().position(|arg| arg.contains('\0')) {
+        return Err(BuildError::new(
+            format!("command[{i}]"),
+            "expected text without NUL bytes",
+        ));
+    }
+    if params.max_output_bytes == 0 {
+        return Err(BuildError::new(
+            "max_output_bytes",
+            "expected a positive number",
+        ));
+    }
+    if params.kill_after_secs > MAX_SECS {
+        return Err(BuildError::new(
+            "kill_after_secs",
+            format!(
+                "expected at most {MAX_SECS} (a year), got {}",
+                params.kill_after_secs
+            ),
+        ));
+    }
+    if let Some(bad) = params.env_inherit.iter().find(|n| {
+        // By char, not by byte: the entry may end in a multi-byte character.
+        let stem = n.strip_suffix('*').unwrap_or(n);
+        !valid_name(n) || stem.contains('*')
+    }) {
+        return Err(BuildError::new(
+            "env_inherit",
+            format!("expected variable names or prefixes ending in *, got {bad:?}"),
+        ));
+    }
+    if let Some(bad) = params.env.keys().find(|k| !valid_name(k)) {
+        return Err(BuildError::new(
+            "env",
+            format!("expected variable names (not empty, without = or NUL), got {bad:?}"),
+        ));
+    }
+    if let Some((name, _)) = params.env.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(BuildError::new(
+            format!("env.{name}"),
+            "expected a value without NUL bytes",
+        ));
+    }
+    let cwd_has_nul = params
+        .cwd
+        .as_ref()
+        .is_some_and(|c| c.as_os_str().as_encoded_bytes().contains(&0));
+    if cwd_has_nul {
+        return Err(BuildError::new("cwd", "expected a path without NUL bytes"));
+    }
+    Ok(())
+}
+
+/// An environment variable's name as `execve` can pass it on.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
 }
 
 struct ExecHandler(Arc<ExecParams>);

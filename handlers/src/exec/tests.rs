@@ -362,3 +362,65 @@ fn a_kill_delay_that_would_overflow_the_clock_is_refused() {
         "{err}"
     );
 }
+
+/// Build `params` and return the error's field, or panic with what built.
+fn refused(params: serde_json::Value) -> BuildError {
+    match Exec.build(serde_json::from_value(params.clone()).unwrap()) {
+        Ok(_) => panic!("built from {params}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_non_ascii_env_inherit_entry_is_checked_without_a_panic() {
+    // "é" is two bytes: slicing off its last byte was a panic at load.
+    for good in ["é", "É_*", "CAFÉ"] {
+        let params = serde_json::json!({ "command": ["true"], "env_inherit": [good] });
+        assert!(
+            Exec.build(serde_json::from_value(params).unwrap()).is_ok(),
+            "{good}"
+        );
+    }
+    for bad in ["é*é", "*é", "A\0B"] {
+        let err = refused(serde_json::json!({ "command": ["true"], "env_inherit": [bad] }));
+        assert_eq!(err.param, "env_inherit", "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn env_command_and_cwd_that_could_not_be_spawned_are_refused_at_build() {
+    let cases = [
+        (
+            serde_json::json!({ "command": ["true"], "env": { "": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A=B": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A\0": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A": "x\0y" } }),
+            "env.A",
+        ),
+        (serde_json::json!({ "command": ["tr\0ue"] }), "command[0]"),
+        (
+            serde_json::json!({ "command": ["echo", "a", "b\0"] }),
+            "command[2]",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "cwd": "/tmp\0" }),
+            "cwd",
+        ),
+    ];
+    for (params, field) in cases {
+        let err = refused(params.clone());
+        assert_eq!(err.param, field, "{params}: {err}");
+    }
+    // '=' in a value is ordinary.
+    let params = serde_json::json!({ "command": ["true"], "env": { "A": "ok=fine" } });
+    assert!(Exec.build(serde_json::from_value(params).unwrap()).is_ok());
+}
