@@ -27,15 +27,20 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::Deserialize;
 use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::error_names::OUTPUT_TOO_LARGE;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+
+use group::GroupGuard;
+use pipes::{Captured, drain, read_bounded, read_tail};
+
+mod group;
+mod pipes;
 
 /// The command could not be started.
 pub const SPAWN_FAILED: &str = "Exec.SpawnFailed";
@@ -47,9 +52,6 @@ pub const NON_ZERO_EXIT: &str = "Exec.NonZeroExit";
 pub const CANCELLED: &str = "Exec.Cancelled";
 
 const STDERR_TAIL_BYTES: usize = 8 * 1024;
-/// After the command exited, its pipes are read until nothing arrives for
-/// this long (something it left behind may keep them open forever).
-const DRAIN_QUIET: Duration = Duration::from_millis(50);
 /// What a command inherits from the worker's environment by default.
 const DEFAULT_INHERIT: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR",
@@ -277,17 +279,7 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
             }
         };
         if !io_done {
-            // The command exited but something it started still holds its
-            // pipes. What the command wrote is in them: read until they go quiet,
-            // then stop waiting for end-of-file.
-            loop {
-                let before = progress.load(std::sync::atomic::Ordering::Relaxed);
-                if tokio::time::timeout(DRAIN_QUIET, &mut io).await.is_ok()
-                    || progress.load(std::sync::atomic::Ordering::Relaxed) == before
-                {
-                    break;
-                }
-            }
+            drain(io, &progress).await;
         }
         status
     };
@@ -354,46 +346,6 @@ fn child_env(
     out
 }
 
-/// The command's process group, killed if the handler's future is dropped
-/// before the command was waited for.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn signal(&self, sig: Signal) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            // The group may already be gone; nothing to do then.
-            let _ = killpg(Pid::from_raw(pid), sig);
-        }
-    }
-
-    /// The command was waited for: nothing to kill on drop.
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-
-    /// Terminate what the command left in its group: SIGTERM now, SIGKILL
-    /// after `kill_after`. (The group's id is the command's pid, which the
-    /// kernel does not hand out again while any member of the group lives.)
-    fn leftovers(&mut self, kill_after: Duration) {
-        let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) else {
-            return;
-        };
-        let group = Pid::from_raw(pid);
-        if killpg(group, Signal::SIGTERM).is_ok() {
-            tokio::spawn(async move {
-                tokio::time::sleep(kill_after).await;
-                let _ = killpg(group, Signal::SIGKILL);
-            });
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
-
 /// The failure a command declared on stdout: `{"error": ..., "cause": ...}`.
 fn declared_failure(stdout: &[u8]) -> Option<TaskError> {
     #[derive(Deserialize)]
@@ -412,61 +364,6 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "exited abnormally".to_owned(),
-    }
-}
-
-/// What a reader kept of one pipe.
-#[derive(Default)]
-struct Captured {
-    bytes: Vec<u8>,
-    /// More was written than was kept.
-    overflow: bool,
-}
-
-/// Read all of `r` into `into`, keeping the first `max` bytes; the rest is
-/// drained so the writer never blocks. `progress` counts bytes read.
-async fn read_bounded(
-    r: Option<impl AsyncRead + Unpin>,
-    max: usize,
-    into: &mut Captured,
-    progress: &std::sync::atomic::AtomicUsize,
-) {
-    let Some(mut r) = r else { return };
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                let room = max.saturating_sub(into.bytes.len());
-                into.bytes.extend_from_slice(&buf[..n.min(room)]);
-                into.overflow |= n > room;
-            }
-        }
-    }
-}
-
-/// Read all of `r` into `into`, keeping the last `max` bytes.
-async fn read_tail(
-    r: Option<impl AsyncRead + Unpin>,
-    max: usize,
-    into: &mut Captured,
-    progress: &std::sync::atomic::AtomicUsize,
-) {
-    let Some(mut r) = r else { return };
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                into.bytes.extend_from_slice(&buf[..n]);
-                if into.bytes.len() > max {
-                    let excess = into.bytes.len() - max;
-                    into.bytes.drain(..excess);
-                }
-            }
-        }
     }
 }
 
