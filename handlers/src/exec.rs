@@ -11,9 +11,11 @@
 //!   `Exec.NonZeroExit` with the exit code and the tail of stderr.
 //! - The task ends when the command exits. Whatever it left running in its
 //!   process group (a `cmd &` it did not wait for) is sent SIGTERM then,
-//!   and SIGKILL `kill_after_secs` later.
+//!   and SIGKILL `kill_after_secs` later. Its pipes are read on only until
+//!   they go quiet, for half a second at most.
 //! - Cancellation (task closed, timeout, shutdown): SIGTERM to the command's
-//!   process group, SIGKILL `kill_after_secs` later; if the worker drops the
+//!   process group, SIGKILL `kill_after_secs` later to whatever is still in
+//!   it, even when the command itself has exited; if the worker drops the
 //!   handler first (its cancel grace ran out), SIGKILL at once.
 //! - Environment: only what `env_inherit` names (by default `PATH`, `HOME`,
 //!   locale and the like) plus `env`; never the rest of the worker's own.
@@ -230,7 +232,7 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
     })?;
     // If this future is dropped (abandoned at the cancel grace), the whole
     // group is killed, not just the command.
-    let mut group = GroupGuard(child.id());
+    let mut group = GroupGuard::new(child.id());
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
 
     // The pipes are read into these while the command runs; they are read
@@ -262,24 +264,27 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
                 status = child.wait() => break status,
                 _ = ctx.cancelled() => {
                     group.signal(Signal::SIGTERM);
-                    let kill_after = Duration::from_secs(p.kill_after_secs);
+                    let kill_at = tokio::time::Instant::now() + Duration::from_secs(p.kill_after_secs);
                     let exited = async {
                         let _ = child.wait().await;
                         if !io_done {
                             (&mut io).await;
                         }
                     };
-                    if tokio::time::timeout(kill_after, exited).await.is_err() {
+                    if tokio::time::timeout_at(kill_at, exited).await.is_err() {
                         group.signal(Signal::SIGKILL);
                         let _ = child.wait().await;
                     }
-                    group.disarm();
+                    // The command is gone, but what it started may ignore
+                    // SIGTERM without holding its pipes: it gets SIGKILL at
+                    // kill_at all the same, while the task returns now.
+                    group.kill_at(kill_at);
                     return Err(TaskError::new(CANCELLED, "the command was stopped because the task was cancelled"));
                 }
             }
         };
         if !io_done {
-            drain(io, &progress).await;
+            drain(io, &progress, ctx.cancelled()).await;
         }
         status
     };

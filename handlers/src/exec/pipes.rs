@@ -2,15 +2,22 @@
 //! exited.
 
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::time::Instant;
 
 /// After the command exited, its pipes are read until nothing arrives for
 /// this long (something it left behind may keep them open forever).
 const DRAIN_QUIET: Duration = Duration::from_millis(50);
+/// ... and for this long at most in all, for what it left behind may also
+/// write for ever (`yes &`). What the command itself wrote before it exited
+/// is already in the pipes' buffers (64 KiB each on Linux), which are read
+/// in well under a millisecond: half a second leaves room for a loaded
+/// machine, and is short next to a task's own time.
+const DRAIN_MAX: Duration = Duration::from_millis(500);
 
 /// What a reader kept of one pipe.
 #[derive(Default)]
@@ -68,15 +75,75 @@ pub(super) async fn read_tail(
 }
 
 /// The command exited but something it started still holds its pipes.
-/// What the command wrote is in them: read until they go quiet, then stop
-/// waiting for end-of-file.
-pub(super) async fn drain(mut io: Pin<&mut impl Future<Output = ()>>, progress: &AtomicUsize) {
+/// What the command wrote is in them: read until they close or go quiet,
+/// for `DRAIN_MAX` at most, and stop at once if `cancelled` ends (the
+/// command's result is then made of what was read by then).
+pub(super) async fn drain(
+    mut io: Pin<&mut impl Future<Output = ()>>,
+    progress: &AtomicUsize,
+    cancelled: impl Future,
+) {
+    let deadline = Instant::now() + DRAIN_MAX;
+    let mut cancelled = pin!(cancelled);
     loop {
         let before = progress.load(Ordering::Relaxed);
-        if tokio::time::timeout(DRAIN_QUIET, &mut io).await.is_ok()
-            || progress.load(Ordering::Relaxed) == before
-        {
-            break;
+        let quiet = deadline.min(Instant::now() + DRAIN_QUIET);
+        tokio::select! {
+            () = &mut io => return,
+            _ = &mut cancelled => return,
+            () = tokio::time::sleep_until(quiet) => {
+                if quiet == deadline || progress.load(Ordering::Relaxed) == before {
+                    return;
+                }
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pipes held open by something that writes every 10 ms, forever.
+    async fn chatty(progress: &AtomicUsize) {
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            progress.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_ends_even_if_something_keeps_writing() {
+        let progress = AtomicUsize::new(0);
+        let start = Instant::now();
+        let drained = tokio::time::timeout(
+            Duration::from_secs(3600),
+            drain(
+                pin!(chatty(&progress)),
+                &progress,
+                std::future::pending::<()>(),
+            ),
+        )
+        .await;
+        assert!(drained.is_ok(), "still draining after an hour");
+        assert_eq!(start.elapsed(), DRAIN_MAX);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_stops_when_the_task_is_cancelled() {
+        let progress = AtomicUsize::new(0);
+        let start = Instant::now();
+        let cancelled = tokio::time::sleep(Duration::from_millis(120));
+        drain(pin!(chatty(&progress)), &progress, cancelled).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_drain_ends_when_the_pipes_go_quiet() {
+        let progress = AtomicUsize::new(0);
+        let start = Instant::now();
+        let held_open = std::future::pending::<()>();
+        drain(pin!(held_open), &progress, std::future::pending::<()>()).await;
+        assert_eq!(start.elapsed(), DRAIN_QUIET);
     }
 }
