@@ -89,12 +89,19 @@ pub(super) async fn drain(
         let before = progress.load(Ordering::Relaxed);
         let quiet = deadline.min(Instant::now() + DRAIN_QUIET);
         tokio::select! {
-            () = &mut io => return,
-            _ = &mut cancelled => return,
-            () = tokio::time::sleep_until(quiet) => {
-                if quiet == deadline || progress.load(Ordering::Relaxed) == before {
+            // `timeout_at` polls the pipes before its clock, so what
+            // arrived last is read before a stop for quiet.
+            read = tokio::time::timeout_at(quiet, &mut io) => {
+                if read.is_ok() || quiet == deadline || progress.load(Ordering::Relaxed) == before {
                     return;
                 }
+            }
+            _ = &mut cancelled => {
+                // Cancelled as the command exited, what it wrote may not
+                // have been read yet: take what the pipes hold now, without
+                // waiting for more.
+                let _ = tokio::time::timeout(Duration::ZERO, &mut io).await;
+                return;
             }
         }
     }
@@ -136,6 +143,17 @@ mod tests {
         let cancelled = tokio::time::sleep(Duration::from_millis(120));
         drain(pin!(chatty(&progress)), &progress, cancelled).await;
         assert_eq!(start.elapsed(), Duration::from_millis(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancelled_as_the_command_exits_the_drain_still_reads_what_is_buffered() {
+        let progress = AtomicUsize::new(0);
+        let buffered = async {
+            progress.fetch_add(2, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        };
+        drain(pin!(buffered), &progress, std::future::ready(())).await;
+        assert_eq!(progress.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test(start_paused = true)]
