@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fuzz the SQS message parser and the configuration loader (cargo-fuzz,
-# libFuzzer). Installs cargo-fuzz into ~/.cache/sfn-worker/ on first use.
+# Fuzz the SQS message parser, the configuration loader and the built-in
+# handlers' params (cargo-fuzz, libFuzzer). Installs cargo-fuzz into
+# ~/.cache/sfn-worker/ on first use.
 #
 #   scripts/fuzz.sh              600 s per target, growing fuzz/corpus/ (how the corpus was made)
 #   scripts/fuzz.sh --short      CI: 60 s per target from the committed corpus, which it leaves as is
@@ -12,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-TARGETS=(sqs_message config)
+TARGETS=(sqs_message config handler_params)
 CARGO_FUZZ_VERSION=0.13.2
 tools="${SFN_WORKER_CACHE:-$HOME/.cache/sfn-worker}/fuzz-venv"
 

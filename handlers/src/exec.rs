@@ -11,9 +11,11 @@
 //!   `Exec.NonZeroExit` with the exit code and the tail of stderr.
 //! - The task ends when the command exits. Whatever it left running in its
 //!   process group (a `cmd &` it did not wait for) is sent SIGTERM then,
-//!   and SIGKILL `kill_after_secs` later.
+//!   and SIGKILL `kill_after_secs` later. Its pipes are read on only until
+//!   they go quiet, for half a second at most.
 //! - Cancellation (task closed, timeout, shutdown): SIGTERM to the command's
-//!   process group, SIGKILL `kill_after_secs` later; if the worker drops the
+//!   process group, SIGKILL `kill_after_secs` later to whatever is still in
+//!   it, even when the command itself has exited; if the worker drops the
 //!   handler first (its cancel grace ran out), SIGKILL at once.
 //! - Environment: only what `env_inherit` names (by default `PATH`, `HOME`,
 //!   locale and the like) plus `env`; never the rest of the worker's own.
@@ -27,15 +29,20 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use serde::Deserialize;
 use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::error_names::OUTPUT_TOO_LARGE;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
+
+use group::GroupGuard;
+use pipes::{Captured, drain, read_bounded, read_tail};
+
+mod group;
+mod pipes;
 
 /// The command could not be started.
 pub const SPAWN_FAILED: &str = "Exec.SpawnFailed";
@@ -47,9 +54,6 @@ pub const NON_ZERO_EXIT: &str = "Exec.NonZeroExit";
 pub const CANCELLED: &str = "Exec.Cancelled";
 
 const STDERR_TAIL_BYTES: usize = 8 * 1024;
-/// After the command exited, its pipes are read until nothing arrives for
-/// this long (something it left behind may keep them open forever).
-const DRAIN_QUIET: Duration = Duration::from_millis(50);
 /// What a command inherits from the worker's environment by default.
 const DEFAULT_INHERIT: &[&str] = &[
     "PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "LC_*", "TZ", "TMPDIR",
@@ -113,48 +117,86 @@ impl HandlerFactory for Exec {
          max_output_bytes: integer (default 1048576) - stdout kept"
     }
     fn build(&self, params: ExecParams) -> Result<Arc<dyn Handler>, BuildError> {
-        match params.command.first() {
-            None => {
-                return Err(BuildError::new(
-                    "command",
-                    "expected a non-empty list like [\"./run.sh\"]",
-                ));
-            }
-            Some(p) if p.is_empty() => {
-                return Err(BuildError::new(
-                    "command[0]",
-                    "expected a program, got \"\"",
-                ));
-            }
-            Some(_) => {}
-        }
-        if params.max_output_bytes == 0 {
-            return Err(BuildError::new(
-                "max_output_bytes",
-                "expected a positive number",
-            ));
-        }
-        if params.kill_after_secs > MAX_SECS {
-            return Err(BuildError::new(
-                "kill_after_secs",
-                format!(
-                    "expected at most {MAX_SECS} (a year), got {}",
-                    params.kill_after_secs
-                ),
-            ));
-        }
-        if let Some(bad) = params
-            .env_inherit
-            .iter()
-            .find(|n| n.is_empty() || n.contains('=') || n[..n.len() - 1].contains('*'))
-        {
-            return Err(BuildError::new(
-                "env_inherit",
-                format!("expected variable names or prefixes ending in *, got {bad:?}"),
-            ));
-        }
+        check(&params)?;
         Ok(Arc::new(ExecHandler(Arc::new(params))))
     }
+}
+
+/// Refuse at load what would panic, or fail every task at spawn time
+/// (a NUL byte cannot be passed to `execve`), or silently mean something
+/// else (`env = { "A=B" = "c" }` would set `A` to `B=c`).
+fn check(params: &ExecParams) -> Result<(), BuildError> {
+    match params.command.first() {
+        None => {
+            return Err(BuildError::new(
+                "command",
+                "expected a non-empty list like [\"./run.sh\"]",
+            ));
+        }
+        Some(p) if p.is_empty() => {
+            return Err(BuildError::new(
+                "command[0]",
+                "expected a program, got \"\"",
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(i) = params.command.iter().position(|arg| arg.contains('\0')) {
+        return Err(BuildError::new(
+            format!("command[{i}]"),
+            "expected text without NUL bytes",
+        ));
+    }
+    if params.max_output_bytes == 0 {
+        return Err(BuildError::new(
+            "max_output_bytes",
+            "expected a positive number",
+        ));
+    }
+    if params.kill_after_secs > MAX_SECS {
+        return Err(BuildError::new(
+            "kill_after_secs",
+            format!(
+                "expected at most {MAX_SECS} (a year), got {}",
+                params.kill_after_secs
+            ),
+        ));
+    }
+    if let Some(bad) = params.env_inherit.iter().find(|n| {
+        // By char, not by byte: the entry may end in a multi-byte character.
+        let stem = n.strip_suffix('*').unwrap_or(n);
+        !valid_name(n) || stem.contains('*')
+    }) {
+        return Err(BuildError::new(
+            "env_inherit",
+            format!("expected variable names or prefixes ending in *, got {bad:?}"),
+        ));
+    }
+    if let Some(bad) = params.env.keys().find(|k| !valid_name(k)) {
+        return Err(BuildError::new(
+            "env",
+            format!("expected variable names (not empty, without = or NUL), got {bad:?}"),
+        ));
+    }
+    if let Some((name, _)) = params.env.iter().find(|(_, v)| v.contains('\0')) {
+        return Err(BuildError::new(
+            format!("env.{name}"),
+            "expected a value without NUL bytes",
+        ));
+    }
+    let cwd_has_nul = params
+        .cwd
+        .as_ref()
+        .is_some_and(|c| c.as_os_str().as_encoded_bytes().contains(&0));
+    if cwd_has_nul {
+        return Err(BuildError::new("cwd", "expected a path without NUL bytes"));
+    }
+    Ok(())
+}
+
+/// An environment variable's name as `execve` can pass it on.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && !name.contains(['=', '\0'])
 }
 
 struct ExecHandler(Arc<ExecParams>);
@@ -190,7 +232,7 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
     })?;
     // If this future is dropped (abandoned at the cancel grace), the whole
     // group is killed, not just the command.
-    let mut group = GroupGuard(child.id());
+    let mut group = GroupGuard::new(child.id());
     let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
 
     // The pipes are read into these while the command runs; they are read
@@ -222,34 +264,27 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
                 status = child.wait() => break status,
                 _ = ctx.cancelled() => {
                     group.signal(Signal::SIGTERM);
-                    let kill_after = Duration::from_secs(p.kill_after_secs);
+                    let kill_at = tokio::time::Instant::now() + Duration::from_secs(p.kill_after_secs);
                     let exited = async {
                         let _ = child.wait().await;
                         if !io_done {
                             (&mut io).await;
                         }
                     };
-                    if tokio::time::timeout(kill_after, exited).await.is_err() {
+                    if tokio::time::timeout_at(kill_at, exited).await.is_err() {
                         group.signal(Signal::SIGKILL);
                         let _ = child.wait().await;
                     }
-                    group.disarm();
+                    // The command is gone, but what it started may ignore
+                    // SIGTERM without holding its pipes: it gets SIGKILL at
+                    // kill_at all the same, while the task returns now.
+                    group.kill_at(kill_at);
                     return Err(TaskError::new(CANCELLED, "the command was stopped because the task was cancelled"));
                 }
             }
         };
         if !io_done {
-            // The command exited but something it started still holds its
-            // pipes. What the command wrote is in them: read until they go quiet,
-            // then stop waiting for end-of-file.
-            loop {
-                let before = progress.load(std::sync::atomic::Ordering::Relaxed);
-                if tokio::time::timeout(DRAIN_QUIET, &mut io).await.is_ok()
-                    || progress.load(std::sync::atomic::Ordering::Relaxed) == before
-                {
-                    break;
-                }
-            }
+            drain(io, &progress, ctx.cancelled()).await;
         }
         status
     };
@@ -316,46 +351,6 @@ fn child_env(
     out
 }
 
-/// The command's process group, killed if the handler's future is dropped
-/// before the command was waited for.
-struct GroupGuard(Option<u32>);
-
-impl GroupGuard {
-    fn signal(&self, sig: Signal) {
-        if let Some(pid) = self.0.and_then(|p| i32::try_from(p).ok()) {
-            // The group may already be gone; nothing to do then.
-            let _ = killpg(Pid::from_raw(pid), sig);
-        }
-    }
-
-    /// The command was waited for: nothing to kill on drop.
-    fn disarm(&mut self) {
-        self.0 = None;
-    }
-
-    /// Terminate what the command left in its group: SIGTERM now, SIGKILL
-    /// after `kill_after`. (The group's id is the command's pid, which the
-    /// kernel does not hand out again while any member of the group lives.)
-    fn leftovers(&mut self, kill_after: Duration) {
-        let Some(pid) = self.0.take().and_then(|p| i32::try_from(p).ok()) else {
-            return;
-        };
-        let group = Pid::from_raw(pid);
-        if killpg(group, Signal::SIGTERM).is_ok() {
-            tokio::spawn(async move {
-                tokio::time::sleep(kill_after).await;
-                let _ = killpg(group, Signal::SIGKILL);
-            });
-        }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-    }
-}
-
 /// The failure a command declared on stdout: `{"error": ..., "cause": ...}`.
 fn declared_failure(stdout: &[u8]) -> Option<TaskError> {
     #[derive(Deserialize)]
@@ -374,61 +369,6 @@ fn describe(status: ExitStatus) -> String {
         (Some(code), _) => format!("exit code {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "exited abnormally".to_owned(),
-    }
-}
-
-/// What a reader kept of one pipe.
-#[derive(Default)]
-struct Captured {
-    bytes: Vec<u8>,
-    /// More was written than was kept.
-    overflow: bool,
-}
-
-/// Read all of `r` into `into`, keeping the first `max` bytes; the rest is
-/// drained so the writer never blocks. `progress` counts bytes read.
-async fn read_bounded(
-    r: Option<impl AsyncRead + Unpin>,
-    max: usize,
-    into: &mut Captured,
-    progress: &std::sync::atomic::AtomicUsize,
-) {
-    let Some(mut r) = r else { return };
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                let room = max.saturating_sub(into.bytes.len());
-                into.bytes.extend_from_slice(&buf[..n.min(room)]);
-                into.overflow |= n > room;
-            }
-        }
-    }
-}
-
-/// Read all of `r` into `into`, keeping the last `max` bytes.
-async fn read_tail(
-    r: Option<impl AsyncRead + Unpin>,
-    max: usize,
-    into: &mut Captured,
-    progress: &std::sync::atomic::AtomicUsize,
-) {
-    let Some(mut r) = r else { return };
-    let mut buf = [0u8; 8192];
-    loop {
-        match r.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                progress.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-                into.bytes.extend_from_slice(&buf[..n]);
-                if into.bytes.len() > max {
-                    let excess = into.bytes.len() - max;
-                    into.bytes.drain(..excess);
-                }
-            }
-        }
     }
 }
 

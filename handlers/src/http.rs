@@ -15,8 +15,12 @@
 //!   caller meant: 307/308 re-send the same method and body; 301/302/303 are
 //!   followed for GET and HEAD only, since following them would turn a POST
 //!   into a GET without its body (not followed: `Http.UnexpectedStatus`).
-//!   Secret headers (from `{ env = ... }`, and `Authorization`,
-//!   `Proxy-Authorization`, `Cookie`) are never sent to another origin.
+//! - And only where `redirects` allows: by default to the configured URL's
+//!   origin only; never from https to http, never to a link-local or
+//!   unspecified IP address (instance metadata). Not followed:
+//!   `Http.RedirectRefused`. Secret headers (from `{ env = ... }`, and
+//!   `Authorization`, `Proxy-Authorization`, `Cookie`) are never sent to
+//!   another origin.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -30,6 +34,10 @@ use serde::Deserialize;
 use sfn_worker_core::config::MAX_SECS;
 use sfn_worker_core::handler::HandlerFuture;
 use sfn_worker_core::{BuildError, Handler, HandlerFactory, TaskContext, TaskError};
+
+pub use redirect::Redirects;
+
+mod redirect;
 
 /// 4xx answer.
 pub const CLIENT_ERROR: &str = "Http.ClientError";
@@ -49,6 +57,9 @@ pub const INVALID_RESPONSE: &str = "Http.InvalidResponse";
 pub const RESPONSE_TOO_LARGE: &str = "Http.ResponseTooLarge";
 /// The task was cancelled while the request ran.
 pub const CANCELLED: &str = "Http.Cancelled";
+/// A redirect that `redirects` does not allow, or that is never followed
+/// (https to http, a link-local address).
+pub const REDIRECT_REFUSED: &str = "Http.RedirectRefused";
 
 /// How much of an error answer's body goes into the cause.
 const CAUSE_BODY_BYTES: usize = 1024;
@@ -77,6 +88,10 @@ pub struct HttpParams {
     /// The largest response body accepted. Default 1 MiB.
     #[serde(default = "default_max_response_bytes")]
     pub max_response_bytes: usize,
+    /// Which redirects are followed: `"same-origin"` (the default),
+    /// `"none"` or `"any-origin"`.
+    #[serde(default)]
+    pub redirects: Redirects,
 }
 
 /// A header value, given or read from the environment.
@@ -116,7 +131,8 @@ impl HandlerFactory for Http {
          method: string (default POST)\n\
          headers: table (default {}) - values, or { env = \"VAR\" } to read one from the environment\n\
          timeout_secs: integer (default 30) - time for the whole exchange\n\
-         max_response_bytes: integer (default 1048576) - the largest body accepted"
+         max_response_bytes: integer (default 1048576) - the largest body accepted\n\
+         redirects: \"same-origin\" | \"none\" | \"any-origin\" (default \"same-origin\") - which redirects are followed; never https to http, never to a link-local address"
     }
     fn build(&self, p: HttpParams) -> Result<Arc<dyn Handler>, BuildError> {
         let url = reqwest::Url::parse(&p.url).map_err(|e| {
@@ -196,6 +212,7 @@ impl HandlerFactory for Http {
             secret,
             timeout: Duration::from_secs(p.timeout_secs),
             max_response_bytes: p.max_response_bytes,
+            redirects: p.redirects,
         }))))
     }
 }
@@ -209,6 +226,7 @@ struct Prepared {
     secret: Vec<HeaderName>,
     timeout: Duration,
     max_response_bytes: usize,
+    redirects: Redirects,
 }
 
 struct HttpHandler(Arc<Prepared>);
@@ -263,6 +281,12 @@ async fn exchange(p: &Prepared, input: String) -> Result<String, TaskError> {
         };
         if !matches!(next.scheme(), "http" | "https") || redirects == MAX_REDIRECTS {
             break response;
+        }
+        if let Some(why) = redirect::refusal(p.redirects, &p.url, &url, &next) {
+            return Err(TaskError::new(
+                REDIRECT_REFUSED,
+                format!("HTTP {status}: redirected to {next}; not followed: {why}"),
+            ));
         }
         match status.as_u16() {
             307 | 308 => {}

@@ -362,3 +362,146 @@ fn a_kill_delay_that_would_overflow_the_clock_is_refused() {
         "{err}"
     );
 }
+
+/// Build `params` and return the error's field, or panic with what built.
+fn refused(params: serde_json::Value) -> BuildError {
+    match Exec.build(serde_json::from_value(params.clone()).unwrap()) {
+        Ok(_) => panic!("built from {params}"),
+        Err(e) => e,
+    }
+}
+
+#[test]
+fn a_non_ascii_env_inherit_entry_is_checked_without_a_panic() {
+    // "é" is two bytes: slicing off its last byte was a panic at load.
+    for good in ["é", "É_*", "CAFÉ"] {
+        let params = serde_json::json!({ "command": ["true"], "env_inherit": [good] });
+        assert!(
+            Exec.build(serde_json::from_value(params).unwrap()).is_ok(),
+            "{good}"
+        );
+    }
+    for bad in ["é*é", "*é", "A\0B"] {
+        let err = refused(serde_json::json!({ "command": ["true"], "env_inherit": [bad] }));
+        assert_eq!(err.param, "env_inherit", "{bad:?}: {err}");
+    }
+}
+
+#[test]
+fn env_command_and_cwd_that_could_not_be_spawned_are_refused_at_build() {
+    let cases = [
+        (
+            serde_json::json!({ "command": ["true"], "env": { "": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A=B": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A\0": "x" } }),
+            "env",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "env": { "A": "x\0y" } }),
+            "env.A",
+        ),
+        (serde_json::json!({ "command": ["tr\0ue"] }), "command[0]"),
+        (
+            serde_json::json!({ "command": ["echo", "a", "b\0"] }),
+            "command[2]",
+        ),
+        (
+            serde_json::json!({ "command": ["true"], "cwd": "/tmp\0" }),
+            "cwd",
+        ),
+    ];
+    for (params, field) in cases {
+        let err = refused(params.clone());
+        assert_eq!(err.param, field, "{params}: {err}");
+    }
+    // '=' in a value is ordinary.
+    let params = serde_json::json!({ "command": ["true"], "env": { "A": "ok=fine" } });
+    assert!(Exec.build(serde_json::from_value(params).unwrap()).is_ok());
+}
+
+/// Wait for `pid` to die until `deadline`; SIGKILL it if it did not, so a
+/// failing test leaves nothing running. Whether it died by itself.
+async fn dies_by(pid: i32, deadline: Instant) -> bool {
+    let gone = wait_dead(pid, deadline.saturating_duration_since(Instant::now())).await;
+    if !gone {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    gone
+}
+
+#[tokio::test]
+async fn cancellation_kills_what_ignores_sigterm_even_after_the_command_exited() {
+    // The grandchild ignores SIGTERM and holds none of the command's pipes:
+    // the command dies of the SIGTERM and its pipes close at once, while
+    // the grandchild would run on.
+    let dir = scratch("cancel-stubborn");
+    let pidfile = dir.join("bg");
+    let script = r#"sh -c 'trap "" TERM; echo $$ > "$PIDFILE.tmp"; mv "$PIDFILE.tmp" "$PIDFILE"; exec sleep 300' </dev/null >/dev/null 2>&1 & wait"#;
+    let kill_after = Duration::from_secs(2);
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", script],
+        "env": {"PIDFILE": pidfile.to_str().unwrap()},
+        "kill_after_secs": kill_after.as_secs(),
+    }));
+    let (ctx, c) = TaskContext::local_cancellable("t");
+    let run = tokio::spawn(h.call("{}".into(), ctx));
+    while !pidfile.exists() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let bg = read_pid(&pidfile);
+    let cancelled_at = Instant::now();
+    c.cancel(CancelReason::TaskClosed);
+    let err = run.await.unwrap().unwrap_err();
+    assert_eq!(err.error(), "Exec.Cancelled");
+    // The task did not wait for the SIGKILL: the command itself was gone.
+    assert!(
+        cancelled_at.elapsed() < kill_after,
+        "{:?}",
+        cancelled_at.elapsed()
+    );
+    assert!(
+        dies_by(bg, cancelled_at + kill_after + Duration::from_secs(5)).await,
+        "{bg} ignored SIGTERM and was never killed"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_command_that_exits_while_what_it_left_keeps_writing_still_ends() {
+    // `yes` holds stdout and never goes quiet.
+    let dir = scratch("chatty");
+    let pidfile = dir.join("bg");
+    let h = exec(serde_json::json!({
+        "command": ["sh", "-c", "yes & echo $! > \"$PIDFILE\"; echo {}"],
+        "env": {"PIDFILE": pidfile.to_str().unwrap()},
+    }));
+    let start = Instant::now();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(20),
+        h.call("{}".into(), TaskContext::local("t")),
+    )
+    .await;
+    // What `yes` wrote is mixed into stdout: not JSON, or too much of it.
+    let err = ended.expect("still reading what `yes` writes").unwrap_err();
+    assert!(
+        ["Exec.InvalidOutput", "Worker.OutputTooLarge"].contains(&err.error()),
+        "{err:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        start.elapsed()
+    );
+    let bg = read_pid(&pidfile);
+    assert!(
+        dies_by(bg, Instant::now() + Duration::from_secs(5)).await,
+        "{bg} still runs"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -304,9 +304,11 @@ async fn secret_headers_never_follow_a_redirect_to_another_origin() {
         );
         assert_eq!(a[1].4, r#"{"n":1}"#);
     }
-    // Another origin (another port): the secret stays behind, the rest goes.
+    // Another origin (another port), once allowed: the secret stays behind,
+    // the rest goes.
     let h = http(serde_json::json!({
-        "url": format!("{a}/to?s=308&u={b}/final"), "headers": headers
+        "url": format!("{a}/to?s=308&u={b}/final"), "headers": headers,
+        "redirects": "any-origin"
     }));
     assert_eq!(call(&h, r#"{"n":2}"#).await.unwrap(), r#"{"done":true}"#);
     let b = seen_b.lock().unwrap();
@@ -335,4 +337,63 @@ async fn a_redirect_that_would_turn_post_into_get_is_not_followed() {
         http(serde_json::json!({ "url": format!("{a}/to?s=302&u={a}/final"), "method": "GET" }));
     assert_eq!(call(&h, "{}").await.unwrap(), r#"{"done":true}"#);
     assert_eq!(seen.lock().unwrap().last().unwrap().1, "/final");
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_origin_is_refused_by_default_and_followed_when_allowed() {
+    let (a, seen_a) = recording().await;
+    let (b, seen_b) = recording().await;
+    let url = format!("{a}/to?s=307&u={b}/final");
+    let h = http(serde_json::json!({ "url": url }));
+    let err = call(&h, r#"{"token":"secret"}"#).await.unwrap_err();
+    assert_eq!(err.error(), "Http.RedirectRefused", "{}", err.cause());
+    assert!(
+        err.cause().contains(&format!("{b}/final")),
+        "{}",
+        err.cause()
+    );
+    assert!(
+        seen_b.lock().unwrap().is_empty(),
+        "the body went to another origin"
+    );
+    assert_eq!(seen_a.lock().unwrap().len(), 1);
+    // Allowed: followed, body and all.
+    let h = http(serde_json::json!({ "url": url, "redirects": "any-origin" }));
+    assert_eq!(call(&h, r#"{"n":1}"#).await.unwrap(), r#"{"done":true}"#);
+    assert_eq!(seen_b.lock().unwrap()[0].4, r#"{"n":1}"#);
+}
+
+#[tokio::test]
+async fn with_redirects_none_even_a_same_origin_redirect_is_refused() {
+    let (a, seen) = recording().await;
+    let h = http(serde_json::json!({
+        "url": format!("{a}/to?s=307&u={a}/final"), "redirects": "none"
+    }));
+    let err = call(&h, "{}").await.unwrap_err();
+    assert_eq!(err.error(), "Http.RedirectRefused", "{}", err.cause());
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_redirect_to_a_link_local_address_is_refused_even_when_any_origin_is_allowed() {
+    let (a, _) = recording().await;
+    for target in [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1]/",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://0.0.0.0/",
+    ] {
+        let h = http(serde_json::json!({
+            "url": format!("{a}/to?s=307&u={target}"),
+            "redirects": "any-origin",
+            "timeout_secs": 2,
+        }));
+        let err = call(&h, "{}").await.unwrap_err();
+        assert_eq!(
+            err.error(),
+            "Http.RedirectRefused",
+            "{target}: {}",
+            err.cause()
+        );
+    }
 }
