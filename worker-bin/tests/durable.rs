@@ -374,3 +374,68 @@ async fn an_expired_callback_is_counted_cancelled_and_its_message_deleted() {
     );
     assert_eq!(queue_depth(&sqs, &url).await, 0, "the message was deleted");
 }
+
+/// Issue 21, item 6: a worker pointed at a Lambda that does not know the
+/// callbacks (here a second local runner, as a wrong region or account
+/// would be) gets `ResourceNotFoundException` for every one. The message is
+/// the only copy of the callback id: it is kept, and the worker reads not
+/// ready. The control: a worker pointed at the right runner then completes
+/// the same callback from the kept message.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_pointed_at_the_wrong_lambda_keeps_the_message_and_reads_not_ready() {
+    let sqs = sqs().await;
+    let runner = Runner::launch();
+    let wrong = Runner::launch();
+    let name = unique("dur-wrong");
+    let url = create_queue(&sqs, &name).await;
+    let dir = scratch_dir("durable-wrong");
+    let b = binding(
+        &name,
+        &url,
+        "heartbeat_secs = 1\nvisibility_timeout_secs = 10",
+    );
+    let mut misdirected = Daemon::start_full(
+        &dir,
+        "misdirected",
+        &wrong.aws_config(),
+        "shutdown_grace_secs = 1\ncancel_grace_secs = 1",
+        &b,
+        &[],
+        &[],
+    );
+    let arn = runner.start(&url, json!({ "n": 7 }), 300, 0).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = misdirected.metrics();
+        let refused = counter(
+            &m,
+            "sfn_worker_api_errors_total",
+            &[("code", "ResourceNotFoundException")],
+        );
+        let ready = http_get(misdirected.port, "/readyz").map(|(status, _)| status);
+        if refused > 0.0 && ready == Some(503) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{m}\n{}", misdirected.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(queue_depth(&sqs, &url).await, 1, "the only copy is kept");
+    misdirected.signal("TERM");
+    assert!(
+        misdirected
+            .wait_exit(Duration::from_secs(90))
+            .await
+            .success(),
+        "{}",
+        misdirected.logs()
+    );
+    let right = Daemon::start_full(&dir, "right", &runner.aws_config(), "", &b, &[], &[]);
+    let e = runner.ended(&arn, Duration::from_secs(60)).await;
+    assert_eq!(
+        Runner::result(&e),
+        json!({ "result": { "square": 49 } }),
+        "{}\n{}",
+        misdirected.logs(),
+        right.logs()
+    );
+}

@@ -302,8 +302,9 @@ impl Reporter {
             }
             .emit();
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                biased;
                 _ = self.give_up.cancelled() => return Err((err, maybe_applied)),
+                _ = tokio::time::sleep(delay) => {}
             }
         }
     }
@@ -419,7 +420,12 @@ mod tests {
             refuse("KmsAccessDeniedException"),
         );
         let d = reporter(&fake)
-            .deliver("t", Report::Failure(TaskError::new("A", "b")), false, &|| false)
+            .deliver(
+                "t",
+                Report::Failure(TaskError::new("A", "b")),
+                false,
+                &|| false,
+            )
             .await;
         assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
         assert!(
@@ -564,7 +570,10 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(3)).await;
             give_up.cancel();
         };
-        let (d, ()) = tokio::join!(r.deliver("t", Report::Success("1".into()), false, &|| false), stop);
+        let (d, ()) = tokio::join!(
+            r.deliver("t", Report::Success("1".into()), false, &|| false),
+            stop
+        );
         assert!(matches!(d, Delivery::Undelivered { may_heal: true, .. }));
     }
 
@@ -579,8 +588,10 @@ mod tests {
         }
         let r = Arc::new(reporter(&fake));
         let r2 = r.clone();
-        let report =
-            tokio::spawn(async move { r2.deliver("t", Report::Success("1".into()), false, &|| false).await });
+        let report = tokio::spawn(async move {
+            r2.deliver("t", Report::Success("1".into()), false, &|| false)
+                .await
+        });
         // Let the report fail a few times and sleep in its backoff.
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!report.is_finished());

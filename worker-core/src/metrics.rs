@@ -299,6 +299,11 @@ impl BindingLabels {
             Label::from_static_parts("source", source),
             Label::new("binding", SharedString::from(binding.clone())),
         ];
+        // At 0 from the start, unlike the series that appear with their
+        // first event: these are rare, and `increase()` cannot see the step
+        // from no series to 1, so an alert would miss a pod's first one.
+        counter!(LEASES_LOST, pairs.iter()).increment(0);
+        counter!(REPORTS_AMBIGUOUS, pairs.iter()).increment(0);
         let handles = Handles {
             saturation: Saturation::new(gauge!(BINDING_SATURATION, pairs.iter()), concurrency),
             received: OnceLock::new(),

@@ -79,6 +79,7 @@ impl SendGate {
             if yielding && (self.reports_waiting.load(Ordering::Acquire) > 0 || self.throttled()) {
                 let done = self.reports_done.notified();
                 tokio::select! {
+                    biased;
                     _ = done => {}
                     _ = tokio::time::sleep(RECHECK) => {}
                 }

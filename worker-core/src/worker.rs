@@ -311,8 +311,7 @@ impl Worker {
             std::future::pending::<()>().await;
         };
         tokio::select! {
-            _ = finished => {}
-            _ = timeline => {}
+            biased;
             _ = self.shutdown.forced().cancelled() => {
                 tracing::warn!("second signal: failing running tasks with Worker.ShuttingDown and exiting without waiting for polls");
                 tasks.close();
@@ -320,6 +319,8 @@ impl Worker {
                     tracing::error!(tasks = tasks.len(), "tasks still reporting at forced exit");
                 }
             }
+            _ = finished => {}
+            _ = timeline => {}
         }
         tracing::info!("worker stopped");
         Ok(())

@@ -63,8 +63,11 @@ const RENEW_HEDGE_AFTER: Duration = RENEW_RETRY_MAX;
 /// for (the state's `HeartbeatSeconds` is the deadline; the worker is not
 /// told it, so it keeps trying as it does after a failure).
 const HEARTBEAT_HEDGE_AFTER: Duration = heartbeat::RETRY_AFTER;
-/// The most attempts of one kind in flight for one task.
-const MAX_ATTEMPTS_IN_FLIGHT: usize = 3;
+/// The most attempts of one kind in flight for one task. An attempt is
+/// given up (dropped, which cancels its request) once this many hedges
+/// have gone out after it, so a run of hung calls never stops the
+/// attempts: they go on at the hedge's pace, at most this many at once.
+const MAX_ATTEMPTS_IN_FLIGHT: u32 = 3;
 /// How long the end of a task waits for renewals still in flight (a
 /// renewal landing after a release would hide the message again).
 const FINISH_WAIT: Duration = Duration::from_secs(1);
@@ -190,7 +193,7 @@ impl<'a> KeepAlive<'a> {
             // One timer: the earliest of the next heartbeat and the next
             // renewal, each either due by its schedule or, while an attempt
             // has gone unanswered too long, as a second attempt beside it.
-            let heartbeat_due = (self.heartbeats.len() < MAX_ATTEMPTS_IN_FLIGHT)
+            let heartbeat_due = (self.heartbeats.len() < MAX_ATTEMPTS_IN_FLIGHT as usize)
                 .then(|| {
                     let hedge = self
                         .heartbeat_sent
@@ -199,7 +202,7 @@ impl<'a> KeepAlive<'a> {
                     earliest(self.schedule.due_at(), hedge)
                 })
                 .flatten();
-            let renew_due = (self.renewals.len() < MAX_ATTEMPTS_IN_FLIGHT)
+            let renew_due = (self.renewals.len() < MAX_ATTEMPTS_IN_FLIGHT as usize)
                 .then(|| {
                     let hedge = self
                         .renewal_sent
@@ -229,14 +232,28 @@ impl<'a> KeepAlive<'a> {
                     if heartbeat_due.is_some_and(|at| at <= now) {
                         self.schedule.sent(now);
                         self.heartbeat_sent = Some(now);
-                        self.heartbeats.push(Box::pin(self.reporter.heartbeat(self.token, self.max_yield)));
+                        let attempt = self.reporter.heartbeat(self.token, self.max_yield);
+                        self.heartbeats.push(Box::pin(async move {
+                            tokio::time::timeout(HEARTBEAT_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
+                                .await
+                                .unwrap_or_else(|_| Err(ApiError::new(
+                                    ApiErrorKind::Transient,
+                                    "Timeout",
+                                    "no answer; given up for a newer attempt",
+                                )))
+                        }));
                     }
                     if let Some(lease) = self.lease
                         && renew_due.is_some_and(|at| at <= now)
                     {
                         self.next_renew = self.renew_every.map(|every| now + every);
                         self.renewal_sent = Some(now);
-                        self.renewals.push(lease.renew());
+                        let attempt = lease.renew();
+                        self.renewals.push(Box::pin(async move {
+                            tokio::time::timeout(RENEW_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
+                                .await
+                                .unwrap_or(Renewed::Failed)
+                        }));
                     }
                 }
                 else => std::future::pending::<()>().await,

@@ -36,9 +36,12 @@ pub(crate) struct Runtime {
 /// After a failed poll, wait `delay` before the next; `false` when shutdown
 /// began meanwhile (the poller stops).
 pub(crate) async fn back_off(delay: Duration, draining: &CancellationToken) -> bool {
+    // Biased, here and in every select of the worker: the same order on
+    // every run, so a simulation seed replays exactly.
     tokio::select! {
-        _ = tokio::time::sleep(delay) => true,
+        biased;
         _ = draining.cancelled() => false,
+        _ = tokio::time::sleep(delay) => true,
     }
 }
 

@@ -223,7 +223,10 @@ pub(crate) async fn settle(
         let gave_up = queue.give_up.is_cancelled() && attempts >= MIN_ATTEMPTS;
         if pending.is_empty() || gave_up {
             if !pending.is_empty() {
-                tracing::warn!(?action, "shutdown gave up on the message; it comes back after its visibility timeout");
+                tracing::warn!(
+                    ?action,
+                    "shutdown gave up on the message; it comes back after its visibility timeout"
+                );
             } else if action == Action::Release && done > 0 {
                 tracing::info!("message released for another worker");
             }
