@@ -11,7 +11,12 @@
 //! cargo test -p sfn-worker-core --test simulation              # SIM_SEEDS seeds (default 2000) from SIM_FIRST (0)
 //! SIM_SEED=1234 cargo test -p sfn-worker-core --test simulation -- --nocapture   # replay one, with its scenario and history
 //! SIM_SEEDS=1000000 cargo test --release -p sfn-worker-core --test simulation    # the long mode
+//! python3 scripts/sim-controls.py      # each fixed defect put back (defects/*.patch) must be found
 //! ```
+//!
+//! `SIM_LOGS=1` (with `SIM_SEED`) prints the workers' log lines too, each
+//! with its simulated time; `SIM_STOP_AT_FIRST=1` stops at the first failing
+//! seed.
 #![allow(clippy::unwrap_used)]
 
 mod check;
@@ -284,7 +289,12 @@ fn simulation() {
                 out.violations.join("\n  ")
             );
             failed.push(seed);
-            if failed.len() >= 10 {
+            let enough = if std::env::var_os("SIM_STOP_AT_FIRST").is_some() {
+                1
+            } else {
+                10
+            };
+            if failed.len() >= enough {
                 break;
             }
         }
