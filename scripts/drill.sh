@@ -260,27 +260,6 @@ def wait(pred, timeout, step=0.5):
         time.sleep(step)
 
 
-# Counters registered with their first event that no phase of the drill
-# provokes (no lease lapses while a task runs, no lost answers): a worker
-# that has had none exports no series of them. Their names must be declared
-# in worker-core/src/metrics.rs instead, and a dashboard query on them alone
-# may return nothing. Once the worker exports one (at 0 from the start, or
-# after an event), it is checked like any other.
-FIRST_EVENT_ONLY = {"sfn_worker_leases_lost_total", "sfn_worker_reports_ambiguous_total"}
-
-
-def declared(name):
-    """NAME is one of the worker's metric names (worker-core/src/metrics.rs)."""
-    return f'"{name}"' in open("worker-core/src/metrics.rs").read()
-
-
-def not_yet_exported(names):
-    """Every one of NAMES is a FIRST_EVENT_ONLY counter, declared, that
-    Prometheus has no series of."""
-    return bool(names) and all(n in FIRST_EVENT_ONLY and declared(n) and not query(f'count({{__name__="{n}"}})')
-                               for n in names)
-
-
 # --- durations -----------------------------------------------------------------
 
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -706,17 +685,14 @@ def grafana(expr, rate_interval):
 
 def cmd_dashboard(path, rate_interval):
     d = json.load(open(path))
-    rows, empty, first_event = [], [], []
+    rows, empty = [], []
     for title, legend, expr in panel_targets(d):
         q = grafana(expr, rate_interval)
         r = query(q)
         nan = sum(1 for x in r if math.isnan(float(x["value"][1])))
         rows.append((title, legend, len(r), nan, q))
         if not r:
-            if not_yet_exported(set(re.findall(r"\bsfn_worker_[a-z0-9_]+", q))):
-                first_event.append(f"{title} / {legend}")
-            else:
-                empty.append(f"{title} / {legend}: {q}")
+            empty.append(f"{title} / {legend}: {q}")
     w = max(len(f"{t} / {l}") for t, l, *_ in rows)
     print(f"    {'panel / legend':<{w}}  series  expr")
     for t, l, n, nan, q in rows:
@@ -734,9 +710,7 @@ def cmd_dashboard(path, rate_interval):
             say(f"variable ${var['name']} = {var['query']}: {vals}")
     if empty:
         fail("dashboard queries that return nothing: " + " | ".join(empty))
-    if first_event:
-        say(f"(no series yet, on counters the drill does not provoke: {'; '.join(first_event)})")
-    say(f"ok: all {len(rows) - len(first_event)}{' other' if first_event else ''} dashboard queries return series")
+    say(f"ok: all {len(rows)} dashboard queries return series")
 
 
 def exported_names(metrics_url):
@@ -759,16 +733,10 @@ def cmd_metric_names(metrics_url, dashboard):
         for n in re.findall(r"\bsfn_worker_[a-z0-9_]+", expr):
             used.setdefault(n, set()).add(f"alert {name}")
     unknown = {n: sorted(w) for n, w in used.items() if n not in exported}
-    later = sorted(n for n in unknown if n in FIRST_EVENT_ONLY and declared(n))
-    for n in later:
-        del unknown[n]
-    if later:
-        say(f"(not exported yet, declared in worker-core/src/metrics.rs: {', '.join(later)}; "
-            "the drill provokes none of their events)")
     if unknown:
         fail("names used but not exported by the worker's /metrics: "
              + "; ".join(f"{n} ({', '.join(w)})" for n, w in sorted(unknown.items())))
-    say(f"ok: the {len(used) - len(later)}{' other' if later else ''} metric names the dashboard and the alerts use are all in the worker's /metrics")
+    say(f"ok: the {len(used)} metric names the dashboard and the alerts use are all in the worker's /metrics")
     families = {re.sub(r"_(bucket|sum|count)$", "", n) for n in exported if n.startswith("sfn_worker_")}
     unused = sorted(f for f in families if not any(u == f or u.startswith(f + "_") for u in used))
     if unused:
