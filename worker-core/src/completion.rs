@@ -90,6 +90,9 @@ pub(crate) struct Reporter {
     give_up: CancellationToken,
     /// Told when the target seems misdirected (durable callbacks).
     health: Option<Health>,
+    /// The target accepted a call from this worker at least once: it is
+    /// where the worker's tasks are, so "no such task" there means gone.
+    reached: std::sync::atomic::AtomicBool,
 }
 
 /// What to send instead when the service refuses `report` with `err`, if
@@ -127,6 +130,7 @@ impl Reporter {
             gate,
             give_up,
             health: None,
+            reached: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -141,6 +145,12 @@ impl Reporter {
         self.api.operations()
     }
 
+    /// Whether the target ever accepted a call from this worker (so it is
+    /// the right region, account and endpoint).
+    pub fn has_reached(&self) -> bool {
+        self.reached.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether shutdown told reports to stop retrying.
     pub fn gave_up(&self) -> bool {
         self.give_up.is_cancelled()
@@ -149,6 +159,8 @@ impl Reporter {
     /// The target accepted a call: whatever it refused before was not the
     /// worker's address.
     fn reached(&self) {
+        self.reached
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         if let Some(h) = &self.health
             && h.is_misdirected()
         {
@@ -181,11 +193,16 @@ impl Reporter {
             };
             let closed = match err.kind {
                 ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => true,
-                _ if superseded() => true,
-                // Not `maybe_applied`: a callback an earlier attempt completed
-                // answers CallbackTimeoutException; "not found" after a 5xx
-                // says nothing new about where the worker is pointed.
-                ApiErrorKind::CallbackNotFound => known_open,
+                // Stopped retrying because the attempt is over; a refusal
+                // (KMS, access denied, ...) still means what it says.
+                _ if err.is_retryable() && superseded() => true,
+                // Closed if Lambda knew this callback (a heartbeat of it was
+                // accepted), or is where this worker's callbacks are (it
+                // accepted a call for another one). Not `maybe_applied`: a
+                // callback an earlier attempt completed answers
+                // CallbackTimeoutException; "not found" after a 5xx says
+                // nothing new about where the worker is pointed.
+                ApiErrorKind::CallbackNotFound => known_open || self.has_reached(),
                 _ => false,
             };
             if closed {
@@ -278,8 +295,9 @@ impl Reporter {
                 Err(err) => err.redact(token),
             };
             failures = failures.saturating_add(1);
-            // This attempt too may have been carried out.
-            maybe_applied |= err.kind == ApiErrorKind::Transient;
+            // This attempt too may have been carried out (unless it never
+            // left the worker).
+            maybe_applied |= err.kind == ApiErrorKind::Transient && !err.never_sent();
             if !err.is_retryable() || self.give_up.is_cancelled() || superseded() {
                 ReportFailed {
                     operation,
@@ -495,7 +513,21 @@ mod tests {
                 "{d:?}"
             );
         }
-        // The control: throttling is not applied, so "closed" is news.
+        // The controls: throttling is not applied, nor a call that never
+        // left the worker, so "closed" is news.
+        let fake = FakeSfn::new();
+        fake.fail_next(
+            Operation::SendTaskSuccess,
+            ApiError::new(ApiErrorKind::Transient, "TimeoutBeforeSend", "no place"),
+        );
+        fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));
+        let d = reporter(&fake)
+            .deliver("t", Report::Success("1".into()), false, &|| false)
+            .await;
+        assert!(
+            matches!(&d, Delivery::Closed(c) if c == "TaskTimedOut"),
+            "{d:?}"
+        );
         let fake = FakeSfn::new();
         fake.fail_next(Operation::SendTaskSuccess, refuse("ThrottlingException"));
         fake.fail_next(Operation::SendTaskSuccess, refuse("TaskTimedOut"));

@@ -28,10 +28,12 @@ pub fn fingerprint(token: &str) -> String {
 }
 
 /// `text` with every occurrence of `token` replaced by `<token FINGERPRINT>`,
-/// and a piece of the token at either end of `text` (at least
-/// [`MIN_FRAGMENT_CHARS`] long: what is left of a token where the text was
-/// cut) by `<token ...>`. Borrowed when there is nothing to hide, which is
-/// the common case and costs one substring search.
+/// and any piece of the token at least [`MIN_FRAGMENT_CHARS`] long (what is
+/// left of a token where a text was cut: a cause at its limit, the tail of
+/// a command's stderr, the first bytes of an answer) by `<token ...>`. The
+/// token is also looked for as JSON may escape it (`\/`) and as a URL path
+/// carries it (percent-encoded). Borrowed when there is nothing to hide,
+/// which is the common case.
 pub fn redact<'a>(text: &'a str, token: &str) -> Cow<'a, str> {
     if token.len() < MIN_FRAGMENT_CHARS || text.len() < MIN_FRAGMENT_CHARS {
         // Too short to be worth hiding, or to hold anything worth hiding
@@ -39,21 +41,104 @@ pub fn redact<'a>(text: &'a str, token: &str) -> Cow<'a, str> {
         return Cow::Borrowed(text);
     }
     let mut out: Cow<'a, str> = Cow::Borrowed(text);
-    if text.contains(token) {
-        out = Cow::Owned(text.replace(token, &format!("<token {}>", fingerprint(token))));
-    }
-    // A prefix of the token at the end of the text.
-    if let Some(cut) = edge_fragment(&out, token, Edge::End) {
-        let mut s = out.into_owned();
-        s.truncate(cut);
-        s.push_str("<token ...>");
-        out = Cow::Owned(s);
-    }
-    // A suffix of the token at the start of the text.
-    if let Some(cut) = edge_fragment(&out, token, Edge::Start) {
-        out = Cow::Owned(format!("<token ...>{}", &out[cut..]));
+    for form in forms(token) {
+        if let Some(s) = redact_form(&out, &form, token) {
+            out = Cow::Owned(s);
+        }
     }
     out
+}
+
+/// The token as written, as JSON may escape it, as a URL path carries it.
+fn forms(token: &str) -> Vec<String> {
+    let mut forms = vec![token.to_owned()];
+    for form in [token.replace('/', "\\/"), percent_encoded(token)] {
+        if !forms.contains(&form) {
+            forms.push(form);
+        }
+    }
+    forms
+}
+
+fn percent_encoded(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// One form of the token out of `text`, whole and in pieces; `None` when
+/// there was none.
+fn redact_form(text: &str, form: &str, token: &str) -> Option<String> {
+    let mut s = text.replace(form, &format!("<token {}>", fingerprint(token)));
+    let pieces = fragments(&s, form);
+    if pieces.is_empty() && s == text {
+        return None;
+    }
+    // Back to front, so earlier ranges stay where they are.
+    for (start, end) in pieces.into_iter().rev() {
+        s.replace_range(start..end, "<token ...>");
+    }
+    Some(s)
+}
+
+/// The byte ranges of `text` that are pieces of `token` at least
+/// [`MIN_FRAGMENT_CHARS`] long, sorted and apart. Any piece 32 bytes or
+/// longer holds one of the token's 16-byte chunks at a multiple of 16,
+/// which is where the search starts (then it grows the match both ways);
+/// shorter pieces are looked for at the text's two ends, where a cut
+/// leaves them.
+fn fragments(text: &str, token: &str) -> Vec<(usize, usize)> {
+    let (t, k) = (text.as_bytes(), token.as_bytes());
+    let n = MIN_FRAGMENT_CHARS;
+    let mut found: Vec<(usize, usize)> = Vec::new();
+    let mut chunk_at = 0;
+    while chunk_at + n <= k.len() {
+        let chunk = &token[chunk_at..chunk_at + n];
+        let mut from = 0;
+        while let Some(i) = text[from..].find(chunk).map(|i| i + from) {
+            // Grow the match: left while the bytes before agree, right
+            // likewise.
+            let (mut l, mut tl) = (i, chunk_at);
+            while l > 0 && tl > 0 && t[l - 1] == k[tl - 1] {
+                l -= 1;
+                tl -= 1;
+            }
+            let (mut r, mut tr) = (i + n, chunk_at + n);
+            while r < t.len() && tr < k.len() && t[r] == k[tr] {
+                r += 1;
+                tr += 1;
+            }
+            found.push((l, r));
+            from = r.max(i + 1);
+            if from >= text.len() {
+                break;
+            }
+        }
+        chunk_at += n;
+    }
+    if let Some(at) = edge_fragment(text, token, Edge::End) {
+        found.push((at, text.len()));
+    }
+    if let Some(at) = edge_fragment(text, token, Edge::Start) {
+        found.push((0, at));
+    }
+    // Only whole characters, merged where they touch.
+    found.retain(|&(l, r)| text.is_char_boundary(l) && text.is_char_boundary(r) && r - l >= n);
+    found.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::new();
+    for (l, r) in found {
+        match merged.last_mut() {
+            Some(last) if l <= last.1 => last.1 = last.1.max(r),
+            _ => merged.push((l, r)),
+        }
+    }
+    merged
 }
 
 #[derive(Clone, Copy)]
@@ -109,6 +194,41 @@ mod tests {
         assert_eq!(redact(&cut, TOKEN), "error: <token ...>");
         let tail = format!("{} was refused", &TOKEN[TOKEN.len() - 20..]);
         assert_eq!(redact(&tail, TOKEN), "<token ...> was refused");
+    }
+
+    /// The review's case: a cut that leaves the token's piece inside the
+    /// text, not at its edge (`"exit code 1; stderr: " + the tail`, an
+    /// answer's first KiB followed by `...`, a quoted excerpt).
+    #[test]
+    fn redact_hides_pieces_inside_a_text() {
+        let long: String = (0..40).map(|i| format!("{TOKEN}{i}")).collect::<String>();
+        let token = &long[..800];
+        for text in [
+            format!("exit code 1; stderr: {}", &token[1..]),
+            format!("HTTP 500: {}...", &token[..300]),
+            format!("stdout began: {:?} and more", &token[100..250]),
+            // JSON escapes the slash; a URL path percent-encodes it.
+            format!("body {}", token.replace('/', "\\/")),
+            format!("no route for /callbacks/{}/succeed", percent_encoded(token)),
+        ] {
+            let r = redact(&text, token);
+            assert!(r.contains("<token"), "{r}");
+            for piece in [&token[..16], &token[400..432], &token[token.len() - 16..]] {
+                assert!(
+                    !r.contains(piece) || !text.contains(piece),
+                    "{piece} left in {r}"
+                );
+            }
+            // Nothing 32 bytes long of the token is left in any form.
+            for form in forms(token) {
+                for i in (0..form.len().saturating_sub(32)).step_by(7) {
+                    assert!(
+                        !r.contains(&form[i..i + 32]),
+                        "a piece of the token is left: {r}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

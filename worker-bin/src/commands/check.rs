@@ -72,6 +72,11 @@ fn render(plan: &Plan) -> String {
             .as_deref()
             .unwrap_or("(as endpoint_url, or from the environment)")
     );
+    line!(
+        out,
+        "  lambda_callback_not_found = {}",
+        config_name(&aws.lambda_callback_not_found)
+    );
     line!(out, "[worker]");
     line!(out, "  max_concurrency     = {}", w.max_concurrency);
     line!(out, "  shutdown_grace_secs = {}", w.shutdown_grace_secs);

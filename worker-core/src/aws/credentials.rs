@@ -9,7 +9,7 @@
 //! about to expire ([`STILL_USABLE_FOR`]), or none at all, make a call wait
 //! for the provider, one fetch at a time.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -39,6 +39,10 @@ struct Inner {
     refreshing: AtomicBool,
     /// When the last background refresh started.
     last_refresh: Mutex<Option<tokio::time::Instant>>,
+    /// Bumped when the service refuses the cached credentials: a background
+    /// refresh started before that may bring back the refused ones, so its
+    /// result is not cached.
+    refused: AtomicU64,
 }
 
 impl CredentialCache {
@@ -49,6 +53,7 @@ impl CredentialCache {
             fetching: tokio::sync::Mutex::new(()),
             refreshing: AtomicBool::new(false),
             last_refresh: Mutex::new(None),
+            refused: AtomicU64::new(0),
         }))
     }
 
@@ -68,6 +73,7 @@ impl CredentialCache {
 
     /// The service refused them: the next call fetches anew.
     pub fn drop_cached(&self) {
+        self.0.refused.fetch_add(1, Ordering::AcqRel);
         *self.0.cached.write().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
@@ -106,10 +112,14 @@ impl CredentialCache {
             *last = Some(now);
         }
         let cache = self.clone();
+        let refused = self.0.refused.load(Ordering::Acquire);
         tokio::spawn(async move {
             match fetch(cache.0.provider.as_ref()).await {
                 Ok(c) => {
-                    *cache.0.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(c);
+                    let mut cached = cache.0.cached.write().unwrap_or_else(|e| e.into_inner());
+                    if cache.0.refused.load(Ordering::Acquire) == refused {
+                        *cached = Some(c);
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(code = %e.code, error = %e.message,
@@ -209,5 +219,23 @@ mod tests {
         c.get().await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         c.drop_cached();
+    }
+
+    /// Review of issue 21: a background refresh started before the service
+    /// refused the credentials may fetch the refused ones again; it must not
+    /// put them back in the cache the refusal emptied.
+    #[tokio::test]
+    async fn a_refresh_started_before_a_refusal_does_not_refill_the_cache() {
+        let (c, calls) = cache(Duration::from_secs(120));
+        c.get().await.unwrap();
+        // Close to expiry: this starts a background refresh (not run yet).
+        c.get().await.unwrap();
+        c.drop_cached();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the refresh ran");
+        // Fetched anew in the foreground, not the refresh's result.
+        assert_eq!(c.get().await.unwrap().access_key_id(), "AKID2");
     }
 }

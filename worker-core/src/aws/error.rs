@@ -103,6 +103,20 @@ impl ApiError {
         self
     }
 
+    /// Whether the request certainly never reached the service: no
+    /// connection, no credentials, or timed out waiting to be sent. (Any
+    /// other failure may have come after the service carried it out.)
+    pub fn never_sent(&self) -> bool {
+        matches!(
+            self.code.as_str(),
+            super::signed::NOT_SENT
+                | super::signed::CONNECT_FAILED
+                | "CredentialsError"
+                | "NoCredentials"
+                | "BatcherStopped"
+        )
+    }
+
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         matches!(

@@ -173,38 +173,61 @@ impl SignedHttp {
         // The timeout covers the whole call: waiting for one of the places
         // in flight and for credentials too. A caller with a deadline (a
         // lease about to lapse) is better off with a prompt Timeout and its
-        // own next attempt than with a call stuck in a queue.
-        let call = async {
+        // own next attempt than with a call stuck in a queue. Whether the
+        // request went out matters to the caller (a report that never left
+        // cannot have been carried out): the two phases time out with
+        // different codes.
+        let deadline = tokio::time::Instant::now() + timeout;
+        let prepare = async {
             // Never closed, so acquiring cannot fail.
-            let _permit = match in_flight {
+            let permit = match in_flight {
                 InFlight::Bounded => self.calls_in_flight.acquire().await.ok(),
                 InFlight::Unbounded => None,
             };
             let credentials = self.credentials.get().await?;
-            let signature =
-                self.signer
-                    .sign(&credentials, self.now(), &endpoint.url, headers, &body);
-
-            let mut request = http::Request::post(endpoint.uri.clone())
-                // As the SDKs send it: some servers want a length on every POST.
-                .header(http::header::CONTENT_LENGTH, body.len())
-                .header(http::header::USER_AGENT, USER_AGENT)
-                .header("authorization", signature.authorization)
-                .header("x-amz-date", signature.amz_date);
-            if let Some(token) = signature.security_token {
-                request = request.header("x-amz-security-token", token);
-            }
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let request = request.body(Full::new(Bytes::from(body))).map_err(|e| {
-                ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string())
+            Ok::<_, ApiError>((permit, credentials))
+        };
+        let (_permit, credentials) = tokio::time::timeout_at(deadline, prepare).await.map_err(
+            |_| {
+                ApiError::new(
+                    ApiErrorKind::Transient,
+                    NOT_SENT,
+                    format!(
+                        "not sent within {} s (waiting for a place in flight or for credentials)",
+                        timeout.as_secs_f64()
+                    ),
+                )
+            },
+        )??;
+        let signature = self
+            .signer
+            .sign(&credentials, self.now(), &endpoint.url, headers, &body);
+        let mut request = http::Request::post(endpoint.uri.clone())
+            // As the SDKs send it: some servers want a length on every POST.
+            .header(http::header::CONTENT_LENGTH, body.len())
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .header("authorization", signature.authorization)
+            .header("x-amz-date", signature.amz_date);
+        if let Some(token) = signature.security_token {
+            request = request.header("x-amz-security-token", token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body)))
+            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string()))?;
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| {
+                if e.is_connect() {
+                    // No connection: the request never reached the service.
+                    let mut err = transport_error(&e);
+                    err.code = CONNECT_FAILED.to_owned();
+                    err
+                } else {
+                    transport_error(&e)
+                }
             })?;
-            let response = self
-                .http
-                .request(request)
-                .await
-                .map_err(|e| transport_error(&e))?;
             let (parts, body) = response.into_parts();
             let body = body
                 .collect()
@@ -213,13 +236,15 @@ impl SignedHttp {
                 .to_bytes();
             Ok::<_, ApiError>((parts, body))
         };
-        let (parts, body) = tokio::time::timeout(timeout, call).await.map_err(|_| {
-            ApiError::new(
-                ApiErrorKind::Transient,
-                "Timeout",
-                format!("no answer within {} s", timeout.as_secs_f64()),
-            )
-        })??;
+        let (parts, body) = tokio::time::timeout_at(deadline, exchange)
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    ApiErrorKind::Transient,
+                    "Timeout",
+                    format!("no answer within {} s", timeout.as_secs_f64()),
+                )
+            })??;
         if parts.status.is_success() {
             return Ok(body);
         }
@@ -239,6 +264,11 @@ impl SignedHttp {
 }
 
 const USER_AGENT: &str = concat!("sfn-worker/", env!("CARGO_PKG_VERSION"));
+
+/// The code of a call that timed out before its request went out.
+pub(crate) const NOT_SENT: &str = "TimeoutBeforeSend";
+/// The code of a call whose connection could not be made.
+pub(crate) const CONNECT_FAILED: &str = "ConnectFailure";
 
 /// A request that got no answer: the connection failed or broke, or (code
 /// `Timeout`, as for a call's own timeout) could not be made in time.

@@ -61,7 +61,11 @@ const RENEW_RETRY_MAX: Duration = Duration::from_secs(1);
 const RENEW_HEDGE_AFTER: Duration = RENEW_RETRY_MAX;
 /// The same for heartbeats: a heartbeat unanswered this long is not waited
 /// for (the state's `HeartbeatSeconds` is the deadline; the worker is not
-/// told it, so it keeps trying as it does after a failure).
+/// told it, so it keeps trying as it does after a failure). A hedge is
+/// sent even while reports go first at the gate: it waits there too, so it
+/// adds no calls past the rate limit, and a heartbeat whose request was lost
+/// while calls were scarce would otherwise leave the task silent until the
+/// attempt timed out (the simulation found that gap).
 const HEARTBEAT_HEDGE_AFTER: Duration = heartbeat::RETRY_AFTER;
 /// The most attempts of one kind in flight for one task. An attempt is
 /// given up (dropped, which cancels its request) once this many hedges
@@ -71,6 +75,11 @@ const MAX_ATTEMPTS_IN_FLIGHT: u32 = 3;
 /// How long the end of a task waits for renewals still in flight (a
 /// renewal landing after a release would hide the message again).
 const FINISH_WAIT: Duration = Duration::from_secs(1);
+/// The code of an attempt given up for a newer one: no answer, so no news.
+const GIVEN_UP: &str = "GivenUp";
+/// Heartbeats failed in a row that, with the lease lost, say this worker
+/// has lost touch with the task (a single 5xx is not evidence enough).
+const LOST_TOUCH_AFTER: u32 = 3;
 /// The longest a heartbeat yields to waiting reports.
 const MAX_YIELD: Duration = Duration::from_secs(5);
 
@@ -93,13 +102,21 @@ pub(crate) struct KeepAlive<'a> {
     labels: &'a BindingLabels,
     schedule: HeartbeatSchedule,
     max_yield: Duration,
-    heartbeats: FuturesUnordered<BoxFuture<'a, Result<(), ApiError>>>,
+    /// Attempts in flight, each answering with its number.
+    heartbeats: FuturesUnordered<BoxFuture<'a, (u64, Result<(), ApiError>)>>,
+    /// Heartbeat attempts made so far (the next one's number).
+    heartbeats_made: u64,
+    /// The newest attempt whose answer was taken as news: an older one
+    /// answering later says nothing newer (a late failure must not undo a
+    /// later success, nor a late success hide a later refusal).
+    heartbeat_news: Option<u64>,
     /// When the latest heartbeat attempt went out.
     heartbeat_sent: Option<Instant>,
     /// A heartbeat of this task was accepted.
     accepted: bool,
-    /// The latest heartbeat answered was refused or failed.
-    heartbeat_failing: bool,
+    /// Heartbeats refused or failed in a row (throttling not counted: a
+    /// throttled call reached the service).
+    heartbeat_failures: u32,
     /// An ambiguous `InvalidToken` was logged already (once per task).
     told_invalid: bool,
     lease: Option<&'a dyn Lease>,
@@ -107,7 +124,10 @@ pub(crate) struct KeepAlive<'a> {
     next_renew: Option<Instant>,
     /// Renewals failed in a row.
     renew_failures: u32,
-    renewals: FuturesUnordered<BoxFuture<'a, Renewed>>,
+    /// Renewal attempts in flight, numbered like heartbeats.
+    renewals: FuturesUnordered<BoxFuture<'a, (u64, Renewed)>>,
+    renewals_made: u64,
+    renewal_news: Option<u64>,
     /// When the latest renewal attempt went out.
     renewal_sent: Option<Instant>,
     /// SQS said no receipt of the task is held any more.
@@ -134,15 +154,19 @@ impl<'a> KeepAlive<'a> {
             schedule: HeartbeatSchedule::new(interval, now),
             max_yield: interval.map_or(MAX_YIELD, |i| (i / 2).min(MAX_YIELD)),
             heartbeats: FuturesUnordered::new(),
+            heartbeats_made: 0,
+            heartbeat_news: None,
             heartbeat_sent: None,
             accepted: false,
-            heartbeat_failing: false,
+            heartbeat_failures: 0,
             told_invalid: false,
             lease,
             renew_every,
             next_renew: renew_every.map(|every| now + every),
             renew_failures: 0,
             renewals: FuturesUnordered::new(),
+            renewals_made: 0,
+            renewal_news: None,
             renewal_sent: None,
             lease_lost: false,
             settling: false,
@@ -217,12 +241,28 @@ impl<'a> KeepAlive<'a> {
                 // Biased: answers before new attempts, and the same order
                 // on every run (the simulation replays a seed exactly).
                 biased;
-                Some(result) = self.heartbeats.next(), if !self.heartbeats.is_empty() => {
+                Some((n, result)) = self.heartbeats.next(), if !self.heartbeats.is_empty() => {
+                    if self.heartbeats.is_empty() {
+                        self.heartbeat_sent = None;
+                    }
+                    // Given up for a newer attempt: no answer is no news.
+                    let given_up = result.as_ref().is_err_and(|e| e.code == GIVEN_UP);
+                    if given_up || self.heartbeat_news.is_some_and(|news| n < news) {
+                        continue;
+                    }
+                    self.heartbeat_news = Some(n);
                     if let Some(alarm) = self.answered(result) {
                         return alarm;
                     }
                 }
-                Some(renewed) = self.renewals.next(), if !self.renewals.is_empty() => {
+                Some((n, renewed)) = self.renewals.next(), if !self.renewals.is_empty() => {
+                    if self.renewals.is_empty() {
+                        self.renewal_sent = None;
+                    }
+                    if self.renewal_news.is_some_and(|news| n < news) {
+                        continue;
+                    }
+                    self.renewal_news = Some(n);
                     if let Some(alarm) = self.renewed(renewed) {
                         return alarm;
                     }
@@ -233,14 +273,17 @@ impl<'a> KeepAlive<'a> {
                         self.schedule.sent(now);
                         self.heartbeat_sent = Some(now);
                         let attempt = self.reporter.heartbeat(self.token, self.max_yield);
+                        let n = self.heartbeats_made;
+                        self.heartbeats_made += 1;
                         self.heartbeats.push(Box::pin(async move {
-                            tokio::time::timeout(HEARTBEAT_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
+                            let answer = tokio::time::timeout(HEARTBEAT_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
                                 .await
                                 .unwrap_or_else(|_| Err(ApiError::new(
                                     ApiErrorKind::Transient,
-                                    "Timeout",
+                                    GIVEN_UP,
                                     "no answer; given up for a newer attempt",
-                                )))
+                                )));
+                            (n, answer)
                         }));
                     }
                     if let Some(lease) = self.lease
@@ -249,10 +292,13 @@ impl<'a> KeepAlive<'a> {
                         self.next_renew = self.renew_every.map(|every| now + every);
                         self.renewal_sent = Some(now);
                         let attempt = lease.renew();
+                        let n = self.renewals_made;
+                        self.renewals_made += 1;
                         self.renewals.push(Box::pin(async move {
-                            tokio::time::timeout(RENEW_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
+                            let answer = tokio::time::timeout(RENEW_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
                                 .await
-                                .unwrap_or(Renewed::Failed)
+                                .unwrap_or(Renewed::Failed);
+                            (n, answer)
                         }));
                     }
                 }
@@ -278,9 +324,6 @@ impl<'a> KeepAlive<'a> {
                 // A receipt that joined later (the message received again)
                 // holds it now.
                 self.lease_lost = false;
-                if self.renewals.is_empty() {
-                    self.renewal_sent = None;
-                }
             }
             Renewed::Failed => {
                 if let Some(every) = self.renew_every {
@@ -310,24 +353,28 @@ impl<'a> KeepAlive<'a> {
         self.lost_touch()
     }
 
-    /// The lease is lost and the latest heartbeat failed: nothing says the
+    /// Whether SQS said no receipt of the task is this worker's any more
+    /// (and none has joined since).
+    pub fn lease_lost(&self) -> bool {
+        self.lease_lost && !self.lease.is_some_and(|l| l.holds())
+    }
+
+    /// The lease is lost and the latest heartbeats failed: nothing says the
     /// task is still this worker's to finish.
     fn lost_touch(&self) -> Option<Alarm> {
         // Looked at again now: a delivery of the message may have joined
         // the task since the renewal that found no receipt held.
         let lost = self.lease_lost && !self.lease.is_some_and(|l| l.holds());
-        (lost && self.heartbeat_failing && !self.settling).then_some(Alarm::LeaseLost)
+        (lost && self.heartbeat_failures >= LOST_TOUCH_AFTER && !self.settling)
+            .then_some(Alarm::LeaseLost)
     }
 
     /// Act on a heartbeat's answer.
     fn answered(&mut self, result: Result<(), ApiError>) -> Option<Alarm> {
-        if self.heartbeats.is_empty() {
-            self.heartbeat_sent = None;
-        }
         let e = match result {
             Ok(()) => {
                 self.accepted = true;
-                self.heartbeat_failing = false;
+                self.heartbeat_failures = 0;
                 HeartbeatAnswered {
                     labels: self.labels,
                     operation: self.reporter.operations().heartbeat,
@@ -340,14 +387,17 @@ impl<'a> KeepAlive<'a> {
             }
             Err(e) => e,
         };
-        self.heartbeat_failing = true;
+        if e.kind != ApiErrorKind::Throttled {
+            self.heartbeat_failures = self.heartbeat_failures.saturating_add(1);
+        }
         let closed = match e.kind {
             ApiErrorKind::TaskClosed => true,
             ApiErrorKind::InvalidToken => self.accepted,
             // Lambda could not find the callback: closed if it knew it
-            // before; otherwise the worker may be pointed at the wrong
+            // before, or accepted calls for others (it is the right
+            // Lambda); otherwise the worker may be pointed at the wrong
             // region or account, which the report will say loudly.
-            ApiErrorKind::CallbackNotFound => self.accepted,
+            ApiErrorKind::CallbackNotFound => self.accepted || self.reporter.has_reached(),
             _ => false,
         };
         let (result, first_of_its_kind) = match e.kind {

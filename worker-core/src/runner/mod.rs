@@ -117,17 +117,21 @@ pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, mut task: Tas
     }
     async move {
         binding.labels.task_received();
-        binding.labels.task_started();
-        env.saturation.started();
         tracing::debug!(input_bytes = task.input.len(), "task received");
         let next = task.turn.as_mut().and_then(|t| t.next.take());
-        let (outcome, end) = execute(&binding, &env, task, fingerprint).await;
+        // In flight (and saturation) from when its turn comes: a FIFO
+        // message waiting behind its group is held, not running.
+        let running = Running {
+            binding: &binding,
+            env: &env,
+            started: std::sync::atomic::AtomicBool::new(false),
+        };
+        let (outcome, end) = execute(&binding, &env, task, fingerprint, &running).await;
         if let Some(next) = next {
             // The next in the group runs only if this message is gone.
             let _ = next.send(end == LeaseEnd::Settled);
         }
-        binding.labels.task_finished();
-        env.saturation.finished();
+        drop(running);
         let seconds = received.elapsed().as_secs_f64();
         binding.labels.task_completed(outcome, seconds);
         tracing::debug!(outcome = outcome.as_str(), seconds, "task ended");
@@ -137,6 +141,35 @@ pub(crate) async fn run_task(binding: Arc<Binding>, env: Arc<Env>, mut task: Tas
     .await
 }
 
+/// A task counted as running (`tasks_in_flight`, saturation) from
+/// [`Running::start`] until dropped.
+struct Running<'a> {
+    binding: &'a Binding,
+    env: &'a Env,
+    started: std::sync::atomic::AtomicBool,
+}
+
+impl Running<'_> {
+    fn start(&self) {
+        if !self
+            .started
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.binding.labels.task_started();
+            self.env.saturation.started();
+        }
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.started.load(std::sync::atomic::Ordering::Relaxed) {
+            self.binding.labels.task_finished();
+            self.env.saturation.finished();
+        }
+    }
+}
+
 /// Run the handler, report, and end the lease; returns the outcome and how
 /// the lease ended.
 async fn execute(
@@ -144,6 +177,7 @@ async fn execute(
     env: &Env,
     task: Task,
     fingerprint: String,
+    running: &Running<'_>,
 ) -> (Outcome, LeaseEnd) {
     let Task {
         token,
@@ -168,6 +202,7 @@ async fn execute(
         turn,
         fingerprint,
         &mut keep,
+        running,
     )
     .await;
     end_lease(keep, lease.as_deref(), settled).await
@@ -217,6 +252,7 @@ async fn run_and_report(
     turn: Option<Turn>,
     fingerprint: String,
     keep: &mut KeepAlive<'_>,
+    running: &Running<'_>,
 ) -> (Outcome, LeaseEnd) {
     let releases = keep.lease().is_some_and(|l| l.release_on_shutdown());
     // FIFO: wait for the task before this one, kept alive meanwhile.
@@ -243,6 +279,7 @@ async fn run_and_report(
             TurnCame::Lost => return (Outcome::LeaseLost, LeaseEnd::Release),
         }
     }
+    running.start();
     if env.shutdown.cancelling().is_cancelled() {
         // Delivered after the grace period (a poll in flight at shutdown):
         // give it back, or fail it so a Retry runs it elsewhere.
@@ -327,6 +364,16 @@ async fn run_and_report(
         join.abort();
     }
 
+    // The message lapsed (it may run on another worker now) and the worker
+    // itself cut the run short: a `Worker.*` failure from here would only
+    // cut the other run short too. A success, or the handler's own
+    // failure, is still this run's result.
+    let reason = match reason {
+        Some(CancelReason::Shutdown | CancelReason::Timeout) if keep.lease_lost() => {
+            Some(CancelReason::LeaseLost)
+        }
+        other => other,
+    };
     let lease_expired = reason == Some(CancelReason::Timeout)
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
     match verdict(binding, env, reason, ending, releases, lease_expired, token) {
@@ -360,6 +407,10 @@ async fn wait_for_turn(
             go = &mut wait => {
                 return match (go, closed) {
                     (Ok(true), Some(code)) => TurnCame::Closed(code),
+                    // Its message lapsed while it waited: it may be running
+                    // elsewhere already, out of order. The ones after it go
+                    // back (this one has no receipt left to give back).
+                    (Ok(true), None) if keep.lease_lost() => TurnCame::Lost,
                     (Ok(true), None) => TurnCame::Go,
                     _ => TurnCame::Back,
                 };

@@ -558,12 +558,12 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
         })
         .collect();
     for token in &tokens {
-        if logs.contains(token) {
-            let line = logs.lines().find(|l| l.contains(token)).unwrap_or("");
+        // The whole token, or all of it but one end (a text cut there).
+        let pieces = [&token[..], &token[1..], &token[..token.len() - 1]];
+        if let Some(piece) = pieces.iter().find(|p| logs.contains(**p)) {
+            let line = logs.lines().find(|l| l.contains(piece)).unwrap_or("");
             let short: String = line.chars().take(300).collect();
-            v.push(format!(
-                "[token-leak] a full token is in the log: {short}..."
-            ));
+            v.push(format!("[token-leak] a token is in the log: {short}..."));
         }
     }
     for (_, e) in history {

@@ -106,6 +106,11 @@ async fn run(mut rx: mpsc::UnboundedReceiver<Request>, api: Arc<dyn SqsApi>, url
         }
         let (mut deletes, mut changes): (Vec<_>, Vec<_>) =
             pending.into_iter().partition(|r| r.delete);
+        // A change whose requester stopped waiting (a renewal given up, or a
+        // task that ended and released its message) is not sent: landing
+        // after the release it would hide the message again. One already
+        // sent can still land late; the lease waits a moment for those.
+        changes.retain(|r| !r.reply.is_closed());
         while !changes.is_empty() {
             let chunk: Vec<_> = changes
                 .drain(..changes.len().min(MAX_BATCH_ENTRIES))

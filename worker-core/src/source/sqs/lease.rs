@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::time::Instant;
 
 use super::QueueShared;
@@ -63,21 +64,10 @@ impl MessageLease {
         self.received_at + Duration::from_secs(MAX_VISIBILITY_SECS)
     }
 
-    /// Set the visibility of `handles`; each handle's result.
-    async fn set_visibility(
-        &self,
-        handles: Vec<String>,
-        secs: i32,
-    ) -> Vec<(String, Result<(), ApiError>)> {
-        let calls = handles.into_iter().map(|h| async move {
-            let result = self.queue.batcher.change_visibility(h.clone(), secs).await;
-            (h, result)
-        });
-        futures::future::join_all(calls).await
-    }
-
     /// Extend the visibility of every held receipt back to the full timeout
-    /// (never past the 12-hour ceiling).
+    /// (never past the 12-hour ceiling). Each receipt's answer is acted on
+    /// as it comes: the caller may give up on this attempt (one of its
+    /// calls hung) and what the others said must not be lost with it.
     async fn extend(&self) -> Renewed {
         let handles = self.deliveries.held();
         if handles.is_empty() {
@@ -86,11 +76,20 @@ impl MessageLease {
         let asked = Instant::now();
         let left = self.ceiling().saturating_duration_since(asked);
         let secs = self.queue.visibility.min(left).as_secs().max(1);
+        let visibility_secs = i32::try_from(secs).unwrap_or(i32::MAX);
+        let mut calls: FuturesUnordered<_> = handles
+            .into_iter()
+            .map(|h| async move {
+                let result = self
+                    .queue
+                    .batcher
+                    .change_visibility(h.clone(), visibility_secs)
+                    .await;
+                (h, result)
+            })
+            .collect();
         let mut failed = false;
-        for (handle, result) in self
-            .set_visibility(handles, i32::try_from(secs).unwrap_or(i32::MAX))
-            .await
-        {
+        while let Some((handle, result)) = calls.next().await {
             match result {
                 Ok(()) => self
                     .deliveries

@@ -77,13 +77,9 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
                 });
                 if draining.is_cancelled() {
                     // Received but not started: give them back at once.
-                    for m in messages {
-                        let queue = p.queue.clone();
-                        let kept_until = Instant::now() + p.queue.visibility;
-                        p.tasks.spawn(async move {
-                            let d = Deliveries::new(&m.message_id, &m.receipt_handle, kept_until);
-                            settle(&queue, &d, vec![m.receipt_handle], Action::Release).await;
-                        });
+                    let kept_until = Instant::now() + p.queue.visibility;
+                    for m in &messages {
+                        release_quietly(&p, m, kept_until);
                     }
                     break;
                 }
@@ -119,7 +115,16 @@ type Chain = VecDeque<(Task, Slot)>;
 fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>, kept_until: Instant) {
     // FIFO: the messages of one group run one after another, in order.
     let mut groups: Vec<(Option<String>, Chain)> = Vec::new();
+    // FIFO groups with a message a task here still holds (received again
+    // after its visibility lapsed): what comes after it in the group goes
+    // back to the queue, where SQS's lock on the group keeps it until the
+    // held one is done. Running it here would break the order.
+    let mut held_groups: Vec<Option<String>> = Vec::new();
     for (m, slot) in messages.into_iter().zip(slots) {
+        if p.fifo && held_groups.contains(&m.group_id) {
+            release_quietly(p, &m, kept_until);
+            continue;
+        }
         let (token, input) = match extract(&m, &p.queue.token, p.queue.input_pointer.as_deref()) {
             Ok((id, _)) if p.durable && !crate::aws::lambda::is_callback_id(&id) => {
                 malformed(p, &m, Malformed::CallbackIdInvalid);
@@ -147,6 +152,9 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>, kept
                 Claim::New(d) => d,
                 claim @ (Claim::Joined | Claim::Settled) => {
                     let settled = matches!(claim, Claim::Settled);
+                    if p.fifo && !settled {
+                        held_groups.push(m.group_id.clone());
+                    }
                     DuplicateDelivery {
                         labels: &p.binding.labels,
                         message_id: &m.message_id,
@@ -213,6 +221,16 @@ fn run_chain(p: &Arc<QueuePoller>, chain: Chain) {
         p.tasks
             .spawn(run_task(p.binding.clone(), p.env.clone(), task, slot));
     }
+}
+
+/// Give a message back (visibility 0), retrying while it is invisible.
+fn release_quietly(p: &QueuePoller, m: &Message, kept_until: Instant) {
+    let queue = p.queue.clone();
+    let (id, handle) = (m.message_id.clone(), m.receipt_handle.clone());
+    p.tasks.spawn(async move {
+        let d = Deliveries::new(&id, &handle, kept_until);
+        settle(&queue, &d, vec![handle], Action::Release).await;
+    });
 }
 
 /// Delete a message that needs no task, retrying while it is invisible

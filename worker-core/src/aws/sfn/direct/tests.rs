@@ -297,8 +297,10 @@ async fn an_unreachable_endpoint_is_transient() {
         .expect_err("refused");
     assert_eq!(
         (err.code.as_str(), err.kind),
-        ("DispatchFailure", ApiErrorKind::Transient)
+        ("ConnectFailure", ApiErrorKind::Transient)
     );
+    // A refused connection carried nothing: the report cannot have been applied.
+    assert!(err.never_sent());
 }
 
 #[tokio::test]
