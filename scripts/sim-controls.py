@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The simulation's controls: each defect issue 21 fixed, put back one at a
 time (worker-core/tests/simulation/defects/*.patch), must be found by the
-simulation within the seed budget CI runs (SIM_SEEDS, 2000 by default).
+simulation within the seed budget CI runs (SIM_SEEDS, 3000 by default:
+DEFAULT_SEEDS in worker-core/tests/simulation/main.rs).
 
 For each patch: apply it to a scratch worktree of HEAD, build, run the
 simulation until its first failing seed, and record which seed and which
@@ -23,7 +24,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFECTS = ROOT / "worker-core/tests/simulation/defects"
-DEFAULT_SEEDS = 2000
+
+
+def default_seeds():
+    """The budget the simulation runs by default (one place: main.rs)."""
+    text = (ROOT / "worker-core/tests/simulation/main.rs").read_text()
+    return int(re.search(r"const DEFAULT_SEEDS: u64 = (\d+);", text).group(1))
 
 
 def run(cmd, **kw):
@@ -32,7 +38,7 @@ def run(cmd, **kw):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=int, default=int(os.environ.get("SIM_SEEDS", DEFAULT_SEEDS)))
+    ap.add_argument("--seeds", type=int, default=int(os.environ.get("SIM_SEEDS", default_seeds())))
     ap.add_argument("only", nargs="*", help="patch numbers (01, 13, ...) to run; default all")
     args = ap.parse_args()
 
