@@ -34,6 +34,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::aws::{ApiError, ApiErrorKind, CompletionTarget, TargetOperations, retry};
@@ -90,9 +91,11 @@ pub(crate) struct Reporter {
     give_up: CancellationToken,
     /// Told when the target seems misdirected (durable callbacks).
     health: Option<Health>,
-    /// The target accepted a call from this worker at least once: it is
-    /// where the worker's tasks are, so "no such task" there means gone.
-    reached: std::sync::atomic::AtomicBool,
+    /// When the target first accepted a call from this worker: it is where
+    /// the worker's tasks are, so "no such task" there, to a call sent
+    /// after that, means gone. (An answer to a call sent before says
+    /// nothing: the worker may have been pointed elsewhere then.)
+    reached_at: std::sync::OnceLock<Instant>,
 }
 
 /// What to send instead when the service refuses `report` with `err`, if
@@ -130,7 +133,7 @@ impl Reporter {
             gate,
             give_up,
             health: None,
-            reached: std::sync::atomic::AtomicBool::new(false),
+            reached_at: std::sync::OnceLock::new(),
         }
     }
 
@@ -145,10 +148,11 @@ impl Reporter {
         self.api.operations()
     }
 
-    /// Whether the target ever accepted a call from this worker (so it is
-    /// the right region, account and endpoint).
-    pub fn has_reached(&self) -> bool {
-        self.reached.load(std::sync::atomic::Ordering::Relaxed)
+    /// Whether the target had accepted a call from this worker by `sent`
+    /// (so it was the right region, account and endpoint when a call sent
+    /// then went out).
+    pub fn reached_by(&self, sent: Instant) -> bool {
+        self.reached_at.get().is_some_and(|at| *at <= sent)
     }
 
     /// Whether shutdown told reports to stop retrying.
@@ -159,8 +163,7 @@ impl Reporter {
     /// The target accepted a call: whatever it refused before was not the
     /// worker's address.
     fn reached(&self) {
-        self.reached
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.reached_at.set(Instant::now());
         if let Some(h) = &self.health
             && h.is_misdirected()
         {
@@ -184,6 +187,7 @@ impl Reporter {
     ) -> Delivery {
         let mut report = report;
         loop {
+            let sent = Instant::now();
             let (err, maybe_applied) = match self.send(token, &report, superseded).await {
                 Ok(()) => {
                     self.reached();
@@ -202,7 +206,7 @@ impl Reporter {
                 // callback an earlier attempt completed answers
                 // CallbackTimeoutException; "not found" after a 5xx says
                 // nothing new about where the worker is pointed.
-                ApiErrorKind::CallbackNotFound => known_open || self.has_reached(),
+                ApiErrorKind::CallbackNotFound => known_open || self.reached_by(sent),
                 _ => false,
             };
             if closed {

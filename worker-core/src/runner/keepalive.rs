@@ -75,8 +75,6 @@ const MAX_ATTEMPTS_IN_FLIGHT: u32 = 3;
 /// How long the end of a task waits for renewals still in flight (a
 /// renewal landing after a release would hide the message again).
 const FINISH_WAIT: Duration = Duration::from_secs(1);
-/// The code of an attempt given up for a newer one: no answer, so no news.
-const GIVEN_UP: &str = "GivenUp";
 /// Heartbeats failed in a row that, with the lease lost, say this worker
 /// has lost touch with the task (a single 5xx is not evidence enough).
 const LOST_TOUCH_AFTER: u32 = 3;
@@ -102,16 +100,7 @@ pub(crate) struct KeepAlive<'a> {
     labels: &'a BindingLabels,
     schedule: HeartbeatSchedule,
     max_yield: Duration,
-    /// Attempts in flight, each answering with its number.
-    heartbeats: FuturesUnordered<BoxFuture<'a, (u64, Result<(), ApiError>)>>,
-    /// Heartbeat attempts made so far (the next one's number).
-    heartbeats_made: u64,
-    /// The newest attempt whose answer was taken as news: an older one
-    /// answering later says nothing newer (a late failure must not undo a
-    /// later success, nor a late success hide a later refusal).
-    heartbeat_news: Option<u64>,
-    /// When the latest heartbeat attempt went out.
-    heartbeat_sent: Option<Instant>,
+    heartbeats: Attempts<'a, Result<(), ApiError>>,
     /// A heartbeat of this task was accepted.
     accepted: bool,
     /// Heartbeats refused or failed in a row (throttling not counted: a
@@ -124,12 +113,7 @@ pub(crate) struct KeepAlive<'a> {
     next_renew: Option<Instant>,
     /// Renewals failed in a row.
     renew_failures: u32,
-    /// Renewal attempts in flight, numbered like heartbeats.
-    renewals: FuturesUnordered<BoxFuture<'a, (u64, Renewed)>>,
-    renewals_made: u64,
-    renewal_news: Option<u64>,
-    /// When the latest renewal attempt went out.
-    renewal_sent: Option<Instant>,
+    renewals: Attempts<'a, Renewed>,
     /// SQS said no receipt of the task is held any more.
     lease_lost: bool,
     /// The task is being settled (deleted): only renewals go on, and a
@@ -153,10 +137,7 @@ impl<'a> KeepAlive<'a> {
             labels,
             schedule: HeartbeatSchedule::new(interval, now),
             max_yield: interval.map_or(MAX_YIELD, |i| (i / 2).min(MAX_YIELD)),
-            heartbeats: FuturesUnordered::new(),
-            heartbeats_made: 0,
-            heartbeat_news: None,
-            heartbeat_sent: None,
+            heartbeats: Attempts::new(),
             accepted: false,
             heartbeat_failures: 0,
             told_invalid: false,
@@ -164,10 +145,7 @@ impl<'a> KeepAlive<'a> {
             renew_every,
             next_renew: renew_every.map(|every| now + every),
             renew_failures: 0,
-            renewals: FuturesUnordered::new(),
-            renewals_made: 0,
-            renewal_news: None,
-            renewal_sent: None,
+            renewals: Attempts::new(),
             lease_lost: false,
             settling: false,
         }
@@ -204,7 +182,7 @@ impl<'a> KeepAlive<'a> {
     pub fn settling(&mut self) {
         self.settling = true;
         self.schedule.stop();
-        self.heartbeats = FuturesUnordered::new();
+        self.heartbeats = Attempts::new();
     }
 
     /// Keep the task alive until an [`Alarm`]. Cancel-safe: calls in flight
@@ -217,52 +195,23 @@ impl<'a> KeepAlive<'a> {
             // One timer: the earliest of the next heartbeat and the next
             // renewal, each either due by its schedule or, while an attempt
             // has gone unanswered too long, as a second attempt beside it.
-            let heartbeat_due = (self.heartbeats.len() < MAX_ATTEMPTS_IN_FLIGHT as usize)
-                .then(|| {
-                    let hedge = self
-                        .heartbeat_sent
-                        .filter(|_| !self.heartbeats.is_empty())
-                        .map(|sent| sent + HEARTBEAT_HEDGE_AFTER);
-                    earliest(self.schedule.due_at(), hedge)
-                })
-                .flatten();
-            let renew_due = (self.renewals.len() < MAX_ATTEMPTS_IN_FLIGHT as usize)
-                .then(|| {
-                    let hedge = self
-                        .renewal_sent
-                        .filter(|_| !self.renewals.is_empty())
-                        .map(|sent| sent + RENEW_HEDGE_AFTER);
-                    earliest(self.next_renew, hedge)
-                })
-                .flatten()
+            let heartbeat_due = earliest(
+                self.schedule.due_at(),
+                self.heartbeats.hedge_at(HEARTBEAT_HEDGE_AFTER),
+            );
+            let renew_due = earliest(self.next_renew, self.renewals.hedge_at(RENEW_HEDGE_AFTER))
                 .filter(|_| self.renew_every.is_some());
             let due = earliest(heartbeat_due, renew_due);
             tokio::select! {
                 // Biased: answers before new attempts, and the same order
                 // on every run (the simulation replays a seed exactly).
                 biased;
-                Some((n, result)) = self.heartbeats.next(), if !self.heartbeats.is_empty() => {
-                    if self.heartbeats.is_empty() {
-                        self.heartbeat_sent = None;
-                    }
-                    // Given up for a newer attempt: no answer is no news.
-                    let given_up = result.as_ref().is_err_and(|e| e.code == GIVEN_UP);
-                    if given_up || self.heartbeat_news.is_some_and(|news| n < news) {
-                        continue;
-                    }
-                    self.heartbeat_news = Some(n);
-                    if let Some(alarm) = self.answered(result) {
+                Some((result, sent)) = self.heartbeats.next_news(), if self.heartbeats.any() => {
+                    if let Some(alarm) = self.answered(result, sent) {
                         return alarm;
                     }
                 }
-                Some((n, renewed)) = self.renewals.next(), if !self.renewals.is_empty() => {
-                    if self.renewals.is_empty() {
-                        self.renewal_sent = None;
-                    }
-                    if self.renewal_news.is_some_and(|news| n < news) {
-                        continue;
-                    }
-                    self.renewal_news = Some(n);
+                Some((renewed, _)) = self.renewals.next_news(), if self.renewals.any() => {
                     if let Some(alarm) = self.renewed(renewed) {
                         return alarm;
                     }
@@ -271,35 +220,14 @@ impl<'a> KeepAlive<'a> {
                     let now = Instant::now();
                     if heartbeat_due.is_some_and(|at| at <= now) {
                         self.schedule.sent(now);
-                        self.heartbeat_sent = Some(now);
                         let attempt = self.reporter.heartbeat(self.token, self.max_yield);
-                        let n = self.heartbeats_made;
-                        self.heartbeats_made += 1;
-                        self.heartbeats.push(Box::pin(async move {
-                            let answer = tokio::time::timeout(HEARTBEAT_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
-                                .await
-                                .unwrap_or_else(|_| Err(ApiError::new(
-                                    ApiErrorKind::Transient,
-                                    GIVEN_UP,
-                                    "no answer; given up for a newer attempt",
-                                )));
-                            (n, answer)
-                        }));
+                        self.heartbeats.launch(now, HEARTBEAT_HEDGE_AFTER, attempt);
                     }
                     if let Some(lease) = self.lease
                         && renew_due.is_some_and(|at| at <= now)
                     {
                         self.next_renew = self.renew_every.map(|every| now + every);
-                        self.renewal_sent = Some(now);
-                        let attempt = lease.renew();
-                        let n = self.renewals_made;
-                        self.renewals_made += 1;
-                        self.renewals.push(Box::pin(async move {
-                            let answer = tokio::time::timeout(RENEW_HEDGE_AFTER * MAX_ATTEMPTS_IN_FLIGHT, attempt)
-                                .await
-                                .unwrap_or(Renewed::Failed);
-                            (n, answer)
-                        }));
+                        self.renewals.launch(now, RENEW_HEDGE_AFTER, lease.renew());
                     }
                 }
                 else => std::future::pending::<()>().await,
@@ -311,8 +239,8 @@ impl<'a> KeepAlive<'a> {
     /// in flight are given a moment to land first, because a visibility
     /// change racing a release or a delete would undo it or fail.
     pub async fn finish(mut self) {
-        self.heartbeats = FuturesUnordered::new();
-        let renewals = async { while self.renewals.next().await.is_some() {} };
+        self.heartbeats = Attempts::new();
+        let renewals = async { while self.renewals.next_news().await.is_some() {} };
         let _ = tokio::time::timeout(FINISH_WAIT, renewals).await;
     }
 
@@ -370,7 +298,7 @@ impl<'a> KeepAlive<'a> {
     }
 
     /// Act on a heartbeat's answer.
-    fn answered(&mut self, result: Result<(), ApiError>) -> Option<Alarm> {
+    fn answered(&mut self, result: Result<(), ApiError>, sent: Instant) -> Option<Alarm> {
         let e = match result {
             Ok(()) => {
                 self.accepted = true;
@@ -397,7 +325,7 @@ impl<'a> KeepAlive<'a> {
             // before, or accepted calls for others (it is the right
             // Lambda); otherwise the worker may be pointed at the wrong
             // region or account, which the report will say loudly.
-            ApiErrorKind::CallbackNotFound => self.accepted || self.reporter.has_reached(),
+            ApiErrorKind::CallbackNotFound => self.accepted || self.reporter.reached_by(sent),
             _ => false,
         };
         let (result, first_of_its_kind) = match e.kind {
@@ -419,7 +347,7 @@ impl<'a> KeepAlive<'a> {
         .emit();
         if closed {
             self.schedule.stop();
-            self.heartbeats = FuturesUnordered::new();
+            self.heartbeats = Attempts::new();
             return Some(Alarm::Closed(e.code));
         }
         // Throttling and other transient failures are tried again soon;
@@ -435,5 +363,115 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// The answer of an attempt that got none in time: a transient failure.
+trait NoAnswer {
+    fn no_answer() -> Self;
+}
+
+impl NoAnswer for Result<(), ApiError> {
+    fn no_answer() -> Self {
+        Err(ApiError::new(
+            ApiErrorKind::Transient,
+            "NoAnswer",
+            "no answer in time",
+        ))
+    }
+}
+
+impl NoAnswer for Renewed {
+    fn no_answer() -> Self {
+        Renewed::Failed
+    }
+}
+
+/// The attempts of one kind (heartbeats, renewals) in flight for a task.
+///
+/// Numbered so that only news counts: an attempt answering after a newer
+/// one did says nothing newer (a late failure must not undo a later
+/// success, nor a late success hide a later refusal). At most
+/// [`MAX_ATTEMPTS_IN_FLIGHT`] are out: when another is due, the oldest is
+/// given up (its request dropped), so hung calls never hold back the next
+/// one. Dropping an earlier attempt when one is accepted would be wrong: the
+/// newer one may be the only one still to reach the service.
+struct Attempts<'a, T> {
+    running: FuturesUnordered<BoxFuture<'a, Option<(u64, Instant, T)>>>,
+    /// The attempts not answered nor given up, oldest first.
+    out: std::collections::VecDeque<(u64, tokio_util::sync::CancellationToken)>,
+    made: u64,
+    /// The newest attempt whose answer was taken.
+    news: Option<u64>,
+    /// When the latest attempt went out.
+    sent: Option<Instant>,
+}
+
+impl<'a, T: NoAnswer + Send + 'a> Attempts<'a, T> {
+    fn new() -> Self {
+        Self {
+            running: FuturesUnordered::new(),
+            out: std::collections::VecDeque::new(),
+            made: 0,
+            news: None,
+            sent: None,
+        }
+    }
+
+    /// Whether any attempt may still answer.
+    fn any(&self) -> bool {
+        !self.running.is_empty()
+    }
+
+    /// When a second attempt goes out beside an unanswered one.
+    fn hedge_at(&self, after: Duration) -> Option<Instant> {
+        self.sent
+            .filter(|_| !self.out.is_empty())
+            .map(|at| at + after)
+    }
+
+    fn launch(
+        &mut self,
+        now: Instant,
+        hedge_after: Duration,
+        call: impl Future<Output = T> + Send + 'a,
+    ) {
+        if self.out.len() >= MAX_ATTEMPTS_IN_FLIGHT as usize
+            && let Some((_, oldest)) = self.out.pop_front()
+        {
+            oldest.cancel();
+        }
+        let n = self.made;
+        self.made += 1;
+        self.sent = Some(now);
+        let cancel = tokio_util::sync::CancellationToken::new();
+        self.out.push_back((n, cancel.clone()));
+        // A backstop: an attempt is never waited on for longer than the
+        // others out beside it would take to be given up.
+        let limit = hedge_after * (MAX_ATTEMPTS_IN_FLIGHT + 1);
+        self.running.push(Box::pin(async move {
+            tokio::select! {
+                biased;
+                answer = tokio::time::timeout(limit, call) => Some((n, now, answer.unwrap_or_else(|_| T::no_answer()))),
+                _ = cancel.cancelled() => None,
+            }
+        }));
+    }
+
+    /// The next answer that is news, with when its attempt went out
+    /// (`None`: none left to come).
+    async fn next_news(&mut self) -> Option<(T, Instant)> {
+        while let Some(done) = self.running.next().await {
+            let Some((n, sent, answer)) = done else {
+                continue;
+            };
+            self.out.retain(|(m, _)| *m != n);
+            if self.news.is_some_and(|news| n < news) {
+                continue;
+            }
+            self.news = Some(n);
+            return Some((answer, sent));
+        }
+        None
     }
 }

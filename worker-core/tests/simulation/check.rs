@@ -437,6 +437,11 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
                         code,
                     } => Some(tk) == token.as_ref() && *worker == w1 && heals(code),
                     Event::Killed { worker } => *worker == w1,
+                    // SQS told the first worker its receipt is gone (its
+                    // lease is lost: it stops, reporting nothing).
+                    Event::RenewRefused { handle, worker } => {
+                        *worker == w1 && handle_of.get(handle) == Some(&(*exec, *attempt))
+                    }
                     _ => false,
                 }
             };

@@ -197,18 +197,21 @@ impl SqsApi for Client {
                     _ => {}
                 }
                 self.alive().await;
-                let handles: Vec<String> = got.iter().map(|(_, h, _, _)| h.clone()).collect();
+                let handles: Vec<String> = got.iter().map(|(_, h, _, _, _)| h.clone()).collect();
                 self.world.handed(&handles, self.worker);
                 return Ok(got
                     .into_iter()
-                    .map(|(message_id, receipt_handle, body, group_id)| Message {
-                        message_id,
-                        receipt_handle,
-                        body,
-                        group_id,
-                        attribute: None,
-                        trace_header: None,
-                    })
+                    .map(
+                        |(message_id, receipt_handle, body, group_id, sent)| Message {
+                            message_id,
+                            receipt_handle,
+                            body,
+                            group_id,
+                            attribute: None,
+                            trace_header: None,
+                            sent_timestamp_ms: Some(sent),
+                        },
+                    )
                     .collect());
             }
             tokio::select! {

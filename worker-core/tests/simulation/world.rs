@@ -211,6 +211,8 @@ struct Msg {
     /// Copies handed out while in flight: also valid until the message goes.
     copies: Vec<(String, WorkerId)>,
     first_received: Option<Time>,
+    /// `SentTimestamp`: milliseconds since the world began.
+    sent_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -481,6 +483,7 @@ impl World {
                     handle: None,
                     copies: Vec::new(),
                     first_received: None,
+                    sent_ms: now.as_millis() as u64,
                 });
             }
             Source::Durable => {
@@ -499,6 +502,7 @@ impl World {
                     handle: None,
                     copies: Vec::new(),
                     first_received: None,
+                    sent_ms: now.as_millis() as u64,
                 });
             }
         }
@@ -684,7 +688,7 @@ impl World {
         max: usize,
         visibility: u64,
         worker: Option<WorkerId>,
-    ) -> Vec<(String, String, String, Option<String>)> {
+    ) -> Vec<(String, String, String, Option<String>, u64)> {
         let mut s = self.lock();
         self.sweep(&mut s);
         let now = self.now();
@@ -721,6 +725,7 @@ impl World {
                     handle,
                     m.body.clone(),
                     m.group.map(|g| g.to_string()),
+                    m.sent_ms,
                 ));
             }
         }
@@ -757,12 +762,13 @@ impl World {
                 handle,
                 m.body.clone(),
                 m.group.map(|g| g.to_string()),
+                m.sent_ms,
             ));
         }
         if worker.is_none() {
             let lost: Vec<(usize, u32)> = out
                 .iter()
-                .filter_map(|(id, _, _, _)| {
+                .filter_map(|(id, _, _, _, _)| {
                     s.msgs
                         .iter()
                         .find(|m| &m.id == id)

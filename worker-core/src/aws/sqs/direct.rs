@@ -193,7 +193,7 @@ impl SqsApi for DirectSqs {
             #[serde(rename = "VisibilityTimeout")]
             visibility_secs: i32,
             #[serde(rename = "MessageSystemAttributeNames")]
-            system_attributes: [&'a str; 2],
+            system_attributes: [&'a str; 3],
             #[serde(
                 rename = "MessageAttributeNames",
                 skip_serializing_if = "Option::is_none"
@@ -228,7 +228,7 @@ impl SqsApi for DirectSqs {
             max_messages: r.max_messages,
             wait_secs: r.wait_secs,
             visibility_secs: r.visibility_secs,
-            system_attributes: ["MessageGroupId", "AWSTraceHeader"],
+            system_attributes: ["MessageGroupId", "AWSTraceHeader", "SentTimestamp"],
             attributes: r.attribute.map(|a| [a]),
         };
         let body = serde_json::to_vec(&request).unwrap_or_default();
@@ -253,6 +253,10 @@ impl SqsApi for DirectSqs {
                     body: m.body,
                     group_id: m.attributes.remove("MessageGroupId"),
                     trace_header: m.attributes.remove("AWSTraceHeader"),
+                    sent_timestamp_ms: m
+                        .attributes
+                        .remove("SentTimestamp")
+                        .and_then(|t| t.parse().ok()),
                     attribute,
                 })
             })

@@ -20,6 +20,8 @@ struct Stored {
     group_id: Option<String>,
     attribute: Option<String>,
     trace_header: Option<String>,
+    /// Stands in for `SentTimestamp`: the send order, so a later message is newer.
+    sent: u64,
 }
 
 #[derive(Default)]
@@ -78,6 +80,7 @@ impl FakeSqs {
         let mut s = self.state();
         s.next_id += 1;
         let id = format!("m-{}", s.next_id);
+        let sent = s.next_id;
         s.queues
             .entry(queue_url.to_owned())
             .or_default()
@@ -88,6 +91,7 @@ impl FakeSqs {
                 group_id: group_id.map(str::to_owned),
                 attribute: attribute.map(str::to_owned),
                 trace_header: None,
+                sent,
             });
         drop(s);
         self.changed.notify_waiters();
@@ -366,6 +370,7 @@ impl SqsApi for FakeSqs {
                         group_id: m.group_id.clone(),
                         attribute: r.attribute.and(m.attribute.clone()),
                         trace_header: m.trace_header.clone(),
+                        sent_timestamp_ms: Some(m.sent),
                     });
                     q.in_flight.insert(handle, (m, again));
                 }

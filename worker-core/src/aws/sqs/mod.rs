@@ -45,6 +45,9 @@ pub struct Message {
     pub attribute: Option<String>,
     /// The `AWSTraceHeader` system attribute (X-Ray trace context), if set.
     pub trace_header: Option<String>,
+    /// The `SentTimestamp` system attribute (epoch milliseconds): a message
+    /// a state sent for a newer attempt is newer than one coming back.
+    pub sent_timestamp_ms: Option<u64>,
 }
 
 impl std::fmt::Debug for Message {
@@ -55,6 +58,7 @@ impl std::fmt::Debug for Message {
             .field("body_bytes", &self.body.len())
             .field("group_id", &self.group_id)
             .field("trace_header", &self.trace_header)
+            .field("sent_timestamp_ms", &self.sent_timestamp_ms)
             .finish()
     }
 }

@@ -82,6 +82,7 @@ impl SqsApi for SdkSqs {
             .visibility_timeout(r.visibility_secs)
             .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
             .message_system_attribute_names(MessageSystemAttributeName::AwsTraceHeader)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .set_message_attribute_names(r.attribute.map(|a| vec![a.to_owned()]))
             .send()
             .await
@@ -103,12 +104,15 @@ impl SqsApi for SdkSqs {
                 };
                 let group_id = system(&MessageSystemAttributeName::MessageGroupId);
                 let trace_header = system(&MessageSystemAttributeName::AwsTraceHeader);
+                let sent_timestamp_ms =
+                    system(&MessageSystemAttributeName::SentTimestamp).and_then(|t| t.parse().ok());
                 Some(Message {
                     message_id: m.message_id.unwrap_or_default(),
                     receipt_handle: m.receipt_handle?,
                     body: m.body.unwrap_or_default(),
                     group_id,
                     trace_header,
+                    sent_timestamp_ms,
                     attribute,
                 })
             })

@@ -26,7 +26,7 @@
 use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -58,15 +58,18 @@ pub(crate) struct Deliveries {
     /// token (LocalStack's `Retry`), so this task's attempt is closed, and a
     /// retry of its report would land on the new attempt.
     superseded: AtomicBool,
+    /// The newest `SentTimestamp` of its messages (0: not known).
+    newest_sent: AtomicU64,
 }
 
 impl Deliveries {
-    pub fn new(message_id: &str, handle: &str, kept_until: Instant) -> Self {
+    pub fn new(message_id: &str, handle: &str, kept_until: Instant, sent: Option<u64>) -> Self {
         let d = Self {
             receipts: Mutex::new(Vec::new()),
             superseded: AtomicBool::new(false),
+            newest_sent: AtomicU64::new(0),
         };
-        d.push(message_id, handle, kept_until);
+        d.push(message_id, handle, kept_until, sent);
         d
     }
 
@@ -121,7 +124,10 @@ impl Deliveries {
         ids
     }
 
-    fn push(&self, message_id: &str, handle: &str, kept_until: Instant) {
+    fn push(&self, message_id: &str, handle: &str, kept_until: Instant, sent: Option<u64>) {
+        if let Some(sent) = sent {
+            self.newest_sent.fetch_max(sent, Ordering::AcqRel);
+        }
         self.lock().push(Receipt {
             message_id: message_id.to_owned(),
             handle: handle.to_owned(),
@@ -187,25 +193,43 @@ impl InFlight {
         message_id: &str,
         receipt_handle: &str,
         kept_until: Instant,
+        sent: Option<u64>,
     ) -> Claim {
         let key = self.key(token, message_id);
         let mut t = self.lock();
         if let Some(existing) = t.by_message.get(&key) {
-            existing.push(message_id, receipt_handle, kept_until);
+            existing.push(message_id, receipt_handle, kept_until, sent);
             return Claim::Joined;
         }
         if t.settled.contains(&key) {
             return Claim::Settled;
         }
         if let Some(existing) = t.joinable.get(token).cloned() {
-            existing.push(message_id, receipt_handle, kept_until);
+            existing.push(message_id, receipt_handle, kept_until, sent);
             t.by_message.insert(key, existing);
             return Claim::Joined;
         }
         if let Some(reporting) = t.reporting.get(token) {
-            reporting.superseded.store(true, Ordering::Release);
+            // Only a message sent after the task's own is a newer attempt's:
+            // an older one of the token coming back (kept after a refused
+            // report, say) says nothing about the task's attempt (the
+            // simulation found a task deleted while open that way). Without
+            // timestamps, any other message is taken as newer.
+            let newest = reporting.newest_sent.load(Ordering::Acquire);
+            let newer = match sent {
+                Some(sent) if newest > 0 => sent > newest,
+                _ => true,
+            };
+            if newer {
+                reporting.superseded.store(true, Ordering::Release);
+            }
         }
-        let deliveries = Arc::new(Deliveries::new(message_id, receipt_handle, kept_until));
+        let deliveries = Arc::new(Deliveries::new(
+            message_id,
+            receipt_handle,
+            kept_until,
+            sent,
+        ));
         t.joinable.insert(token.to_owned(), deliveries.clone());
         t.by_message.insert(key, deliveries.clone());
         Claim::New(deliveries)
@@ -283,7 +307,13 @@ mod tests {
     }
 
     fn claim(f: &InFlight, token: &str, id: &str, handle: &str) -> Claim {
-        f.claim(token, id, handle, Instant::now() + Duration::from_secs(30))
+        f.claim(
+            token,
+            id,
+            handle,
+            Instant::now() + Duration::from_secs(30),
+            None,
+        )
     }
 
     fn new(c: Claim) -> Arc<Deliveries> {
@@ -359,10 +389,28 @@ mod tests {
         assert_eq!(second.held(), ["h2", "h2b"]);
     }
 
+    /// Found by the simulation (issue 21 review): the task reporting holds
+    /// the newer attempt's message; the older attempt's message, kept after
+    /// a refused report, comes back. That is no newer attempt, and the
+    /// reporting task must not stop retrying and delete its message.
+    #[test]
+    fn an_older_message_with_the_token_does_not_supersede_the_task() {
+        let at = |s| Instant::now() + Duration::from_secs(s);
+        let f = in_flight();
+        let newer = new(f.claim("T", "m2", "h2", at(30), Some(2_000)));
+        f.reporting("T", &newer);
+        let older = new(f.claim("T", "m1", "h1", at(30), Some(1_000)));
+        assert!(!newer.superseded(), "an older message superseded the task");
+        f.finish("T", &older, false);
+        // The control: a message sent after the task's is a newer attempt.
+        let _newest = new(f.claim("T", "m3", "h3", at(30), Some(3_000)));
+        assert!(newer.superseded());
+    }
+
     #[test]
     fn lost_handles_are_not_held() {
-        let d = Deliveries::new("m1", "h1", Instant::now());
-        d.push("m1", "h2", Instant::now());
+        let d = Deliveries::new("m1", "h1", Instant::now(), None);
+        d.push("m1", "h2", Instant::now(), None);
         assert!(d.lose("h1"));
         assert!(!d.lose("h1"), "said once");
         assert_eq!(d.held(), ["h2"]);

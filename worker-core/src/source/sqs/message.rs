@@ -114,6 +114,7 @@ mod tests {
             body: body.into(),
             group_id: None,
             trace_header: None,
+            sent_timestamp_ms: None,
             attribute: attribute.map(str::to_owned),
         }
     }

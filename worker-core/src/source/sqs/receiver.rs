@@ -143,31 +143,32 @@ fn dispatch(p: &Arc<QueuePoller>, messages: Vec<Message>, slots: Vec<Slot>, kept
                 continue;
             }
         };
-        let deliveries =
-            match p
-                .queue
-                .in_flight
-                .claim(&token, &m.message_id, &m.receipt_handle, kept_until)
-            {
-                Claim::New(d) => d,
-                claim @ (Claim::Joined | Claim::Settled) => {
-                    let settled = matches!(claim, Claim::Settled);
-                    if p.fifo && !settled {
-                        held_groups.push(m.group_id.clone());
-                    }
-                    DuplicateDelivery {
-                        labels: &p.binding.labels,
-                        message_id: &m.message_id,
-                        token: &token,
-                        settled,
-                    }
-                    .emit();
-                    if settled {
-                        delete_quietly(p, &m, kept_until);
-                    }
-                    continue;
+        let deliveries = match p.queue.in_flight.claim(
+            &token,
+            &m.message_id,
+            &m.receipt_handle,
+            kept_until,
+            m.sent_timestamp_ms,
+        ) {
+            Claim::New(d) => d,
+            claim @ (Claim::Joined | Claim::Settled) => {
+                let settled = matches!(claim, Claim::Settled);
+                if p.fifo && !settled {
+                    held_groups.push(m.group_id.clone());
                 }
-            };
+                DuplicateDelivery {
+                    labels: &p.binding.labels,
+                    message_id: &m.message_id,
+                    token: &token,
+                    settled,
+                }
+                .emit();
+                if settled {
+                    delete_quietly(p, &m, kept_until);
+                }
+                continue;
+            }
+        };
         let lease = Arc::new(MessageLease::new(
             p.queue.clone(),
             token.clone(),
@@ -228,7 +229,7 @@ fn release_quietly(p: &QueuePoller, m: &Message, kept_until: Instant) {
     let queue = p.queue.clone();
     let (id, handle) = (m.message_id.clone(), m.receipt_handle.clone());
     p.tasks.spawn(async move {
-        let d = Deliveries::new(&id, &handle, kept_until);
+        let d = Deliveries::new(&id, &handle, kept_until, None);
         settle(&queue, &d, vec![handle], Action::Release).await;
     });
 }
@@ -239,7 +240,7 @@ fn delete_quietly(p: &QueuePoller, m: &Message, kept_until: Instant) {
     let queue = p.queue.clone();
     let (id, handle) = (m.message_id.clone(), m.receipt_handle.clone());
     p.tasks.spawn(async move {
-        let d = Deliveries::new(&id, &handle, kept_until);
+        let d = Deliveries::new(&id, &handle, kept_until, None);
         settle(&queue, &d, vec![handle], Action::Delete).await;
     });
 }

@@ -83,7 +83,8 @@ async fn receive_asks_for_the_group_and_the_token_attribute_and_reads_the_answer
     let (url, seen) = server(|_| {
         let body = serde_json::json!({ "Messages": [
             { "MessageId": "m1", "ReceiptHandle": "h1", "Body": "{\"taskToken\":\"t\"}",
-              "Attributes": { "MessageGroupId": "g", "AWSTraceHeader": "Root=1-5759e988-bd862e3fe1be46a994272793" },
+              "Attributes": { "MessageGroupId": "g", "AWSTraceHeader": "Root=1-5759e988-bd862e3fe1be46a994272793",
+                              "SentTimestamp": "1764633600123" },
               "MessageAttributes": { "TaskToken": { "StringValue": "tok", "DataType": "String" } } },
             { "MessageId": "m2", "ReceiptHandle": "h2", "Body": "x" },
             // No receipt handle: nothing to hold or delete, so not a message.
@@ -125,13 +126,15 @@ async fn receive_asks_for_the_group_and_the_token_attribute_and_reads_the_answer
         Some("Root=1-5759e988-bd862e3fe1be46a994272793")
     );
     assert_eq!(messages[1].trace_header, None);
+    assert_eq!(messages[0].sent_timestamp_ms, Some(1_764_633_600_123));
+    assert_eq!(messages[1].sent_timestamp_ms, None);
     let seen = seen.lock().unwrap();
     assert_eq!(seen[0].0, "AmazonSQS.ReceiveMessage");
     assert_eq!(
         seen[0].1,
         serde_json::json!({
             "QueueUrl": QUEUE, "MaxNumberOfMessages": 3, "WaitTimeSeconds": 20,
-            "VisibilityTimeout": 60, "MessageSystemAttributeNames": ["MessageGroupId", "AWSTraceHeader"],
+            "VisibilityTimeout": 60, "MessageSystemAttributeNames": ["MessageGroupId", "AWSTraceHeader", "SentTimestamp"],
             "MessageAttributeNames": ["TaskToken"],
         })
     );
