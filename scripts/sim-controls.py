@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The simulation's controls: each defect issue 21 fixed, put back one at a
 time (worker-core/tests/simulation/defects/*.patch), must be found by the
-simulation within the seed budget CI runs (SIM_SEEDS, 3000 by default:
+simulation within the seed budget CI runs (SIM_SEEDS, 6000 by default:
 DEFAULT_SEEDS in worker-core/tests/simulation/main.rs).
 
 For each patch: apply it to a scratch worktree of HEAD, build, run the
@@ -9,7 +9,13 @@ simulation until its first failing seed, and record which seed and which
 invariants found the defect. Exits 1 if any defect goes unfound (or a patch
 no longer applies: a control that rotted is a control lost).
 
-    python3 scripts/sim-controls.py                 # every patch, CI's budget
+Some defects only the long mode finds (the review's and the long sweep's
+own finds, tens of thousands of seeds in): their patch says `Search: long`
+in its header. CI skips them; `--long` runs every patch on a release build
+with a budget of 300,000 seeds (about two minutes per rare defect).
+
+    python3 scripts/sim-controls.py                 # CI: every patch found within CI's budget
+    python3 scripts/sim-controls.py --long          # every patch, the long budget, release build
     python3 scripts/sim-controls.py --seeds 500 04  # one patch (by its number), another budget
 """
 import argparse
@@ -32,6 +38,15 @@ def default_seeds():
     return int(re.search(r"const DEFAULT_SEEDS: u64 = (\d+);", text).group(1))
 
 
+LONG_SEEDS = 300_000
+
+
+def is_long(patch):
+    """The patch's header (before the diff) says `Search: long`."""
+    header = patch.read_text().split("\ndiff --git", 1)[0]
+    return re.search(r"^Search: long$", header, re.M) is not None
+
+
 def run(cmd, **kw):
     return subprocess.run(cmd, text=True, capture_output=True, **kw)
 
@@ -39,10 +54,18 @@ def run(cmd, **kw):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("SIM_SEEDS", default_seeds())))
+    ap.add_argument("--long", action="store_true", help="every patch, 300,000 seeds, release build")
     ap.add_argument("only", nargs="*", help="patch numbers (01, 13, ...) to run; default all")
     args = ap.parse_args()
+    if args.long and "--seeds" not in sys.argv:
+        args.seeds = LONG_SEEDS
 
     patches = sorted(DEFECTS.glob("*.patch"))
+    if not args.long and not args.only:
+        skipped = [p.stem for p in patches if is_long(p)]
+        patches = [p for p in patches if not is_long(p)]
+        if skipped:
+            print(f"long-mode only (run with --long): {', '.join(skipped)}", flush=True)
     if args.only:
         patches = [p for p in patches if p.name.split("-")[0] in args.only]
     if not patches:
@@ -68,8 +91,9 @@ def main():
                 missed.append(name)
                 print(f"{name}: the patch does not apply: {applied.stderr.strip()}", flush=True)
                 continue
-            test = run(["cargo", "test", "-q", "--locked", "-p", "sfn-worker-core", "--test", "simulation",
-                        "simulation"], cwd=tree, env=env)
+            profile = ["--release"] if args.long else []
+            test = run(["cargo", "test", "-q", "--locked", *profile, "-p", "sfn-worker-core", "--test",
+                        "simulation", "simulation"], cwd=tree, env=env)
             out = test.stdout + test.stderr
             seed = re.search(r"^seed (\d+): (.*)$", out, re.M)
             seconds = round(time.monotonic() - started)
