@@ -10,8 +10,9 @@ callback messages and injects faults on every call (5xx, throttling of Step
 Functions, KMS and SQS, expired credentials, connection resets, answers lost
 after the call was carried out, slow answers). It plays the state machine
 around each task: a token nobody keeps alive (no heartbeat or report for
-45 s after it was handed out) times out, and a new token for the same task
-is scheduled, as HeartbeatSeconds and a Retry would. Worker A (the
+HEARTBEAT_TIMEOUT_SECS, 53 s, since it was handed out or last heartbeated;
+why that long: next to the constant) times out, and a new token for the
+same task is scheduled, as HeartbeatSeconds and a Retry would. Worker A (the
 chaos-worker binary: sfn-worker with a handler that records every run it
 starts) serves both sources. At 30% of the tasks A gets SIGTERM and worker B
 starts; at 60% B gets SIGKILL and worker C starts; C finishes. Then a
@@ -54,12 +55,57 @@ FAULTS = {
     "lost-rate": 0.02,          # carried out, then the connection is reset
     "slow-rate": 0.05,          # answered 500 ms late
 }
-# Longer than the visibility timeout: a message whose ReceiveMessage answer
-# was lost stays invisible that long before any worker can heartbeat it (as
-# on AWS, where HeartbeatSeconds must allow for it too).
-HEARTBEAT_TIMEOUT_SECS = 45
 VISIBILITY_SECS = 20
 HEARTBEAT_SECS = 2
+# worker-core's heartbeat::RETRY_AFTER: a failed heartbeat is tried again
+# this long after the last one went out.
+HEARTBEAT_RETRY_SECS = 2
+# The fake's long poll: a lease that lapsed is noticed, and its message handed
+# out again, by the next ReceiveMessage, at most this long later.
+POLL_HOLD_SECS = 1
+# The longest a chaos task runs (the fake: one in a hundred sleeps 3 s).
+LONGEST_RUN_SECS = 3
+# The simulated states' HeartbeatSeconds. It must cover what the README
+# ("Heartbeats and timeouts") says a state's must, so that a token times out
+# only when a worker that held it, and lived, failed to keep it alive. The
+# fake's clock, like the state's, starts at a token's first hand-out and is
+# reset by a heartbeat, not by a hand-out. From a token's last keep-alive:
+# - its holder is SIGKILLed: the message stays invisible for up to
+#   VISIBILITY_SECS (to the end of the lease it last took);
+# - the ReceiveMessage that hands it out next loses its answer (2% of those:
+#   lost-rate): invisible VISIBILITY_SECS more, and no worker ran it.
+#   LOST_RECEIVES such losses in a row are covered. A short run has about
+#   150 messages go dark (the killed holder's and the lost answers'), so one
+#   loss after a stretch of darkness comes about 3 times a run, two in a row
+#   (0.02^2) in about one run in 16;
+# - its next holder, which receives it within POLL_HOLD_SECS, heartbeats it
+#   HEARTBEAT_SECS after its run starts (yielding at most half that to
+#   waiting reports), and every HEARTBEAT_RETRY_SECS after a failure. About
+#   41% of SendTaskHeartbeat calls fail here (5xx, throttling, expired
+#   credentials, KMS throttling, resets); HEARTBEAT_ATTEMPTS all fail 1.1%
+#   of the time (and most runs take milliseconds: their report, which keeps
+#   the token alive too, goes before the first heartbeat is due);
+# - 1 s more: the fake's sweep runs every 0.5 s, and an answer may be 0.5 s
+#   slow.
+# 45 s (the value before) covered one stretch of darkness and left the next
+# holder 5 s after a second one: a SIGKILLed holder and then a lost answer
+# timed out 4.7 s into the next holder's run, its first two heartbeats
+# refused (issue 21).
+LOST_RECEIVES = 1
+HEARTBEAT_ATTEMPTS = 5
+HEARTBEAT_TIMEOUT_SECS = ((1 + LOST_RECEIVES) * VISIBILITY_SECS + POLL_HOLD_SECS
+                          + HEARTBEAT_SECS + HEARTBEAT_SECS // 2
+                          + (HEARTBEAT_ATTEMPTS - 1) * HEARTBEAT_RETRY_SECS + 1)  # 53
+# A longer chain (a third stretch of darkness, in about one short run in 16)
+# then times out while no worker holds the message: no lapse, and the task
+# is retried. That holds only while the timeout stays clear of the next
+# multiple of the visibility timeout, less what the killed holder's last
+# keep-alive can come after its hand-out: a timeout just past it would catch
+# the next holder at the start of its run.
+assert HEARTBEAT_TIMEOUT_SECS <= ((2 + LOST_RECEIVES) * VISIBILITY_SECS
+                                  - LONGEST_RUN_SECS - HEARTBEAT_SECS), HEARTBEAT_TIMEOUT_SECS
+# The README's rule for heartbeat_secs: at most a third of HeartbeatSeconds.
+assert 3 * HEARTBEAT_SECS <= HEARTBEAT_TIMEOUT_SECS
 # A double SIGTERM must end the process within this, whatever its handlers do.
 FORCED_EXIT_BOUND_SECS = 25
 # --trace FILE: the fake writes every message's and token's events there.
@@ -85,7 +131,7 @@ class Fake:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(n),
-                "--messages", str(n), "--poll-hold-ms", "1000",
+                "--messages", str(n), "--poll-hold-ms", str(POLL_HOLD_SECS * 1000),
                 "--heartbeat-timeout-secs", str(HEARTBEAT_TIMEOUT_SECS), *extra]
         for k, v in faults.items():
             args += [f"--{k}", str(v)]
