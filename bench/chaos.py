@@ -17,7 +17,10 @@ chaos-worker binary: sfn-worker with a handler that records every run it
 starts) serves both sources. At 30% of the tasks A gets SIGTERM and worker B
 starts; at 60% B gets SIGKILL and worker C starts; C finishes. Then a
 separate check: a handler sitting in spawn_blocking, two SIGTERMs, and the
-worker must exit within a bound.
+worker must exit within a bound. And a control of the lapse check: a worker
+that never heartbeats, against a state that times out sooner than one of its
+tasks runs, must be flagged (no task of the main run outlives its timeout,
+so the main run alone cannot tell that the check would fire).
 
 What is checked, from the fake's record of every token and the handlers' own
 record of every run:
@@ -29,7 +32,7 @@ record of every run:
 - wrong outcomes: an accepted report that is not that token's handler's own
   result (a success reported as a failure, another error name, another run);
 - heartbeat lapses: a token that timed out while a live worker ran it.
-Exit status 1 if any of these is not zero.
+Exit status 1 if any of these is not zero, or the control is not flagged.
 """
 import argparse
 import glob
@@ -127,12 +130,12 @@ def build(profile):
 
 
 class Fake:
-    def __init__(self, binary, n, faults, extra=(), trace=None):
+    def __init__(self, binary, n, faults, extra=(), trace=None, heartbeat_timeout=HEARTBEAT_TIMEOUT_SECS):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(n),
                 "--messages", str(n), "--poll-hold-ms", str(POLL_HOLD_SECS * 1000),
-                "--heartbeat-timeout-secs", str(HEARTBEAT_TIMEOUT_SECS), *extra]
+                "--heartbeat-timeout-secs", str(heartbeat_timeout), *extra]
         for k, v in faults.items():
             args += [f"--{k}", str(v)]
         env = dict(os.environ)
@@ -161,7 +164,7 @@ class Fake:
 class Worker:
     """A chaos-worker process; its CPU time is taken from wait4 when it ends."""
 
-    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency):
+    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency, heartbeat_secs=HEARTBEAT_SECS):
         self.name = name
         self.port = free_port()
         config = os.path.join(workdir, f"{name}.toml")
@@ -183,7 +186,7 @@ arn = "{activity_arn('chaos')}"
 handler = "chaos"
 pollers = {min(32, concurrency)}
 concurrency = {concurrency}
-heartbeat_secs = {HEARTBEAT_SECS}
+heartbeat_secs = {heartbeat_secs}
 
 [[queue]]
 name = "chaos-sqs"
@@ -191,7 +194,7 @@ url = "{fake.url}/{ACCOUNT}/chaos"
 handler = "chaos"
 concurrency = {concurrency}
 receivers = {min(16, concurrency)}
-heartbeat_secs = {HEARTBEAT_SECS}
+heartbeat_secs = {heartbeat_secs}
 visibility_timeout_secs = {VISIBILITY_SECS}
 input_pointer = "/input"
 """)
@@ -441,6 +444,30 @@ def forced_exit(bins, workdir):
     }
 
 
+def lapse_control(bins, workdir):
+    """The lapse check can fire: a worker that never heartbeats, and a state
+    whose HeartbeatSeconds is shorter than one of its tasks (the 3 s task 7,
+    of each source, against 2 s). No faults, no kill: its tokens must be
+    flagged as lapses, and only theirs. The main run cannot show this: none
+    of its tasks runs anywhere near HEARTBEAT_TIMEOUT_SECS, so its check
+    would pass for a worker that sent no heartbeat at all."""
+    runs_dir = os.path.join(workdir, "runs-control")
+    os.makedirs(runs_dir)
+    n = 8
+    fake = Fake(bins["fake-aws"], n, {}, heartbeat_timeout=2)
+    try:
+        w = Worker(bins["chaos-worker"], fake, "E", workdir, runs_dir, 8, heartbeat_secs=86_400)
+        wait_until(lambda: fake.stats()["timed_out"] >= 2, 30, "the control's task 7 to time out", proc=w.proc)
+        w.signal(signal.SIGTERM)
+        w.wait(30 + 5 + 30)
+        verdict = analyse(fake.records(), read_runs(runs_dir), set(), n, {w.pid: "E"}, {w.pid: w.exited_ms})
+    finally:
+        fake.stop()
+    lapsed = sorted({t.split(".")[0] for t in verdict["examples"]["heartbeat_lapses"]})
+    return {"heartbeat_lapses": verdict["heartbeat_lapses"], "tasks": lapsed,
+            "flagged": verdict["heartbeat_lapses"] > 0 and lapsed == ["act-7", "sqs-7"]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--short", action="store_true", help="CI mode: 2,000 tasks per source, debug build")
@@ -486,6 +513,7 @@ def main():
             with open(a.json, "w") as f:
                 json.dump(verdict, f, indent=2)
         verdict["forced_exit"] = forced_exit(bins, workdir)
+        verdict["lapse_control"] = lapse_control(bins, workdir)
     verdict["mode"] = "short" if a.short else "long"
     verdict["faults"] = faults
     verdict["rate_per_source_per_sec"] = a.rate
@@ -500,6 +528,8 @@ def main():
         problems.append(f"forced exit took {forced['exit_secs']} s")
     if forced["reported_as"] != ["Worker.ShuttingDown"]:
         problems.append(f"the blocked task was reported as {forced['reported_as']}")
+    if not verdict["lapse_control"]["flagged"]:
+        problems.append(f"the lapse check missed a worker that never heartbeats: {verdict['lapse_control']}")
     if problems:
         raise SystemExit(f"chaos: FAILED: {', '.join(problems)}")
     log(f"chaos: {verdict['tasks']:,} tasks through {verdict['faults_injected']:,} injected faults, "
