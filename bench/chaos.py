@@ -164,8 +164,11 @@ class Fake:
 class Worker:
     """A chaos-worker process; its CPU time is taken from wait4 when it ends."""
 
-    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency, heartbeat_secs=HEARTBEAT_SECS):
+    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency, heartbeat_secs=HEARTBEAT_SECS,
+                 watch=()):
         self.name = name
+        # Other workers whose exit is watched for while this one starts.
+        self.watch = watch
         self.port = free_port()
         config = os.path.join(workdir, f"{name}.toml")
         with open(config, "w") as f:
@@ -209,7 +212,8 @@ input_pointer = "/input"
         self.status = None
         self.cpu = None
         # When the process was seen to have ended (ms since the epoch, the
-        # fake's and the run records' clock); at most 50 ms late.
+        # fake's and the run records' clock); at most 50 ms late (0.2 s while
+        # another worker's progress is awaited).
         self.exited_ms = None
         try:
             wait_until(self.ready, 60, f"worker {name} ready", step=0.05, proc=self.proc)
@@ -217,6 +221,8 @@ input_pointer = "/input"
             raise SystemExit(f"{e}\n{self.tail()}")
 
     def ready(self):
+        for w in self.watch:
+            w.exited()
         try:
             return get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200
         except OSError:
@@ -354,10 +360,14 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
         def done():
             return fake.stats()["completed"]
 
-        def progress(target, what, worker, timeout):
+        def progress(target, what, worker, timeout, watch=()):
             last = [time.monotonic(), 0]
 
             def check():
+                # A draining worker's exit is seen when it happens (its
+                # exited_ms), not when the next step waits for it.
+                for w in watch:
+                    w.exited()
                 c = done()
                 if time.monotonic() - last[0] > 10:
                     log(f"  {what}: {c:,}/{total:,} tasks reported")
@@ -371,9 +381,9 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
         timeline.append(("A: SIGTERM, B starts", done(), time.monotonic() - started))
         a.signal(signal.SIGTERM)
         a_term = time.monotonic()
-        b = Worker(bins["chaos-worker"], fake, "B", workdir, runs_dir, concurrency)
+        b = Worker(bins["chaos-worker"], fake, "B", workdir, runs_dir, concurrency, watch=(a,))
         # A drains while B works.
-        progress(int(total * 0.6), "worker B to 60%", b, 3600)
+        progress(int(total * 0.6), "worker B to 60%", b, 3600, watch=(a,))
         if a.exited():
             timeline.append((f"A: had exited {a.status}", done(), time.monotonic() - started))
         timeline.append(("B: SIGKILL, C starts", done(), time.monotonic() - started))
