@@ -78,10 +78,12 @@ LONGEST_RUN_SECS = 3
 # - the ReceiveMessage that hands it out next loses its answer (2% of those:
 #   lost-rate): invisible VISIBILITY_SECS more, and no worker ran it.
 #   LOST_RECEIVES such losses in a row are covered. A short run has about
-#   150 messages go dark (the killed holder's and the lost answers'), so one
-#   loss after a stretch of darkness comes about 3 times a run, two in a row
-#   (0.02^2) in about one run in 16;
-# - its next holder, which receives it within POLL_HOLD_SECS, heartbeats it
+#   150 messages go dark (the killed holder's and the lost answers'), in
+#   batches (a receive hands out up to 10, a killed holder's leases lapse
+#   together): in 20 short runs, 7 had a loss after a stretch of darkness
+#   (3 to 29 messages), 1 had two in a row;
+# - its next holder (C starts as B is killed, so a worker is receiving when
+#   the lease lapses) receives it within POLL_HOLD_SECS, and heartbeats it
 #   HEARTBEAT_SECS after its run starts (yielding at most half that to
 #   waiting reports), and every HEARTBEAT_RETRY_SECS after a failure. About
 #   41% of SendTaskHeartbeat calls fail here (5xx, throttling, expired
@@ -99,7 +101,7 @@ HEARTBEAT_ATTEMPTS = 5
 HEARTBEAT_TIMEOUT_SECS = ((1 + LOST_RECEIVES) * VISIBILITY_SECS + POLL_HOLD_SECS
                           + HEARTBEAT_SECS + HEARTBEAT_SECS // 2
                           + (HEARTBEAT_ATTEMPTS - 1) * HEARTBEAT_RETRY_SECS + 1)  # 53
-# A longer chain (a third stretch of darkness, in about one short run in 16)
+# A longer chain (a third stretch of darkness: 6 messages in those 20 runs)
 # then times out while no worker holds the message: no lapse, and the task
 # is retried. That holds only while the timeout stays clear of the next
 # multiple of the visibility timeout, less what the killed holder's last
@@ -389,10 +391,18 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
         timeline.append(("B: SIGKILL, C starts", done(), time.monotonic() - started))
         b.signal(signal.SIGKILL)
         b.wait(10)
+        # C starts now, while A may still be draining (as B started while A
+        # drained): B's messages come back when their leases lapse, and a
+        # worker must be there to take them. Started only once A had exited
+        # (its last reports can take half a minute under these faults), C's
+        # first run came up to 24 s after B's last (20 short runs), and B's
+        # messages stayed dark past their leases, which HEARTBEAT_TIMEOUT_SECS
+        # does not count on.
+        c = Worker(bins["chaos-worker"], fake, "C", workdir, runs_dir, concurrency, watch=(a,))
         a.wait(max(1, 30 + 5 + 65 + 30 - (time.monotonic() - a_term)))
         if a.status != 0:
+            c.proc.kill()
             raise SystemExit(f"worker A exited {a.status} after SIGTERM:\n{a.tail()}")
-        c = Worker(bins["chaos-worker"], fake, "C", workdir, runs_dir, concurrency)
         progress(total, "worker C to 100%", c, 3600)
         timeline.append(("all reported; C: SIGTERM", done(), time.monotonic() - started))
         c.signal(signal.SIGTERM)
