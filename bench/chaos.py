@@ -10,13 +10,17 @@ callback messages and injects faults on every call (5xx, throttling of Step
 Functions, KMS and SQS, expired credentials, connection resets, answers lost
 after the call was carried out, slow answers). It plays the state machine
 around each task: a token nobody keeps alive (no heartbeat or report for
-45 s after it was handed out) times out, and a new token for the same task
-is scheduled, as HeartbeatSeconds and a Retry would. Worker A (the
+HEARTBEAT_TIMEOUT_SECS, 53 s, since it was handed out or last heartbeated;
+why that long: next to the constant) times out, and a new token for the
+same task is scheduled, as HeartbeatSeconds and a Retry would. Worker A (the
 chaos-worker binary: sfn-worker with a handler that records every run it
 starts) serves both sources. At 30% of the tasks A gets SIGTERM and worker B
 starts; at 60% B gets SIGKILL and worker C starts; C finishes. Then a
 separate check: a handler sitting in spawn_blocking, two SIGTERMs, and the
-worker must exit within a bound.
+worker must exit within a bound. And a control of the lapse check: a worker
+that never heartbeats, against a state that times out sooner than one of its
+tasks runs, must be flagged (no task of the main run outlives its timeout,
+so the main run alone cannot tell that the check would fire).
 
 What is checked, from the fake's record of every token and the handlers' own
 record of every run:
@@ -28,7 +32,7 @@ record of every run:
 - wrong outcomes: an accepted report that is not that token's handler's own
   result (a success reported as a failure, another error name, another run);
 - heartbeat lapses: a token that timed out while a live worker ran it.
-Exit status 1 if any of these is not zero.
+Exit status 1 if any of these is not zero, or the control is not flagged.
 """
 import argparse
 import glob
@@ -54,12 +58,59 @@ FAULTS = {
     "lost-rate": 0.02,          # carried out, then the connection is reset
     "slow-rate": 0.05,          # answered 500 ms late
 }
-# Longer than the visibility timeout: a message whose ReceiveMessage answer
-# was lost stays invisible that long before any worker can heartbeat it (as
-# on AWS, where HeartbeatSeconds must allow for it too).
-HEARTBEAT_TIMEOUT_SECS = 45
 VISIBILITY_SECS = 20
 HEARTBEAT_SECS = 2
+# worker-core's heartbeat::RETRY_AFTER: a failed heartbeat is tried again
+# this long after the last one went out.
+HEARTBEAT_RETRY_SECS = 2
+# The fake's long poll: a lease that lapsed is noticed, and its message handed
+# out again, by the next ReceiveMessage, at most this long later.
+POLL_HOLD_SECS = 1
+# The longest a chaos task runs (the fake: one in a hundred sleeps 3 s).
+LONGEST_RUN_SECS = 3
+# The simulated states' HeartbeatSeconds. It must cover what the README
+# ("Heartbeats and timeouts") says a state's must, so that a token times out
+# only when a worker that held it, and lived, failed to keep it alive. The
+# fake's clock, like the state's, starts at a token's first hand-out and is
+# reset by a heartbeat, not by a hand-out. From a token's last keep-alive:
+# - its holder is SIGKILLed: the message stays invisible for up to
+#   VISIBILITY_SECS (to the end of the lease it last took);
+# - the ReceiveMessage that hands it out next loses its answer (2% of those:
+#   lost-rate): invisible VISIBILITY_SECS more, and no worker ran it.
+#   LOST_RECEIVES such losses in a row are covered. A short run has about
+#   150 messages go dark (the killed holder's and the lost answers'), in
+#   batches (a receive hands out up to 10, a killed holder's leases lapse
+#   together): in 20 short runs, 7 had a loss after a stretch of darkness
+#   (3 to 29 messages), 1 had two in a row;
+# - its next holder (C starts as B is killed, so a worker is receiving when
+#   the lease lapses) receives it within POLL_HOLD_SECS, and heartbeats it
+#   HEARTBEAT_SECS after its run starts (yielding at most half that to
+#   waiting reports), and every HEARTBEAT_RETRY_SECS after a failure. About
+#   41% of SendTaskHeartbeat calls fail here (5xx, throttling, expired
+#   credentials, KMS throttling, resets); HEARTBEAT_ATTEMPTS all fail 1.1%
+#   of the time (and most runs take milliseconds: their report, which keeps
+#   the token alive too, goes before the first heartbeat is due);
+# - 1 s more: the fake's sweep runs every 0.5 s, and an answer may be 0.5 s
+#   slow.
+# 45 s (the value before) covered one stretch of darkness and left the next
+# holder 5 s after a second one: a SIGKILLed holder and then a lost answer
+# timed out 4.7 s into the next holder's run, its first two heartbeats
+# refused (issue 21).
+LOST_RECEIVES = 1
+HEARTBEAT_ATTEMPTS = 5
+HEARTBEAT_TIMEOUT_SECS = ((1 + LOST_RECEIVES) * VISIBILITY_SECS + POLL_HOLD_SECS
+                          + HEARTBEAT_SECS + HEARTBEAT_SECS // 2
+                          + (HEARTBEAT_ATTEMPTS - 1) * HEARTBEAT_RETRY_SECS + 1)  # 53
+# A longer chain (a third stretch of darkness: 6 messages in those 20 runs)
+# then times out while no worker holds the message: no lapse, and the task
+# is retried. That holds only while the timeout stays clear of the next
+# multiple of the visibility timeout, less what the killed holder's last
+# keep-alive can come after its hand-out: a timeout just past it would catch
+# the next holder at the start of its run.
+assert HEARTBEAT_TIMEOUT_SECS <= ((2 + LOST_RECEIVES) * VISIBILITY_SECS
+                                  - LONGEST_RUN_SECS - HEARTBEAT_SECS), HEARTBEAT_TIMEOUT_SECS
+# The README's rule for heartbeat_secs: at most a third of HeartbeatSeconds.
+assert 3 * HEARTBEAT_SECS <= HEARTBEAT_TIMEOUT_SECS
 # A double SIGTERM must end the process within this, whatever its handlers do.
 FORCED_EXIT_BOUND_SECS = 25
 # --trace FILE: the fake writes every message's and token's events there.
@@ -81,12 +132,12 @@ def build(profile):
 
 
 class Fake:
-    def __init__(self, binary, n, faults, extra=(), trace=None):
+    def __init__(self, binary, n, faults, extra=(), trace=None, heartbeat_timeout=HEARTBEAT_TIMEOUT_SECS):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         args = [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(n),
-                "--messages", str(n), "--poll-hold-ms", "1000",
-                "--heartbeat-timeout-secs", str(HEARTBEAT_TIMEOUT_SECS), *extra]
+                "--messages", str(n), "--poll-hold-ms", str(POLL_HOLD_SECS * 1000),
+                "--heartbeat-timeout-secs", str(heartbeat_timeout), *extra]
         for k, v in faults.items():
             args += [f"--{k}", str(v)]
         env = dict(os.environ)
@@ -115,8 +166,11 @@ class Fake:
 class Worker:
     """A chaos-worker process; its CPU time is taken from wait4 when it ends."""
 
-    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency):
+    def __init__(self, binary, fake, name, workdir, runs_dir, concurrency, heartbeat_secs=HEARTBEAT_SECS,
+                 watch=()):
         self.name = name
+        # Other workers whose exit is watched for while this one starts.
+        self.watch = watch
         self.port = free_port()
         config = os.path.join(workdir, f"{name}.toml")
         with open(config, "w") as f:
@@ -137,7 +191,7 @@ arn = "{activity_arn('chaos')}"
 handler = "chaos"
 pollers = {min(32, concurrency)}
 concurrency = {concurrency}
-heartbeat_secs = {HEARTBEAT_SECS}
+heartbeat_secs = {heartbeat_secs}
 
 [[queue]]
 name = "chaos-sqs"
@@ -145,7 +199,7 @@ url = "{fake.url}/{ACCOUNT}/chaos"
 handler = "chaos"
 concurrency = {concurrency}
 receivers = {min(16, concurrency)}
-heartbeat_secs = {HEARTBEAT_SECS}
+heartbeat_secs = {heartbeat_secs}
 visibility_timeout_secs = {VISIBILITY_SECS}
 input_pointer = "/input"
 """)
@@ -160,7 +214,8 @@ input_pointer = "/input"
         self.status = None
         self.cpu = None
         # When the process was seen to have ended (ms since the epoch, the
-        # fake's and the run records' clock); at most 50 ms late.
+        # fake's and the run records' clock); at most 50 ms late (0.2 s while
+        # another worker's progress is awaited).
         self.exited_ms = None
         try:
             wait_until(self.ready, 60, f"worker {name} ready", step=0.05, proc=self.proc)
@@ -168,6 +223,8 @@ input_pointer = "/input"
             raise SystemExit(f"{e}\n{self.tail()}")
 
     def ready(self):
+        for w in self.watch:
+            w.exited()
         try:
             return get(f"http://127.0.0.1:{self.port}/readyz")[0] == 200
         except OSError:
@@ -305,10 +362,14 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
         def done():
             return fake.stats()["completed"]
 
-        def progress(target, what, worker, timeout):
+        def progress(target, what, worker, timeout, watch=()):
             last = [time.monotonic(), 0]
 
             def check():
+                # A draining worker's exit is seen when it happens (its
+                # exited_ms), not when the next step waits for it.
+                for w in watch:
+                    w.exited()
                 c = done()
                 if time.monotonic() - last[0] > 10:
                     log(f"  {what}: {c:,}/{total:,} tasks reported")
@@ -322,18 +383,26 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
         timeline.append(("A: SIGTERM, B starts", done(), time.monotonic() - started))
         a.signal(signal.SIGTERM)
         a_term = time.monotonic()
-        b = Worker(bins["chaos-worker"], fake, "B", workdir, runs_dir, concurrency)
+        b = Worker(bins["chaos-worker"], fake, "B", workdir, runs_dir, concurrency, watch=(a,))
         # A drains while B works.
-        progress(int(total * 0.6), "worker B to 60%", b, 3600)
+        progress(int(total * 0.6), "worker B to 60%", b, 3600, watch=(a,))
         if a.exited():
             timeline.append((f"A: had exited {a.status}", done(), time.monotonic() - started))
         timeline.append(("B: SIGKILL, C starts", done(), time.monotonic() - started))
         b.signal(signal.SIGKILL)
         b.wait(10)
+        # C starts now, while A may still be draining (as B started while A
+        # drained): B's messages come back when their leases lapse, and a
+        # worker must be there to take them. Started only once A had exited
+        # (its last reports can take half a minute under these faults), C's
+        # first run came up to 24 s after B's last (20 short runs), and B's
+        # messages stayed dark past their leases, which HEARTBEAT_TIMEOUT_SECS
+        # does not count on.
+        c = Worker(bins["chaos-worker"], fake, "C", workdir, runs_dir, concurrency, watch=(a,))
         a.wait(max(1, 30 + 5 + 65 + 30 - (time.monotonic() - a_term)))
         if a.status != 0:
+            c.proc.kill()
             raise SystemExit(f"worker A exited {a.status} after SIGTERM:\n{a.tail()}")
-        c = Worker(bins["chaos-worker"], fake, "C", workdir, runs_dir, concurrency)
         progress(total, "worker C to 100%", c, 3600)
         timeline.append(("all reported; C: SIGTERM", done(), time.monotonic() - started))
         c.signal(signal.SIGTERM)
@@ -395,6 +464,30 @@ def forced_exit(bins, workdir):
     }
 
 
+def lapse_control(bins, workdir):
+    """The lapse check can fire: a worker that never heartbeats, and a state
+    whose HeartbeatSeconds is shorter than one of its tasks (the 3 s task 7,
+    of each source, against 2 s). No faults, no kill: its tokens must be
+    flagged as lapses, and only theirs. The main run cannot show this: none
+    of its tasks runs anywhere near HEARTBEAT_TIMEOUT_SECS, so its check
+    would pass for a worker that sent no heartbeat at all."""
+    runs_dir = os.path.join(workdir, "runs-control")
+    os.makedirs(runs_dir)
+    n = 8
+    fake = Fake(bins["fake-aws"], n, {}, heartbeat_timeout=2)
+    try:
+        w = Worker(bins["chaos-worker"], fake, "E", workdir, runs_dir, 8, heartbeat_secs=86_400)
+        wait_until(lambda: fake.stats()["timed_out"] >= 2, 30, "the control's task 7 to time out", proc=w.proc)
+        w.signal(signal.SIGTERM)
+        w.wait(30 + 5 + 30)
+        verdict = analyse(fake.records(), read_runs(runs_dir), set(), n, {w.pid: "E"}, {w.pid: w.exited_ms})
+    finally:
+        fake.stop()
+    lapsed = sorted({t.split(".")[0] for t in verdict["examples"]["heartbeat_lapses"]})
+    return {"heartbeat_lapses": verdict["heartbeat_lapses"], "tasks": lapsed,
+            "flagged": verdict["heartbeat_lapses"] > 0 and lapsed == ["act-7", "sqs-7"]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--short", action="store_true", help="CI mode: 2,000 tasks per source, debug build")
@@ -440,6 +533,7 @@ def main():
             with open(a.json, "w") as f:
                 json.dump(verdict, f, indent=2)
         verdict["forced_exit"] = forced_exit(bins, workdir)
+        verdict["lapse_control"] = lapse_control(bins, workdir)
     verdict["mode"] = "short" if a.short else "long"
     verdict["faults"] = faults
     verdict["rate_per_source_per_sec"] = a.rate
@@ -454,6 +548,8 @@ def main():
         problems.append(f"forced exit took {forced['exit_secs']} s")
     if forced["reported_as"] != ["Worker.ShuttingDown"]:
         problems.append(f"the blocked task was reported as {forced['reported_as']}")
+    if not verdict["lapse_control"]["flagged"]:
+        problems.append(f"the lapse check missed a worker that never heartbeats: {verdict['lapse_control']}")
     if problems:
         raise SystemExit(f"chaos: FAILED: {', '.join(problems)}")
     log(f"chaos: {verdict['tasks']:,} tasks through {verdict['faults_injected']:,} injected faults, "

@@ -217,8 +217,9 @@ impl Backend {
                     Source::Activity => "activity",
                     Source::Sqs => "sqs",
                 };
-                // Mostly quick; one in a hundred outlives several heartbeat
-                // and visibility intervals; one in ten fails by design.
+                // Mostly quick; one in a hundred runs 3 s, past a heartbeat
+                // interval but far short of the visibility timeout and of
+                // the state's heartbeat timeout; one in ten fails by design.
                 let sleep_ms = if n % 100 == 7 { 3000 } else { n % 20 };
                 let fail = n % 10 == 3;
                 format!(
