@@ -98,6 +98,10 @@ pub(crate) struct Reporter {
     reached_at: std::sync::OnceLock<Instant>,
 }
 
+/// When an attempt's request left the worker (a heartbeat may first wait at
+/// the send gate behind reports): set once, by the call.
+pub(crate) type Sent = Arc<std::sync::OnceLock<Instant>>;
+
 /// What to send instead when the service refuses `report` with `err`, if
 /// anything.
 fn fallback(report: &Report, err: &ApiError) -> Option<Report> {
@@ -187,8 +191,7 @@ impl Reporter {
     ) -> Delivery {
         let mut report = report;
         loop {
-            let sent = Instant::now();
-            let (err, maybe_applied) = match self.send(token, &report, superseded).await {
+            let (err, maybe_applied, sent) = match self.send(token, &report, superseded).await {
                 Ok(()) => {
                     self.reached();
                     return Delivery::Accepted(report);
@@ -197,9 +200,10 @@ impl Reporter {
             };
             let closed = match err.kind {
                 ApiErrorKind::TaskClosed | ApiErrorKind::InvalidToken => true,
-                // Stopped retrying because the attempt is over; a refusal
-                // (KMS, access denied, ...) still means what it says.
-                _ if err.is_retryable() && superseded() => true,
+                // The attempt is over (a newer one shares the token): retrying,
+                // keeping the message for later or sending a fallback would
+                // all land on the newer attempt.
+                _ if superseded() => true,
                 // Closed if Lambda knew this callback (a heartbeat of it was
                 // accepted), or is where this worker's callbacks are (it
                 // accepted a call for another one). Not `maybe_applied`: a
@@ -280,7 +284,7 @@ impl Reporter {
         token: &str,
         report: &Report,
         superseded: &(dyn Fn() -> bool + Send + Sync),
-    ) -> Result<(), (ApiError, bool)> {
+    ) -> Result<(), (ApiError, bool, Instant)> {
         let mut delays = retry::report();
         let mut failures = 0u32;
         let mut maybe_applied = false;
@@ -290,6 +294,7 @@ impl Reporter {
         };
         loop {
             self.gate.report().await;
+            let sent = Instant::now();
             let result = match report {
                 Report::Success(output) => self.api.succeed(token, output).await,
                 Report::Failure(e) => self.api.fail(token, e.error(), e.cause()).await,
@@ -310,7 +315,7 @@ impl Reporter {
                     failures,
                 }
                 .emit();
-                return Err((err, maybe_applied));
+                return Err((err, maybe_applied, sent));
             }
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
@@ -325,7 +330,7 @@ impl Reporter {
             .emit();
             tokio::select! {
                 biased;
-                _ = self.give_up.cancelled() => return Err((err, maybe_applied)),
+                _ = self.give_up.cancelled() => return Err((err, maybe_applied, sent)),
                 _ = tokio::time::sleep(delay) => {}
             }
         }
@@ -334,8 +339,14 @@ impl Reporter {
     /// One heartbeat attempt, after waiting reports (for at most
     /// `max_yield`). The caller decides what a failure means; the next timer
     /// tick is the retry.
-    pub async fn heartbeat(&self, token: &str, max_yield: Duration) -> Result<(), ApiError> {
+    pub async fn heartbeat(
+        &self,
+        token: &str,
+        max_yield: Duration,
+        sent: Sent,
+    ) -> Result<(), ApiError> {
         self.gate.heartbeat(max_yield).await;
+        let _ = sent.set(Instant::now());
         let result = self.api.heartbeat(token).await;
         // Counted and logged by the caller, which knows what the answer means.
         match result {
@@ -632,7 +643,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!report.is_finished());
         let start = tokio::time::Instant::now();
-        r.heartbeat("other", Duration::from_secs(60))
+        r.heartbeat("other", Duration::from_secs(60), Sent::default())
             .await
             .expect("heartbeat");
         assert_eq!(

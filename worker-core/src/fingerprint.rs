@@ -40,19 +40,35 @@ pub fn redact<'a>(text: &'a str, token: &str) -> Cow<'a, str> {
         // (a one-character "token" would redact every text).
         return Cow::Borrowed(text);
     }
+    let forms = forms(token);
     let mut out: Cow<'a, str> = Cow::Borrowed(text);
-    for form in forms(token) {
-        if let Some(s) = redact_form(&out, &form, token) {
+    // Whole forms first: a piece of the plain form must not cut an escaped
+    // whole one apart before it is found.
+    let whole = format!("<token {}>", fingerprint(token));
+    for form in &forms {
+        if out.contains(form.as_str()) {
+            out = Cow::Owned(out.replace(form.as_str(), &whole));
+        }
+    }
+    for form in &forms {
+        if let Some(s) = redact_pieces(&out, form) {
             out = Cow::Owned(s);
         }
     }
     out
 }
 
-/// The token as written, as JSON may escape it, as a URL path carries it.
+/// The token as written, as JSON encoders may escape it (`\/`, or
+/// `\u002B` as .NET and Gson write `+`), as a URL carries it (either case).
 fn forms(token: &str) -> Vec<String> {
     let mut forms = vec![token.to_owned()];
-    for form in [token.replace('/', "\\/"), percent_encoded(token)] {
+    for form in [
+        token.replace('/', "\\/"),
+        escaped(token, |b| format!("%{b:02X}")),
+        escaped(token, |b| format!("%{b:02x}")),
+        escaped(token, |b| format!("\\u{b:04X}")),
+        escaped(token, |b| format!("\\u{b:04x}")),
+    ] {
         if !forms.contains(&form) {
             forms.push(form);
         }
@@ -60,26 +76,27 @@ fn forms(token: &str) -> Vec<String> {
     forms
 }
 
-fn percent_encoded(s: &str) -> String {
+/// `s` with every byte but letters, digits and `-._~` written by `escape`.
+fn escaped(s: &str, escape: impl Fn(u8) -> String) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&escape(b));
         }
     }
     out
 }
 
-/// One form of the token out of `text`, whole and in pieces; `None` when
-/// there was none.
-fn redact_form(text: &str, form: &str, token: &str) -> Option<String> {
-    let mut s = text.replace(form, &format!("<token {}>", fingerprint(token)));
-    let pieces = fragments(&s, form);
-    if pieces.is_empty() && s == text {
+/// The pieces of one form of the token out of `text`; `None` when there
+/// were none.
+fn redact_pieces(text: &str, form: &str) -> Option<String> {
+    let pieces = fragments(text, form);
+    if pieces.is_empty() {
         return None;
     }
+    let mut s = text.to_owned();
     // Back to front, so earlier ranges stay where they are.
     for (start, end) in pieces.into_iter().rev() {
         s.replace_range(start..end, "<token ...>");
@@ -94,14 +111,16 @@ fn redact_form(text: &str, form: &str, token: &str) -> Option<String> {
 /// shorter pieces are looked for at the text's two ends, where a cut
 /// leaves them.
 fn fragments(text: &str, token: &str) -> Vec<(usize, usize)> {
+    // Bytes throughout: a token (or a text) that is not ASCII must not
+    // make a slice cut a character.
     let (t, k) = (text.as_bytes(), token.as_bytes());
     let n = MIN_FRAGMENT_CHARS;
     let mut found: Vec<(usize, usize)> = Vec::new();
     let mut chunk_at = 0;
     while chunk_at + n <= k.len() {
-        let chunk = &token[chunk_at..chunk_at + n];
+        let chunk = &k[chunk_at..chunk_at + n];
         let mut from = 0;
-        while let Some(i) = text[from..].find(chunk).map(|i| i + from) {
+        while let Some(i) = memchr::memmem::find(&t[from..], chunk).map(|i| i + from) {
             // Grow the match: left while the bytes before agree, right
             // likewise.
             let (mut l, mut tl) = (i, chunk_at);
@@ -116,7 +135,7 @@ fn fragments(text: &str, token: &str) -> Vec<(usize, usize)> {
             }
             found.push((l, r));
             from = r.max(i + 1);
-            if from >= text.len() {
+            if from >= t.len() {
                 break;
             }
         }
@@ -209,7 +228,10 @@ mod tests {
             format!("stdout began: {:?} and more", &token[100..250]),
             // JSON escapes the slash; a URL path percent-encodes it.
             format!("body {}", token.replace('/', "\\/")),
-            format!("no route for /callbacks/{}/succeed", percent_encoded(token)),
+            format!(
+                "no route for /callbacks/{}/succeed",
+                escaped(token, |b| format!("%{b:02X}"))
+            ),
         ] {
             let r = redact(&text, token);
             assert!(r.contains("<token"), "{r}");
@@ -247,5 +269,40 @@ mod tests {
         // Multi-byte text next to a fragment does not split a character.
         let text = format!("é{}", &TOKEN[..20]);
         assert_eq!(redact(&text, TOKEN), "é<token ...>");
+    }
+
+    /// Review of issue 21: a token that is not ASCII (a malformed message
+    /// carries anything) must not panic redaction on a char boundary.
+    #[test]
+    fn a_token_that_is_not_ascii_is_redacted_without_a_panic() {
+        let token = format!("a{}", "é".repeat(40));
+        let text = format!("failed for {} and {}", &token, &token[..25]);
+        let r = redact(&text, &token);
+        assert!(!r.contains(&token), "{r}");
+        // The other way round: an ASCII token in a text that is not.
+        let text = format!("ééé{}ééé", &TOKEN[3..40]);
+        let r = redact(&text, TOKEN);
+        assert!(!r.contains(&TOKEN[3..40]), "{r}");
+    }
+
+    /// .NET and Gson escape `+` and `=` in JSON as `\u002B`, `\u003D`; a
+    /// URL may carry lowercase percent-escapes.
+    #[test]
+    fn escaped_forms_are_redacted() {
+        let fp = fingerprint(TOKEN);
+        for form in [
+            TOKEN
+                .replace('+', "\\u002B")
+                .replace('=', "\\u003D")
+                .replace('/', "\\u002F"),
+            TOKEN
+                .replace('+', "%2b")
+                .replace('=', "%3d")
+                .replace('/', "%2f"),
+        ] {
+            let text = format!("sent {form} back");
+            let r = redact(&text, TOKEN);
+            assert_eq!(r, format!("sent <token {fp}> back"), "{form}");
+        }
     }
 }

@@ -66,8 +66,14 @@ impl CredentialCache {
         if let Some(c) = self.usable() {
             return Ok(c);
         }
+        let refused = self.0.refused.load(Ordering::Acquire);
         let c = fetch(self.0.provider.as_ref()).await?;
-        *self.0.cached.write().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        let mut cached = self.0.cached.write().unwrap_or_else(|e| e.into_inner());
+        // Refused while they were fetched: used for this call (they are the
+        // provider's newest), but not kept for the next.
+        if self.0.refused.load(Ordering::Acquire) == refused {
+            *cached = Some(c.clone());
+        }
         Ok(c)
     }
 

@@ -34,6 +34,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -41,7 +42,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::lease::{Lease, Renewed};
 use crate::aws::{ApiError, ApiErrorKind};
-use crate::completion::Reporter;
+use crate::completion::{Reporter, Sent};
 use crate::events::{HeartbeatAnswered, InternalEvent, LeaseLost};
 use crate::heartbeat::{self, HeartbeatSchedule};
 use crate::metrics::{BindingLabels, HeartbeatResult};
@@ -220,14 +221,17 @@ impl<'a> KeepAlive<'a> {
                     let now = Instant::now();
                     if heartbeat_due.is_some_and(|at| at <= now) {
                         self.schedule.sent(now);
-                        let attempt = self.reporter.heartbeat(self.token, self.max_yield);
-                        self.heartbeats.launch(now, HEARTBEAT_HEDGE_AFTER, attempt);
+                        let sent = Sent::default();
+                        let attempt = self.reporter.heartbeat(self.token, self.max_yield, sent.clone());
+                        self.heartbeats.launch(now, HEARTBEAT_HEDGE_AFTER, sent, attempt);
                     }
                     if let Some(lease) = self.lease
                         && renew_due.is_some_and(|at| at <= now)
                     {
                         self.next_renew = self.renew_every.map(|every| now + every);
-                        self.renewals.launch(now, RENEW_HEDGE_AFTER, lease.renew());
+                        // Renewals wait at no gate: sent as they start.
+                        let sent = Sent::new(OnceLock::from(now));
+                        self.renewals.launch(now, RENEW_HEDGE_AFTER, sent, lease.renew());
                     }
                 }
                 else => std::future::pending::<()>().await,
@@ -366,12 +370,16 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
     }
 }
 
-/// The answer of an attempt that got none in time: a transient failure.
-trait NoAnswer {
+/// What an attempt's answer can say beyond itself.
+trait Answer {
+    /// The answer of an attempt that got none (in time, or before a newer
+    /// attempt took its place): a transient failure.
     fn no_answer() -> Self;
+    /// News however late it comes: the task is closed (closed stays closed).
+    fn final_news(&self) -> bool;
 }
 
-impl NoAnswer for Result<(), ApiError> {
+impl Answer for Result<(), ApiError> {
     fn no_answer() -> Self {
         Err(ApiError::new(
             ApiErrorKind::Transient,
@@ -379,11 +387,17 @@ impl NoAnswer for Result<(), ApiError> {
             "no answer in time",
         ))
     }
+    fn final_news(&self) -> bool {
+        matches!(self, Err(e) if e.kind == ApiErrorKind::TaskClosed)
+    }
 }
 
-impl NoAnswer for Renewed {
+impl Answer for Renewed {
     fn no_answer() -> Self {
         Renewed::Failed
+    }
+    fn final_news(&self) -> bool {
+        false
     }
 }
 
@@ -397,24 +411,22 @@ impl NoAnswer for Renewed {
 /// one. Dropping an earlier attempt when one is accepted would be wrong: the
 /// newer one may be the only one still to reach the service.
 struct Attempts<'a, T> {
-    running: FuturesUnordered<BoxFuture<'a, Option<(u64, Instant, T)>>>,
-    /// The attempts not answered nor given up, oldest first.
-    out: std::collections::VecDeque<(u64, tokio_util::sync::CancellationToken)>,
+    running: FuturesUnordered<BoxFuture<'a, (u64, Instant, T)>>,
+    /// The attempts neither answered nor given up, oldest first, each with
+    /// when its request left the worker (set by the call once it has).
+    out: std::collections::VecDeque<(u64, Sent, tokio_util::sync::CancellationToken)>,
     made: u64,
     /// The newest attempt whose answer was taken.
     news: Option<u64>,
-    /// When the latest attempt went out.
-    sent: Option<Instant>,
 }
 
-impl<'a, T: NoAnswer + Send + 'a> Attempts<'a, T> {
+impl<'a, T: Answer + Send + 'a> Attempts<'a, T> {
     fn new() -> Self {
         Self {
             running: FuturesUnordered::new(),
             out: std::collections::VecDeque::new(),
             made: 0,
             news: None,
-            sent: None,
         }
     }
 
@@ -423,55 +435,142 @@ impl<'a, T: NoAnswer + Send + 'a> Attempts<'a, T> {
         !self.running.is_empty()
     }
 
-    /// When a second attempt goes out beside an unanswered one.
+    /// When a second attempt goes out beside an unanswered one: `after` the
+    /// newest attempt's request left, if that one is still unanswered (an
+    /// older one hanging after a newer was answered calls for nothing, and
+    /// time spent waiting at the gate is not the service's silence).
     fn hedge_at(&self, after: Duration) -> Option<Instant> {
-        self.sent
-            .filter(|_| !self.out.is_empty())
-            .map(|at| at + after)
+        let (n, sent, _) = self.out.back()?;
+        (*n + 1 == self.made).then(|| sent.get().map(|at| *at + after))?
     }
 
+    /// Send another attempt; `sent` is set by `call` when its request goes
+    /// out. The oldest of [`MAX_ATTEMPTS_IN_FLIGHT`] out is given up first.
     fn launch(
         &mut self,
         now: Instant,
         hedge_after: Duration,
+        sent: Sent,
         call: impl Future<Output = T> + Send + 'a,
     ) {
         if self.out.len() >= MAX_ATTEMPTS_IN_FLIGHT as usize
-            && let Some((_, oldest)) = self.out.pop_front()
+            && let Some((_, _, oldest)) = self.out.pop_front()
         {
             oldest.cancel();
         }
         let n = self.made;
         self.made += 1;
-        self.sent = Some(now);
         let cancel = tokio_util::sync::CancellationToken::new();
-        self.out.push_back((n, cancel.clone()));
+        self.out.push_back((n, sent.clone(), cancel.clone()));
         // A backstop: an attempt is never waited on for longer than the
         // others out beside it would take to be given up.
         let limit = hedge_after * (MAX_ATTEMPTS_IN_FLIGHT + 1);
         self.running.push(Box::pin(async move {
-            tokio::select! {
+            let answer = tokio::select! {
                 biased;
-                answer = tokio::time::timeout(limit, call) => Some((n, now, answer.unwrap_or_else(|_| T::no_answer()))),
-                _ = cancel.cancelled() => None,
-            }
+                answer = tokio::time::timeout(limit, call) => answer.unwrap_or_else(|_| T::no_answer()),
+                // Given up for a newer attempt: as good as no answer (so a
+                // service that answers nothing still counts as failing).
+                _ = cancel.cancelled() => T::no_answer(),
+            };
+            (n, sent.get().copied().unwrap_or(now), answer)
         }));
     }
 
-    /// The next answer that is news, with when its attempt went out
-    /// (`None`: none left to come).
+    /// The next answer that is news, with when its attempt's request went
+    /// out (`None`: none left to come).
     async fn next_news(&mut self) -> Option<(T, Instant)> {
-        while let Some(done) = self.running.next().await {
-            let Some((n, sent, answer)) = done else {
-                continue;
-            };
-            self.out.retain(|(m, _)| *m != n);
-            if self.news.is_some_and(|news| n < news) {
+        while let Some((n, sent, answer)) = self.running.next().await {
+            self.out.retain(|(m, _, _)| *m != n);
+            if self.news.is_some_and(|news| n < news) && !answer.final_news() {
                 continue;
             }
-            self.news = Some(n);
+            self.news = Some(self.news.map_or(n, |news| news.max(n)));
             return Some((answer, sent));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Beat = Result<(), ApiError>;
+    const AFTER: Duration = Duration::from_secs(2);
+
+    /// Review of issue 21: hedges counted from an attempt's launch went out
+    /// while it still waited at the send gate (throttled: every attempt
+    /// waits there), so a task's heartbeats multiplied. A hedge counts from
+    /// when the newest attempt's request left, and only while it is
+    /// unanswered.
+    #[tokio::test(start_paused = true)]
+    async fn a_hedge_counts_from_when_the_newest_request_left() {
+        let mut a: Attempts<'static, Beat> = Attempts::new();
+        let now = Instant::now();
+        let sent = Sent::default();
+        let (tx, rx) = tokio::sync::oneshot::channel::<Beat>();
+        a.launch(now, AFTER, sent.clone(), async move { rx.await.unwrap() });
+        assert_eq!(a.hedge_at(AFTER), None, "still waiting at the gate");
+        let left = now + Duration::from_secs(3);
+        sent.set(left).unwrap();
+        assert_eq!(a.hedge_at(AFTER), Some(left + AFTER));
+        // A newer attempt answered: the older one hanging calls for nothing.
+        let newer = Sent::new(OnceLock::from(left));
+        a.launch(left, AFTER, newer, async { Ok(()) });
+        assert!(a.next_news().await.unwrap().0.is_ok());
+        assert_eq!(a.hedge_at(AFTER), None);
+        drop(tx);
+    }
+
+    /// Review of issue 21: an attempt given up for a newer one used to say
+    /// nothing, so a service that never answers never counted as failing
+    /// (and a lost lease never became `LeaseLost`).
+    #[tokio::test(start_paused = true)]
+    async fn an_attempt_given_up_counts_as_no_answer() {
+        let mut a: Attempts<'static, Beat> = Attempts::new();
+        let now = Instant::now();
+        for _ in 0..=MAX_ATTEMPTS_IN_FLIGHT {
+            a.launch(now, AFTER, Sent::default(), std::future::pending());
+        }
+        let (answer, _) = a.next_news().await.expect("the oldest, given up");
+        assert_eq!(answer.unwrap_err().code, "NoAnswer");
+    }
+
+    /// Closed stays closed: a late `TaskTimedOut` is news even after a
+    /// newer attempt was accepted; a late failure of another kind is not.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_closed_answer_is_still_news() {
+        let mut a: Attempts<'static, Beat> = Attempts::new();
+        let now = Instant::now();
+        let (old_tx, old_rx) = tokio::sync::oneshot::channel::<Beat>();
+        let (other_tx, other_rx) = tokio::sync::oneshot::channel::<Beat>();
+        a.launch(
+            now,
+            AFTER,
+            Sent::default(),
+            async move { old_rx.await.unwrap() },
+        );
+        a.launch(now, AFTER, Sent::default(), async move {
+            other_rx.await.unwrap()
+        });
+        a.launch(now, AFTER, Sent::default(), async { Ok(()) });
+        assert!(a.next_news().await.unwrap().0.is_ok());
+        other_tx
+            .send(Err(ApiError::new(
+                ApiErrorKind::Transient,
+                "InternalFailure",
+                "",
+            )))
+            .unwrap();
+        old_tx
+            .send(Err(ApiError::new(
+                ApiErrorKind::TaskClosed,
+                "TaskTimedOut",
+                "",
+            )))
+            .unwrap();
+        let (answer, _) = a.next_news().await.expect("the closed answer");
+        assert_eq!(answer.unwrap_err().code, "TaskTimedOut");
     }
 }

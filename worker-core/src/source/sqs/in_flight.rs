@@ -209,20 +209,24 @@ impl InFlight {
             t.by_message.insert(key, existing);
             return Claim::Joined;
         }
-        if let Some(reporting) = t.reporting.get(token) {
+        if let Some(reporting) = t.reporting.get(token).cloned() {
             // Only a message sent after the task's own is a newer attempt's:
             // an older one of the token coming back (kept after a refused
-            // report, say) says nothing about the task's attempt (the
-            // simulation found a task deleted while open that way). Without
-            // timestamps, any other message is taken as newer.
+            // report, say) is the same work, and joins the task (the
+            // simulation found a task deleted while open when it superseded
+            // it instead; running it would run the token twice here).
+            // Without timestamps, any other message is taken as newer.
             let newest = reporting.newest_sent.load(Ordering::Acquire);
             let newer = match sent {
                 Some(sent) if newest > 0 => sent > newest,
                 _ => true,
             };
-            if newer {
-                reporting.superseded.store(true, Ordering::Release);
+            if !newer {
+                reporting.push(message_id, receipt_handle, kept_until, sent);
+                t.by_message.insert(key, reporting);
+                return Claim::Joined;
             }
+            reporting.superseded.store(true, Ordering::Release);
         }
         let deliveries = Arc::new(Deliveries::new(
             message_id,
@@ -399,9 +403,16 @@ mod tests {
         let f = in_flight();
         let newer = new(f.claim("T", "m2", "h2", at(30), Some(2_000)));
         f.reporting("T", &newer);
-        let older = new(f.claim("T", "m1", "h1", at(30), Some(1_000)));
+        assert!(matches!(
+            f.claim("T", "m1", "h1", at(30), Some(1_000)),
+            Claim::Joined
+        ));
         assert!(!newer.superseded(), "an older message superseded the task");
-        f.finish("T", &older, false);
+        assert_eq!(
+            newer.held(),
+            ["h2", "h1"],
+            "the older message joins the task"
+        );
         // The control: a message sent after the task's is a newer attempt.
         let _newest = new(f.claim("T", "m3", "h3", at(30), Some(3_000)));
         assert!(newer.superseded());
