@@ -12,7 +12,7 @@ no longer applies: a control that rotted is a control lost).
 Some defects only the long mode finds (the review's and the long sweep's
 own finds, tens of thousands of seeds in): their patch says `Search: long`
 in its header. CI skips them; `--long` runs every patch on a release build
-with a budget of 300,000 seeds (about two minutes per rare defect).
+with a budget of 500,000 seeds (up to about 15 minutes per rare defect).
 
     python3 scripts/sim-controls.py                 # CI: every patch found within CI's budget
     python3 scripts/sim-controls.py --long          # every patch, the long budget, release build
@@ -38,7 +38,7 @@ def default_seeds():
     return int(re.search(r"const DEFAULT_SEEDS: u64 = (\d+);", text).group(1))
 
 
-LONG_SEEDS = 300_000
+LONG_SEEDS = 500_000
 
 
 def is_long(patch):
@@ -54,7 +54,7 @@ def run(cmd, **kw):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, default=int(os.environ.get("SIM_SEEDS", default_seeds())))
-    ap.add_argument("--long", action="store_true", help="every patch, 300,000 seeds, release build")
+    ap.add_argument("--long", action="store_true", help="every patch, 500,000 seeds, release build")
     ap.add_argument("only", nargs="*", help="patch numbers (01, 13, ...) to run; default all")
     args = ap.parse_args()
     if args.long and "--seeds" not in sys.argv:

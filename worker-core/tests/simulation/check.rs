@@ -45,6 +45,10 @@ struct Hold {
     /// It ended by something the worker or the service did (not by the
     /// worker's death or exit, or the end of the seed).
     let_go: bool,
+    /// It ended by the worker releasing or deleting the message: the task
+    /// decided that up to a second before (it first waits for renewals in
+    /// flight, sending no more heartbeats).
+    by_letting_go: bool,
 }
 
 pub struct Checked {
@@ -138,6 +142,7 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
         }
         let mut until = end;
         let mut let_go = false;
+        let mut by_letting_go = false;
         let life = &lives[worker];
         for c in [life.killed, life.exited, life.gave_up]
             .into_iter()
@@ -213,6 +218,7 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
             if ends {
                 until = *t2;
                 let_go = true;
+                by_letting_go = matches!(e2, Event::ReleaseCall { .. } | Event::DeleteCall { .. });
                 break;
             }
         }
@@ -225,6 +231,7 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
             from: *t,
             until,
             let_go,
+            by_letting_go,
         });
     }
 
@@ -252,7 +259,13 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
             }
             last = c;
         }
-        (h.until - last > bound).then_some((last, h.until))
+        // The wait for renewals in flight before a release or delete.
+        let end = if h.by_letting_go {
+            bound + Duration::from_secs(1)
+        } else {
+            bound
+        };
+        (h.until - last > end).then_some((last, h.until))
     };
     // When a worker learned a token needs no more heartbeats: its report
     // was accepted, or the service said the task is closed.
@@ -643,7 +656,16 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
         let (Some(exited), None) = (life.exited, life.killed) else {
             continue;
         };
-        if h.handle.is_some() && !h.let_go && h.until >= exited && h.from <= exited {
+        // Handed over once the worker had given up (a second signal exits
+        // without waiting for the polls still open: what their answers
+        // carry comes back after its visibility timeout).
+        let handed_after_giving_up = life.gave_up.is_some_and(|g| h.from >= g);
+        if h.handle.is_some()
+            && !h.let_go
+            && !handed_after_giving_up
+            && h.until >= exited
+            && h.from <= exited
+        {
             let open = !history.iter().any(|(t, e)| {
                 *t <= exited
                     && match e {
