@@ -272,7 +272,12 @@ async fn run(p: &ExecParams, input: String, ctx: TaskContext) -> Result<String, 
                         }
                     };
                     if tokio::time::timeout_at(kill_at, exited).await.is_err() {
-                        group.signal(Signal::SIGKILL);
+                        // Only while the command itself lives is the group
+                        // surely its own (the rest is `kill_at`'s, which
+                        // looks before it signals).
+                        if matches!(child.try_wait(), Ok(None)) {
+                            group.signal(Signal::SIGKILL);
+                        }
                         let _ = child.wait().await;
                     }
                     // The command is gone, but what it started may ignore

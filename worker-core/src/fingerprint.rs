@@ -28,12 +28,13 @@ pub fn fingerprint(token: &str) -> String {
 }
 
 /// `text` with every occurrence of `token` replaced by `<token FINGERPRINT>`,
-/// and any piece of the token at least [`MIN_FRAGMENT_CHARS`] long (what is
-/// left of a token where a text was cut: a cause at its limit, the tail of
-/// a command's stderr, the first bytes of an answer) by `<token ...>`. The
-/// token is also looked for as JSON may escape it (`\/`) and as a URL path
-/// carries it (percent-encoded). Borrowed when there is nothing to hide,
-/// which is the common case.
+/// and pieces of the token by `<token ...>`: any piece 32 bytes or longer,
+/// and one of 16 bytes or more at the text's start or end (what is left of
+/// a token where a text was cut: a cause at its limit, the tail of a
+/// command's stderr, the first bytes of an answer). The token is also looked
+/// for as JSON encoders may escape it whole (`\/`, or every symbol as
+/// `\u002B`) and as a URL carries it (percent-encoded, either case).
+/// Borrowed when there is nothing to hide, which is the common case.
 pub fn redact<'a>(text: &'a str, token: &str) -> Cow<'a, str> {
     if token.len() < MIN_FRAGMENT_CHARS || text.len() < MIN_FRAGMENT_CHARS {
         // Too short to be worth hiding, or to hold anything worth hiding

@@ -24,6 +24,8 @@ struct Life {
     /// When shutdown stopped retrying (the last phase of its timeline, or
     /// a second signal): what it still held from then on it gave up.
     gave_up: Option<Time>,
+    /// A second signal: exit at once, without waiting for open polls.
+    forced: Option<Time>,
 }
 
 impl Life {
@@ -70,6 +72,7 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
                         killed: None,
                         exited: None,
                         gave_up: None,
+                        forced: None,
                     },
                 );
             }
@@ -91,7 +94,10 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
                         Duration::from_secs(sc.shutdown_grace_secs + sc.cancel_grace_secs + 10);
                     l.gave_up = Some(match l.gave_up {
                         None => *t + timeline,
-                        Some(at) => at.min(*t),
+                        Some(at) => {
+                            l.forced.get_or_insert(*t);
+                            at.min(*t)
+                        }
                     });
                 }
             }
@@ -656,13 +662,13 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
         let (Some(exited), None) = (life.exited, life.killed) else {
             continue;
         };
-        // Handed over once the worker had given up (a second signal exits
-        // without waiting for the polls still open: what their answers
-        // carry comes back after its visibility timeout).
-        let handed_after_giving_up = life.gave_up.is_some_and(|g| h.from >= g);
+        // Handed over after a second signal, which exits without waiting
+        // for the polls still open: what their answers carry comes back
+        // after its visibility timeout.
+        let handed_when_forced = life.forced.is_some_and(|f| h.from >= f);
         if h.handle.is_some()
             && !h.let_go
-            && !handed_after_giving_up
+            && !handed_when_forced
             && h.until >= exited
             && h.from <= exited
         {
