@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
         group_id: None,
         trace_header: None,
         attribute: None,
+        sent_timestamp_ms: None,
     };
     for input_pointer in [None, Some(ptr)] {
         let token = TokenSource::Pointer(token_ptr.into());
