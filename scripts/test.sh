@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and behaviour tests, and the LocalStack suites
 # that drive the real sfn-worker binary against LocalStack (feature
-# sfn-worker/localstack; installed and started here unless one
+# sfn-worker/_localstack; installed and started here unless one
 # already answers, or LOCALSTACK_ENDPOINT points at yours). Stops what it
 # started. Extra arguments go to `cargo test`.
 set -euo pipefail
@@ -23,4 +23,4 @@ fi
 DURABLE_RUNNER_PYTHON=$(scripts/durable-runner.sh install)
 export DURABLE_RUNNER_PYTHON
 
-exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/localstack,sfn-worker/otlp "$@"
+exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/_localstack,sfn-worker/otlp,embedded-worker/localstack "$@"

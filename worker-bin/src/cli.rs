@@ -7,10 +7,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use sfn_worker_core::Registry;
 
+use crate::commands;
 use crate::commands::workflows::{self, ClientArgs, Request, StatusFilter};
 use crate::config_file::ConfigSource;
 use crate::telemetry::{self, LogFormat};
-use crate::{commands, init};
 
 /// Exit code for a command that failed (an AWS error, a missing execution).
 pub(crate) const EXIT_ERROR: u8 = 1;
@@ -159,9 +159,6 @@ enum Command {
 }
 
 pub(crate) fn main(registry: Registry) -> ExitCode {
-    if init::wanted() {
-        return init::run();
-    }
     let cli = Cli::parse();
     let _telemetry = telemetry::init_logging(match cli.log_format {
         Format::Text => LogFormat::Text,

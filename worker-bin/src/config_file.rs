@@ -20,17 +20,65 @@ const ENV_SEPARATOR: &str = "__";
 /// file is awkward (ECS task definitions, SSM parameters as secrets).
 pub(crate) const CONFIG_TEXT_VARIABLE: &str = "SFN_WORKER_CONFIG_TOML";
 
-/// Where the configuration comes from.
+/// The variable naming the configuration file (`--config` of the CLI).
+pub(crate) const CONFIG_FILE_VARIABLE: &str = "SFN_WORKER_CONFIG";
+
+/// Where the configuration comes from, and how it is read: the same loader
+/// the `sfn-worker` binary uses, for an application that embeds the worker.
+///
+/// [`ConfigSource::load`] reads the TOML, applies the
+/// `SFN_WORKER_<SECTION>__<FIELD>` environment overrides (for example
+/// `SFN_WORKER_WORKER__MAX_CONCURRENCY=64`) and checks every field's type; an
+/// error names the file (or variable), each offending field and what was
+/// expected.
+///
+/// ```
+/// let source = sfn_worker::ConfigSource::text(r#"
+/// [[activity]]
+/// arn = "arn:aws:states:us-east-1:123456789012:activity:resize"
+/// handler = "echo"
+/// "#);
+/// let config = source.load().unwrap();
+/// assert_eq!(config.activities.len(), 1);
+/// let err = sfn_worker::ConfigSource::text("[worker]\nmax_concurency = 8").load().unwrap_err();
+/// assert!(err.to_string().contains("worker.max_concurency: unknown field"), "{err}");
+/// ```
 #[derive(Debug, Clone)]
-pub(crate) enum ConfigSource {
+#[non_exhaustive]
+pub enum ConfigSource {
+    /// A TOML file.
     File(PathBuf),
-    /// The text of `SFN_WORKER_CONFIG_TOML`.
+    /// TOML text: the text of `SFN_WORKER_CONFIG_TOML`, or the application's own.
     Text(String),
 }
 
 impl ConfigSource {
+    /// A TOML file.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        Self::File(path.into())
+    }
+
+    /// TOML text.
+    pub fn text(toml: impl Into<String>) -> Self {
+        Self::Text(toml.into())
+    }
+
+    /// Where the binary looks: the file named by `SFN_WORKER_CONFIG`, else
+    /// the text of `SFN_WORKER_CONFIG_TOML`.
+    pub fn from_env() -> Result<Self, crate::Error> {
+        Self::resolve(std::env::var_os(CONFIG_FILE_VARIABLE).map(PathBuf::from))
+            .map_err(crate::Error::Config)
+    }
+
+    /// Read it, apply the `SFN_WORKER_*` overrides, check the types. The
+    /// bindings' handlers are checked when the worker is built (they need
+    /// its registry): `sfn-worker check` and [`crate::DaemonBuilder::build`].
+    pub fn load(&self) -> Result<Config, crate::Error> {
+        load(self).map_err(crate::Error::Config)
+    }
+
     /// `--config` / `SFN_WORKER_CONFIG` if given, else `SFN_WORKER_CONFIG_TOML`.
-    pub fn resolve(path: Option<PathBuf>) -> Result<Self, String> {
+    pub(crate) fn resolve(path: Option<PathBuf>) -> Result<Self, String> {
         match path {
             Some(path) => Ok(Self::File(path)),
             None => std::env::var(CONFIG_TEXT_VARIABLE).map(Self::Text).map_err(|_| {
@@ -51,8 +99,11 @@ impl ConfigSource {
 /// Load, override and validate; on failure, one message naming the file,
 /// every offending field and what was expected.
 pub(crate) fn load_plan(source: &ConfigSource, registry: &Registry) -> Result<Plan, String> {
-    let config = load(source)?;
-    let name = source.name();
+    plan(load(source)?, &source.name(), registry)
+}
+
+/// Validate a loaded configuration against the registry; errors name `name`.
+pub(crate) fn plan(config: Config, name: &str, registry: &Registry) -> Result<Plan, String> {
     Plan::build(config, registry).map_err(|errors| {
         let mut msg = format!("{name}: invalid configuration");
         for e in errors {
@@ -188,8 +239,8 @@ command = ["cat"]
     #[test]
     fn a_good_file_loads() {
         let plan = load_plan(&file("good.toml", GOOD), &registry()).unwrap();
-        assert_eq!(plan.config.worker.max_concurrency.get(), 8);
-        assert_eq!(&*plan.activities[0].binding.name, "resize");
+        assert_eq!(plan.config().worker.max_concurrency.get(), 8);
+        assert_eq!(&*plan.activities()[0].binding.name, "resize");
     }
 
     #[test]

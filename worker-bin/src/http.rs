@@ -11,31 +11,43 @@ use tokio::net::TcpListener;
 
 #[derive(Clone)]
 struct AppState {
-    metrics: PrometheusHandle,
+    metrics: Option<PrometheusHandle>,
     health: Health,
 }
 
-/// Serve until the process exits. The listener is bound by the caller, so a
-/// port in use is reported before the worker starts.
-pub(crate) async fn serve(listener: TcpListener, metrics: PrometheusHandle, health: Health) {
-    let app = Router::new()
+/// The three endpoints; `/metrics` is 404 without a Prometheus recorder.
+pub(crate) fn router(metrics: Option<PrometheusHandle>, health: Health) -> Router {
+    Router::new()
         .route("/metrics", get(render))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .with_state(AppState { metrics, health });
+        .with_state(AppState { metrics, health })
+}
+
+/// Serve until aborted. The listener is bound by the caller, so a port in
+/// use is reported before the worker starts.
+pub(crate) async fn serve(listener: TcpListener, app: Router) {
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "metrics server stopped");
     }
 }
 
-async fn render(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+async fn render(State(s): State<AppState>) -> axum::response::Response {
+    match &s.metrics {
+        Some(metrics) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            metrics.render(),
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "no Prometheus recorder in this process: the worker's metrics go to the application's recorder\n",
+        )
+            .into_response(),
+    }
 }
 
 /// 200 while the process serves at all: a liveness probe must not fail
@@ -54,5 +66,6 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
         HealthState::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting\n"),
         HealthState::Draining => (StatusCode::SERVICE_UNAVAILABLE, "draining\n"),
         HealthState::Stopped => (StatusCode::SERVICE_UNAVAILABLE, "stopped\n"),
+        _ => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
     }
 }

@@ -1,4 +1,6 @@
-//! Logs, trace export and the metrics recorder: installed by the binary only.
+//! Logs and trace export as the `sfn-worker` binary sets them up, for an
+//! application that wants the same (an embedded worker logs through
+//! whatever `tracing` subscriber the application installs).
 
 use std::io::IsTerminal;
 
@@ -9,17 +11,27 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum LogFormat {
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// One line of text per event.
     Text,
+    /// One JSON object per event, with the current span's fields.
     Json,
 }
 
 /// Held for the life of the process: exported spans are flushed when it drops.
 #[must_use]
-pub(crate) struct Telemetry {
+pub struct Telemetry {
     #[cfg(feature = "otlp")]
     provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+impl std::fmt::Debug for Telemetry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Telemetry").finish_non_exhaustive()
+    }
 }
 
 impl Drop for Telemetry {
@@ -35,8 +47,9 @@ impl Drop for Telemetry {
 
 /// Logs go to stderr; `RUST_LOG` picks levels (default `info`). With the
 /// `otlp` feature and an OTLP endpoint in the environment, each task's span
-/// is exported too, whatever the log level.
-pub(crate) fn init_logging(format: LogFormat) -> Telemetry {
+/// is exported too, whatever the log level. Does nothing if a global
+/// subscriber is installed already.
+pub fn init_logging(format: LogFormat) -> Telemetry {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)

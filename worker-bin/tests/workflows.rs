@@ -52,14 +52,13 @@ async fn machines(defs: &[(&str, Value)]) -> BTreeMap<String, String> {
 }
 
 fn config(machines: &BTreeMap<String, String>, prefix: &str) -> WorkflowsConfig {
-    WorkflowsConfig {
-        execution_name_prefix: prefix.to_owned(),
-        state_machines: machines
-            .iter()
-            .map(|(k, v)| (k.clone(), v.parse().unwrap()))
-            .collect(),
-        ..WorkflowsConfig::default()
-    }
+    let mut config = WorkflowsConfig::default();
+    config.execution_name_prefix = prefix.to_owned();
+    config.state_machines = machines
+        .iter()
+        .map(|(k, v)| (k.clone(), v.parse().unwrap()))
+        .collect();
+    config
 }
 
 async fn client(machines: &BTreeMap<String, String>) -> Workflows {

@@ -21,6 +21,10 @@ pub const SHUTTING_DOWN: &str = "Worker.ShuttingDown";
 /// the worker reported this failure instead so the execution does not hang.
 pub const OUTPUT_REJECTED: &str = "Worker.OutputRejected";
 
+/// A tower service or layer around the handler failed with an error that is
+/// not a `TaskError` (a `tower::BoxError` of its own); the cause is its text.
+pub const SERVICE_ERROR: &str = "Worker.ServiceError";
+
 /// Step Functions answered a heartbeat that the task is closed (timed out,
 /// stopped, or completed), the handler was cancelled and did not return in
 /// time. Sent in case that answer was wrong (LocalStack answers
@@ -38,6 +42,7 @@ pub const ALL: &[&str] = &[
     SHUTTING_DOWN,
     OUTPUT_REJECTED,
     TASK_CLOSED,
+    SERVICE_ERROR,
 ];
 
 /// Kept here for code written against earlier versions; the limit lives in

@@ -9,10 +9,11 @@
 //! - [`handler`]: what a handler is ([`Handler`], [`handler_fn`]), its
 //!   [`TaskContext`] and [`TaskError`], and the [`Registry`] of handler kinds.
 //! - [`config`]: the typed, validated configuration and the resolved [`Plan`].
-//! - [`aws`]: the narrow seam to AWS, one folder per service
-//!   ([`aws::sfn`], [`aws::sqs`]), each with its SDK client and (feature
-//!   `test-util`) an in-process fake; one error classification, one retry
-//!   policy, one [`aws::Operation`] enum.
+//! - `aws`: the narrow seam to AWS, one folder per service (`sfn`, `sqs`,
+//!   `lambda`), each with its clients and an in-process fake; one error
+//!   classification ([`ApiError`]), one retry policy, one `Operation` enum.
+//!   Public only with the `test-util` feature (the fakes, and the seams they
+//!   plug into); [`Worker::connect`] makes the real clients.
 //! - `source`: where tasks come from, one folder per source (`activity`,
 //!   `sqs`), each with its configuration, pollers and what only it needs.
 //! - `slots`, `runner` (with `heartbeat` and the source's lease),
@@ -45,7 +46,13 @@
 #![warn(missing_docs)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// The transports (direct and SDK clients) are the worker's business:
+// public only with `test-util`, for the in-process fakes and the seams they
+// plug into. `Worker::connect` makes the real clients.
+#[cfg(any(test, feature = "test-util"))]
 pub mod aws;
+#[cfg(not(any(test, feature = "test-util")))]
+mod aws;
 mod completion;
 pub mod config;
 pub mod error_names;
@@ -60,19 +67,22 @@ mod send_gate;
 pub mod shutdown;
 mod slots;
 mod source;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 pub mod trace;
 mod worker;
 pub mod workflows;
 
+pub use aws::{ApiError, ApiErrorKind};
 pub use config::{Config, ConfigError, Plan};
 pub use fingerprint::{fingerprint, redact};
 pub use handler::{
-    BuildError, CancelReason, Handler, HandlerFactory, LocalCancel, Registry, ResultExt,
-    TaskContext, TaskError, TaskSource, handler_fn,
+    BuildError, CancelReason, Handler, HandlerFactory, HandlerService, LocalCancel, Registry,
+    ResultExt, ServiceHandler, Task, TaskContext, TaskError, TaskSource, handler_fn,
 };
 pub use shutdown::ShutdownHandle;
 pub use trace::TraceContext;
-pub use worker::{Health, HealthState, Worker, WorkerError};
+pub use worker::{ConnectError, Health, HealthState, Worker, WorkerError};
 
 /// Re-exported so handler authors use the same cancellation type as the worker.
 pub use tokio_util::sync::CancellationToken;

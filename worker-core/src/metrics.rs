@@ -64,6 +64,7 @@ pub const TASK_DURATION_BUCKETS: &[f64] = &[
 
 /// How a task ended: the `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Outcome {
     /// `SendTaskSuccess` accepted.
     Succeeded,
@@ -157,6 +158,7 @@ pub fn describe() {
 
 /// What a poll got: the `result` label of [`POLLS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum PollResult {
     /// A task (or, for SQS, at least one message).
     Task,
@@ -182,6 +184,7 @@ impl PollResult {
 
 /// How a heartbeat was answered: the `result` label of [`HEARTBEATS`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum HeartbeatResult {
     /// Accepted.
     Ok,

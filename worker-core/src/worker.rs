@@ -74,9 +74,24 @@ pub enum WorkerError {
     NoDurableClient,
 }
 
+/// Why [`Worker::connect`] could not make the worker's AWS clients.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Neither `[aws] region` nor the standard chain (`AWS_REGION`, the
+    /// profile, IMDS) gives a region.
+    #[error("no AWS region: set [aws] region or AWS_REGION")]
+    NoRegion,
+    /// A client could not be made (an endpoint URL that does not parse, no
+    /// TLS roots); the text says which and why.
+    #[error("aws: {0}")]
+    Client(String),
+}
+
 /// Where the worker is in its life, for `/readyz`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum HealthState {
     /// Checking the configuration against AWS.
     Starting = 0,
@@ -155,8 +170,65 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// A worker for `plan`, talking to Step Functions through `api`.
+    /// A worker for `plan` with the AWS clients its `[aws]` section asks
+    /// for: the standard configuration chain (credentials, region) with the
+    /// section's overrides, the direct or SDK client for Step Functions and
+    /// SQS (`sfn_client`, `sqs_client`), and Lambda's durable-execution
+    /// callbacks when a binding completes there.
+    pub async fn connect(plan: Plan) -> Result<Self, ConnectError> {
+        use crate::aws::{DirectLambda, DirectSfn, DirectSqs, SdkSfn, SdkSqs, load_sdk_config};
+        use crate::config::{CallbackNotFound, ClientKind};
+
+        let aws = &plan.config.aws;
+        let sdk = load_sdk_config(aws).await;
+        if sdk.region().is_none() {
+            return Err(ConnectError::NoRegion);
+        }
+        let client = |e: &dyn std::fmt::Display| ConnectError::Client(e.to_string());
+        let poll_timeout = Duration::from_secs(plan.config.worker.poll_timeout_secs);
+        let api: Arc<dyn SfnApi> = match aws.sfn_client {
+            ClientKind::Direct => Arc::new(
+                DirectSfn::new(&sdk, poll_timeout)
+                    .await
+                    .map_err(|e| client(&e))?,
+            ),
+            ClientKind::Sdk => Arc::new(SdkSfn::new(&sdk, poll_timeout)),
+        };
+        let sqs: Arc<dyn SqsApi> = match aws.sqs_client {
+            ClientKind::Direct => Arc::new(DirectSqs::new(&sdk).await.map_err(|e| client(&e))?),
+            ClientKind::Sdk => Arc::new(SdkSqs::new(&sdk)),
+        };
+        let durable = if plan
+            .queues
+            .iter()
+            .any(|q| q.completes == Completes::DurableCallback)
+        {
+            let lambda = DirectLambda::new(&sdk, aws.lambda_endpoint_url.as_deref())
+                .map_err(|e| client(&e))?
+                .not_found_is_closed(aws.lambda_callback_not_found == CallbackNotFound::Closed);
+            tracing::info!(
+                endpoint = lambda.endpoint(),
+                "durable-execution callbacks go to Lambda"
+            );
+            Some(lambda)
+        } else {
+            None
+        };
+        let mut worker = Self::with_clients(plan, api);
+        worker.sqs = Some(sqs);
+        worker.durable = durable.map(|lambda| Arc::new(lambda) as Arc<dyn CompletionTarget>);
+        Ok(worker)
+    }
+
+    /// A worker for `plan`, talking to Step Functions through `api` (an
+    /// in-process fake of `aws::fake`; [`Worker::connect`] makes the real
+    /// clients). Feature `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn new(plan: Plan, api: Arc<dyn SfnApi>) -> Self {
+        Self::with_clients(plan, api)
+    }
+
+    fn with_clients(plan: Plan, api: Arc<dyn SfnApi>) -> Self {
         let worker_name = plan
             .config
             .worker
@@ -174,14 +246,18 @@ impl Worker {
         }
     }
 
-    /// The SQS client for `[[queue]]` bindings.
+    /// The SQS client for `[[queue]]` bindings (a fake of `aws::fake`;
+    /// [`Worker::connect`] makes the real one). Feature `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_sqs(mut self, sqs: Arc<dyn SqsApi>) -> Self {
         self.sqs = Some(sqs);
         self
     }
 
-    /// Where `completes = "durable-callback"` bindings report: Lambda's
-    /// durable-execution callbacks (`aws::DirectLambda`), or a fake.
+    /// Where `completes = "durable-callback"` bindings report: a fake of
+    /// `aws::fake` ([`Worker::connect`] makes the real client). Feature
+    /// `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn with_durable_callbacks(mut self, target: Arc<dyn CompletionTarget>) -> Self {
         self.durable = Some(target);
         self

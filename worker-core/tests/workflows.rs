@@ -76,12 +76,10 @@ fn client(url: &str, max_retries: u32, timeout_secs: u64) -> Workflows {
             "test", "test", None, None, "tests",
         )))
         .build();
-    let config = WorkflowsConfig {
-        max_retries,
-        request_timeout_secs: NonZeroU64::new(timeout_secs).unwrap(),
-        state_machines: [("orders".to_owned(), MACHINE.parse().unwrap())].into(),
-        ..WorkflowsConfig::default()
-    };
+    let mut config = WorkflowsConfig::default();
+    config.max_retries = max_retries;
+    config.request_timeout_secs = NonZeroU64::new(timeout_secs).unwrap();
+    config.state_machines = [("orders".to_owned(), MACHINE.parse().unwrap())].into();
     Workflows::new(&sdk, &config).unwrap()
 }
 
@@ -238,10 +236,8 @@ async fn a_generated_name_is_kept_across_retries() {
 
 #[tokio::test]
 async fn a_config_the_checks_refuse_builds_no_client() {
-    let config = WorkflowsConfig {
-        execution_name_prefix: "two words".into(),
-        ..WorkflowsConfig::default()
-    };
+    let mut config = WorkflowsConfig::default();
+    config.execution_name_prefix = "two words".into();
     let sdk = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .build();

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sfn_worker::{TaskContext, TaskError};
+use sfn_worker::{Registry, TaskContext, TaskError};
 
 #[derive(Debug, Deserialize)]
 pub struct Order {
@@ -62,6 +62,20 @@ fn unit_price_cents(sku: &str) -> Result<u64, OrderError> {
     }
 }
 
+/// Our kinds, registered by `main` and by the tests alike.
+pub fn register(registry: &mut Registry) {
+    registry.handler("price-order", price_order);
+    registry.handler("resize-images", resize_images);
+    registry.describe(
+        "price-order",
+        "Prices an order; fails with Orders.EmptyOrder or Orders.UnknownSku.",
+    );
+    registry.describe(
+        "resize-images",
+        "Resizes a batch of images, heartbeating after each one.",
+    );
+}
+
 pub async fn price_order(order: Order, _ctx: TaskContext) -> Result<Priced, OrderError> {
     if order.lines.is_empty() {
         return Err(OrderError::Empty { id: order.id });
@@ -106,7 +120,9 @@ pub async fn resize_images(batch: Batch, ctx: TaskContext) -> Result<Resized, Ta
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sfn_worker::{CancelReason, Handler, handler_fn};
+    use serde_json::json;
+    use sfn_worker::testing::{TestTask, TestWorker};
+    use sfn_worker::{CancelReason, Registry};
 
     fn order(lines: &[(&str, u32)]) -> Order {
         Order {
@@ -154,40 +170,73 @@ mod tests {
         );
     }
 
+    /// Through the registry, as the worker builds the handler: JSON in,
+    /// JSON out, input checked against `Order` before the function runs.
     #[tokio::test]
     async fn the_worker_rejects_input_that_is_not_an_order() {
-        // Through the same wrapper the worker uses: JSON in, JSON out.
-        let handler = handler_fn(price_order);
-        let err = handler
-            .call(r#"{"id": 7}"#.into(), TaskContext::local("test"))
+        let mut registry = Registry::new();
+        register(&mut registry);
+        let task = TestTask::new("orders");
+        let err = task
+            .run(&registry, "price-order", json!({ "id": 7 }))
             .await
             .unwrap_err();
         assert_eq!(err.error(), "Worker.InvalidInput");
-        let out = handler
-            .call(
-                r#"{"id":"o-2","lines":[{"sku":"pear","quantity":4}]}"#.into(),
-                TaskContext::local("test"),
+        let out = task
+            .run(
+                &registry,
+                "price-order",
+                json!({ "id": "o-2", "lines": [{ "sku": "pear", "quantity": 4 }] }),
             )
-            .await
-            .unwrap();
-        assert_eq!(out, r#"{"id":"o-2","total_cents":300}"#);
+            .await;
+        assert_eq!(out, Ok(json!({ "id": "o-2", "total_cents": 300 })));
     }
 
+    /// A heartbeat after each image; on tokio's paused clock the test does
+    /// not wait the 2 s per image for real.
+    #[tokio::test(start_paused = true)]
+    async fn resizing_heartbeats_after_each_image() {
+        let mut registry = Registry::new();
+        register(&mut registry);
+        let task = TestTask::new("images");
+        let out = task
+            .run(
+                &registry,
+                "resize-images",
+                json!({ "images": ["a", "b", "c"] }),
+            )
+            .await;
+        assert_eq!(out, Ok(json!({ "done": ["a@2x", "b@2x", "c@2x"] })));
+        assert_eq!(task.heartbeats(), 3);
+    }
+
+    /// Cancelled as the worker cancels it (Step Functions closed the task,
+    /// the timeout, shutdown): it stops at once and says how far it got.
     #[tokio::test(start_paused = true)]
     async fn resizing_stops_when_the_task_is_cancelled() {
-        let (ctx, canceller) = TaskContext::local_cancellable("test");
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            canceller.cancel(CancelReason::TaskClosed);
-        });
-        let batch = Batch {
-            images: (0..10).map(|i| format!("img{i}.png")).collect(),
-        };
-        let err = resize_images(batch, ctx).await.unwrap_err();
-        assert_eq!(
-            (err.error(), err.cause()),
-            (CANCELLED, "stopped after 2 images")
-        );
+        let mut registry = Registry::new();
+        register(&mut registry);
+        for reason in [
+            CancelReason::TaskClosed,
+            CancelReason::Timeout,
+            CancelReason::Shutdown,
+        ] {
+            let task = TestTask::new("images");
+            task.cancel_after(Duration::from_secs(5), reason);
+            let images: Vec<String> = (0..10).map(|i| format!("img{i}.png")).collect();
+            let started = tokio::time::Instant::now();
+            let err = task
+                .run(&registry, "resize-images", json!({ "images": images }))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                (err.error(), err.cause()),
+                (CANCELLED, "stopped after 2 images"),
+                "{reason:?}"
+            );
+            assert_eq!(started.elapsed(), Duration::from_secs(5), "{reason:?}");
+            assert_eq!(task.heartbeats(), 2, "{reason:?}");
+        }
     }
 
     /// The handlers inside a real worker (pollers, heartbeats, reporting),
@@ -195,39 +244,22 @@ mod tests {
     /// tokio's paused clock: what `cargo test` can prove without an emulator.
     #[tokio::test(start_paused = true)]
     async fn a_real_worker_serves_them_against_the_fake() {
-        use sfn_worker::core::aws::fake::{FakeSfn, Report};
-        use sfn_worker::core::{Config, Plan, Registry, Worker};
-
-        const ARN: &str = "arn:aws:states:us-east-1:000000000000:activity:orders";
         let mut registry = Registry::new();
-        registry.handler("price-order", price_order);
-        let config: Config = serde_json::from_value(serde_json::json!({
-            "activity": [{ "arn": ARN, "handler": "price-order", "heartbeat_secs": 10 }]
-        }))
-        .unwrap();
-        let plan = Plan::build(config, &registry).unwrap();
-        let fake = FakeSfn::new();
-        let worker = Worker::new(plan, std::sync::Arc::new(fake.clone()));
-        let shutdown = worker.shutdown_handle();
-        let run = tokio::spawn(worker.run());
-
-        fake.push_task(
-            ARN,
+        register(&mut registry);
+        let worker = TestWorker::start(registry, "price-order").unwrap();
+        worker.push(
             "ok",
-            r#"{"id":"o-1","lines":[{"sku":"apple","quantity":3}]}"#,
+            json!({ "id": "o-1", "lines": [{ "sku": "apple", "quantity": 3 }] }),
         );
-        fake.push_task(ARN, "bad", r#"{"id":"o-2","lines":[]}"#);
-        let mut reports = fake.wait_for_reports(2).await;
-        reports.sort_by(|a, b| a.token().cmp(b.token()));
-        assert!(
-            matches!(&reports[0], Report::Failure { error, .. } if error == EMPTY_ORDER),
-            "{reports:?}"
+        worker.push("bad", json!({ "id": "o-2", "lines": [] }));
+        assert_eq!(
+            worker.outcome("ok").await,
+            Ok(json!({ "id": "o-1", "total_cents": 150 }))
         );
-        assert!(
-            matches!(&reports[1], Report::Success { output, .. } if output == r#"{"id":"o-1","total_cents":150}"#),
-            "{reports:?}"
+        assert_eq!(
+            worker.outcome("bad").await.unwrap_err().error(),
+            EMPTY_ORDER
         );
-        shutdown.shutdown();
-        run.await.unwrap().unwrap();
+        worker.shutdown().await;
     }
 }

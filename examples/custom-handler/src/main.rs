@@ -8,16 +8,5 @@
 mod handlers;
 
 fn main() -> std::process::ExitCode {
-    sfn_worker::main(|registry| {
-        registry.handler("price-order", handlers::price_order);
-        registry.handler("resize-images", handlers::resize_images);
-        registry.describe(
-            "price-order",
-            "Prices an order; fails with Orders.EmptyOrder or Orders.UnknownSku.",
-        );
-        registry.describe(
-            "resize-images",
-            "Resizes a batch of images, heartbeating after each one.",
-        );
-    })
+    sfn_worker::main(handlers::register)
 }

@@ -116,7 +116,7 @@ async fn main() -> Result<()> {
     let parsed: sfn_worker_core::Config = Figment::from(Toml::string(&text))
         .extract()
         .context("the demo's config.toml")?;
-    let sdk = sfn_worker_core::aws::load_sdk_config(&parsed.aws).await;
+    let sdk = parsed.aws.sdk_config().await;
     let workflows = Workflows::new(&sdk, &parsed.workflows)
         .map_err(|errors| anyhow::anyhow!("[workflows]: {errors:?}"))?;
     let log = dir.join("sfn-worker.log");

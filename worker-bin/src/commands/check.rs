@@ -43,8 +43,8 @@ pub(crate) fn check(source: &ConfigSource, registry: &Registry) -> ExitCode {
 /// (a test holds it to their schema), secrets masked.
 fn render(plan: &Plan) -> String {
     let mut out = String::new();
-    let w = &plan.config.worker;
-    let aws = &plan.config.aws;
+    let w = &plan.config().worker;
+    let aws = &plan.config().aws;
     line!(out, "[aws]");
     line!(
         out,
@@ -93,7 +93,7 @@ fn render(plan: &Plan) -> String {
         "  worker_name         = {}",
         w.worker_name.as_deref().unwrap_or("(host name + pid)")
     );
-    for (a, binding) in plan.activities.iter().zip(&plan.config.activities) {
+    for (a, binding) in plan.activities().iter().zip(&plan.config().activities) {
         line!(out, "[[activity]] {}", a.binding.name);
         line!(out, "  arn            = {}", a.arn);
         line!(out, "  handler        = {}", a.binding.kind);
@@ -116,7 +116,7 @@ fn render(plan: &Plan) -> String {
             line!(out, "  params         = {}", masked(&binding.params));
         }
     }
-    for (q, binding) in plan.queues.iter().zip(&plan.config.queues) {
+    for (q, binding) in plan.queues().iter().zip(&plan.config().queues) {
         line!(out, "[[queue]] {}", q.binding.name);
         line!(
             out,
@@ -146,13 +146,13 @@ fn render(plan: &Plan) -> String {
         }
         line!(out, "  completes               = {}", q.completes.as_str());
         let (used, unused) = match q.completes {
-            Completes::StepFunctions => (
-                ("token_pointer", "token_attribute"),
-                ("callback_id_pointer", "callback_id_attribute"),
-            ),
             Completes::DurableCallback => (
                 ("callback_id_pointer", "callback_id_attribute"),
                 ("token_pointer", "token_attribute"),
+            ),
+            _ => (
+                ("token_pointer", "token_attribute"),
+                ("callback_id_pointer", "callback_id_attribute"),
             ),
         };
         match &q.token {
@@ -164,6 +164,7 @@ fn render(plan: &Plan) -> String {
                 line!(out, "  {:<23} = (none: the id is in an attribute)", used.0);
                 line!(out, "  {:<23} = {a}", used.1);
             }
+            _ => {}
         }
         for field in [unused.0, unused.1] {
             line!(
@@ -203,7 +204,7 @@ fn render(plan: &Plan) -> String {
             );
         }
     }
-    let wf = &plan.config.workflows;
+    let wf = &plan.config().workflows;
     line!(out, "[workflows]");
     line!(
         out,

@@ -29,8 +29,11 @@ mod target;
 pub use error::{ApiError, ApiErrorKind};
 pub use lambda::DirectLambda;
 pub use operation::Operation;
-pub use sdk_config::load_sdk_config;
+pub(crate) use sdk_config::load_sdk_config;
+// Without `test-util` only the worker uses the seam, and not every name.
+#[cfg_attr(not(any(test, feature = "test-util")), allow(unused_imports))]
 pub use sfn::{ActivityTask, DirectClientError, DirectSfn, SdkSfn, SfnApi};
+#[cfg_attr(not(any(test, feature = "test-util")), allow(unused_imports))]
 pub use sqs::{BatchEntry, DirectSqs, EntryResult, Message, ReceiveRequest, SdkSqs, SqsApi};
 pub use target::{CompletionTarget, StepFunctions, TargetOperations};
 

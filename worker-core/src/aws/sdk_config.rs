@@ -17,7 +17,7 @@ pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(15);
 /// Load the AWS configuration: the standard chain (environment, profile, web
 /// identity / IRSA, ECS task role, IMDS; `AWS_ENDPOINT_URL`), with the
 /// `[aws]` section's overrides on top.
-pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
+pub(crate) async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = &aws.region {
         loader = loader.region(Region::new(region.clone()));
@@ -29,6 +29,16 @@ pub async fn load_sdk_config(aws: &AwsConfig) -> SdkConfig {
         loader = loader.profile_name(profile);
     }
     loader.load().await
+}
+
+impl AwsConfig {
+    /// The AWS SDK configuration this section describes: the standard chain
+    /// (environment, profile, web identity / IRSA, ECS task role, IMDS;
+    /// `AWS_ENDPOINT_URL`) with the section's overrides on top, as the worker
+    /// loads it; for the workflows client or your own SDK clients.
+    pub async fn sdk_config(&self) -> SdkConfig {
+        load_sdk_config(self).await
+    }
 }
 
 /// How every AWS client of the worker is set up: no SDK retries (the worker

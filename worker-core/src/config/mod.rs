@@ -32,6 +32,7 @@ pub const MAX_SECS: u64 = 365 * 24 * 60 * 60;
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// How to reach AWS.
     #[serde(default)]
@@ -54,6 +55,7 @@ pub struct Config {
 /// `[aws]`: overrides for the standard AWS configuration chain.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct AwsConfig {
     /// Region; default: the standard chain (`AWS_REGION`, profile, IMDS).
     pub region: Option<String>,
@@ -90,6 +92,7 @@ pub struct AwsConfig {
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum ClientKind {
     /// Signed with the SDK's signer and sent on one keep-alive pool, without
     /// the SDK's per-request machinery: a fraction of the CPU per call
@@ -105,6 +108,7 @@ pub enum ClientKind {
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum CallbackNotFound {
     /// Closed only if Lambda knew the callback before; otherwise keep the
     /// message and say the worker is misdirected.
@@ -120,6 +124,7 @@ pub type SfnClient = ClientKind;
 /// `[worker]`: process-wide settings.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// Tasks running at once across all bindings (and polls in flight, which
     /// each hold a slot). Default 256.
@@ -173,6 +178,7 @@ impl Default for WorkerConfig {
 /// A configuration that parsed but does not make sense: which field, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The field, as a path: `activity[1].pollers`.
     pub field: String,
@@ -226,6 +232,28 @@ mod tests {
             check_pointer("/a~2")
                 .unwrap_err()
                 .contains("~ must be followed")
+        );
+    }
+
+    /// A binding made in code has the defaults a file's binding with the
+    /// same two keys has: the two ways cannot drift apart.
+    #[test]
+    fn bindings_made_in_code_have_the_files_defaults() {
+        let arn = "arn:aws:states:us-east-1:123456789012:activity:resize";
+        let from_file: ActivityBinding =
+            serde_json::from_value(serde_json::json!({ "arn": arn, "handler": "exec" })).unwrap();
+        let in_code = ActivityBinding::new(arn.parse().unwrap(), "exec");
+        assert_eq!(
+            serde_json::to_value(&in_code).unwrap(),
+            serde_json::to_value(&from_file).unwrap()
+        );
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/jobs";
+        let from_file: QueueBinding =
+            serde_json::from_value(serde_json::json!({ "url": url, "handler": "exec" })).unwrap();
+        let in_code = QueueBinding::new(url.parse().unwrap(), "exec");
+        assert_eq!(
+            serde_json::to_value(&in_code).unwrap(),
+            serde_json::to_value(&from_file).unwrap()
         );
     }
 }

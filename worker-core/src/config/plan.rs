@@ -16,13 +16,13 @@ use crate::source::{activity, sqs};
 /// A configuration checked against the registry: every binding has its handler
 /// built. This is what a [`crate::Worker`] runs and what `sfn-worker check` prints.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct Plan {
-    /// The configuration it came from.
-    pub config: Config,
-    /// One entry per `[[activity]]`, in file order.
-    pub activities: Vec<ActivityPlan>,
-    /// One entry per `[[queue]]`, in file order.
-    pub queues: Vec<QueuePlan>,
+    // Private: a plan is only made by `Plan::build`, so whatever holds one
+    // holds a validated configuration.
+    pub(crate) config: Config,
+    pub(crate) activities: Vec<ActivityPlan>,
+    pub(crate) queues: Vec<QueuePlan>,
 }
 
 /// What a configuration without bindings is told where bindings are needed.
@@ -31,6 +31,7 @@ pub const NOTHING_TO_SERVE: &str =
 
 /// What every binding has, whatever its source.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct BindingPlan {
     /// The binding's name (logs, metrics); unique across all bindings.
     pub name: Arc<str>,
@@ -62,6 +63,21 @@ impl std::fmt::Debug for BindingPlan {
 }
 
 impl Plan {
+    /// The configuration it came from.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// One entry per `[[activity]]`, in file order.
+    pub fn activities(&self) -> &[ActivityPlan] {
+        &self.activities
+    }
+
+    /// One entry per `[[queue]]`, in file order.
+    pub fn queues(&self) -> &[QueuePlan] {
+        &self.queues
+    }
+
     /// Check `config` beyond what parsing checks, and build every handler.
     /// Returns every problem found, not just the first. A configuration
     /// with no binding is valid only if it names workflows (`[workflows]`,

@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::trace::TraceContext;
@@ -80,6 +81,8 @@ struct Inner {
     cancel: CancellationToken,
     reason: OnceLock<CancelReason>,
     heartbeat: Notify,
+    /// How many times the handler asked for a heartbeat (the test helpers read it).
+    heartbeats_asked: AtomicU64,
 }
 
 impl std::fmt::Debug for TaskContext {
@@ -114,6 +117,7 @@ impl TaskContext {
                 cancel: CancellationToken::new(),
                 reason: OnceLock::new(),
                 heartbeat: Notify::new(),
+                heartbeats_asked: AtomicU64::new(0),
             }),
         }
     }
@@ -126,11 +130,15 @@ impl TaskContext {
     /// assert!(!ctx.is_cancelled());
     /// ```
     pub fn local(binding: &str) -> Self {
+        Self::local_with_deadline(binding, None)
+    }
+
+    pub(crate) fn local_with_deadline(binding: &str, deadline: Option<Instant>) -> Self {
         Self::new(
             "local".to_owned(),
             TaskSource::Local,
             binding.into(),
-            None,
+            deadline,
             None,
         )
     }
@@ -204,7 +212,14 @@ impl TaskContext {
     /// Coalesced with the timer: many calls while one heartbeat is pending
     /// send one, and a heartbeat sent this way resets the timer. Never blocks.
     pub fn heartbeat(&self) {
+        self.inner.heartbeats_asked.fetch_add(1, Ordering::Relaxed);
         self.inner.heartbeat.notify_one();
+    }
+
+    /// How many times [`TaskContext::heartbeat`] was called.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
+    pub(crate) fn heartbeats_asked(&self) -> u64 {
+        self.inner.heartbeats_asked.load(Ordering::Relaxed)
     }
 
     /// Cancel the task with a reason. The first reason sticks. Only the

@@ -106,6 +106,26 @@ impl From<std::convert::Infallible> for TaskError {
     }
 }
 
+/// The error of a tower stack (`tower::BoxError`, what `Timeout`, `Buffer`
+/// and most layers return) as a task failure: a [`TaskError`] inside it
+/// keeps its name; tower's timeout is `Worker.HandlerTimeout`, as the
+/// binding's own `timeout_secs` is; anything else is `Worker.ServiceError`
+/// with the error's text as the cause. One fixed name, not one derived from
+/// the error's type: a state machine's `Catch` must not change with a
+/// refactor. Name your own layer's failures by returning a `TaskError`.
+impl From<tower::BoxError> for TaskError {
+    fn from(e: tower::BoxError) -> Self {
+        match e.downcast::<TaskError>() {
+            Ok(named) => *named,
+            Err(e) if e.is::<tower::timeout::error::Elapsed>() => TaskError::new(
+                crate::error_names::HANDLER_TIMEOUT,
+                "the handler ran past the timeout of a tower layer",
+            ),
+            Err(e) => TaskError::new(crate::error_names::SERVICE_ERROR, e.to_string()),
+        }
+    }
+}
+
 /// Name an error where it happens: `std::fs::read(p).or_task_error("Orders.ReadFailed")?`.
 pub trait ResultExt<T> {
     /// The error becomes a [`TaskError`] named `error`, with the error's
@@ -157,6 +177,22 @@ mod tests {
         let e = TaskError::new("x".repeat(256), "y".repeat(32_768));
         assert_eq!(e.error().len(), 256);
         assert_eq!(e.cause().len(), 32_768);
+    }
+
+    #[test]
+    fn a_tower_error_keeps_a_task_errors_name_and_names_the_rest_once() {
+        let named: tower::BoxError = Box::new(TaskError::new("Orders.Declined", "no"));
+        assert_eq!(
+            TaskError::from(named),
+            TaskError::new("Orders.Declined", "no")
+        );
+        let elapsed: tower::BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(TaskError::from(elapsed).error(), "Worker.HandlerTimeout");
+        let other: tower::BoxError = "overloaded".into();
+        assert_eq!(
+            TaskError::from(other),
+            TaskError::new("Worker.ServiceError", "overloaded")
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 mod context;
 mod error;
 mod registry;
+mod service;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -20,6 +21,7 @@ use serde::de::DeserializeOwned;
 pub use context::{CancelReason, LocalCancel, TaskContext, TaskSource};
 pub use error::{MAX_CAUSE_CHARS, MAX_ERROR_CHARS, ResultExt, TaskError};
 pub use registry::{BuildError, HandlerFactory, KindInfo, ParamsError, Registry};
+pub use service::{HandlerService, ServiceHandler, Task};
 
 use crate::error_names;
 
@@ -85,28 +87,34 @@ where
     fn call(&self, input: String, ctx: TaskContext) -> HandlerFuture {
         let typed = match parse_input::<I>(&input) {
             Ok(typed) => typed,
-            Err(cause) => {
-                return Box::pin(std::future::ready(Err(TaskError::new(
-                    error_names::INVALID_INPUT,
-                    cause,
-                ))));
-            }
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
         let fut = (self.f)(typed, ctx);
         Box::pin(async move {
             let output = fut.await.map_err(Into::into)?;
-            serde_json::to_string(&output).map_err(|e| {
-                TaskError::new(
-                    error_names::INVALID_OUTPUT,
-                    format!("handler output does not serialize to JSON: {e}"),
-                )
-            })
+            serialize_output(&output)
         })
     }
 }
 
+/// A handler's output as JSON text, or `Worker.InvalidOutput`.
+fn serialize_output<O: Serialize>(output: &O) -> Result<String, TaskError> {
+    serde_json::to_string(output).map_err(|e| {
+        TaskError::new(
+            error_names::INVALID_OUTPUT,
+            format!("handler output does not serialize to JSON: {e}"),
+        )
+    })
+}
+
+/// The task input as the handler's type, or `Worker.InvalidInput` naming
+/// where it did not match.
+fn parse_input<I: DeserializeOwned>(input: &str) -> Result<I, TaskError> {
+    parse_input_text(input).map_err(|cause| TaskError::new(error_names::INVALID_INPUT, cause))
+}
+
 /// Deserialize the task input, saying where it did not match.
-fn parse_input<I: DeserializeOwned>(input: &str) -> Result<I, String> {
+fn parse_input_text<I: DeserializeOwned>(input: &str) -> Result<I, String> {
     let mut de = serde_json::Deserializer::from_str(input);
     let typed: I = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

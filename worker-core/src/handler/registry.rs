@@ -5,7 +5,10 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{Handler, TaskContext, TaskError, handler_fn};
+use tower::{Layer, Service};
+
+use super::service::RawServiceHandler;
+use super::{Handler, HandlerService, ServiceHandler, Task, TaskContext, TaskError, handler_fn};
 
 /// A handler *kind* that builds handlers from a binding's `params` table.
 ///
@@ -93,10 +96,14 @@ pub struct KindInfo {
 }
 
 type BuildFn = dyn Fn(&serde_json::Value) -> Result<Arc<dyn Handler>, ParamsError> + Send + Sync;
+/// A layer, erased: wraps a built handler in it.
+type WrapFn = dyn Fn(Arc<dyn Handler>) -> Arc<dyn Handler> + Send + Sync;
 
 struct Entry {
     info: KindInfo,
     build: Box<BuildFn>,
+    /// Layers around this kind only, innermost first.
+    layers: Vec<Arc<WrapFn>>,
 }
 
 /// The handler kinds a worker knows, by name.
@@ -112,6 +119,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Registry {
     kinds: BTreeMap<String, Entry>,
+    /// Layers around every kind, innermost first.
+    layers: Vec<Arc<WrapFn>>,
 }
 
 /// A handler registered with [`Registry::handler`] takes no params.
@@ -136,6 +145,116 @@ impl Registry {
         E: Into<TaskError> + 'static,
     {
         self.handler_object(kind, Arc::new(handler_fn(f)))
+    }
+
+    /// Register an async function that also gets `state`, a value shared by
+    /// every task of the kind (a database pool, an SDK client, your app's
+    /// state): each task gets a clone. Build the state with `.await` before
+    /// registering it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use sfn_worker_core::{Registry, TaskContext, TaskError};
+    ///
+    /// struct Prices { apple: u32 }
+    ///
+    /// async fn price(sku: String, _ctx: TaskContext, prices: Arc<Prices>) -> Result<u32, TaskError> {
+    ///     match sku.as_str() {
+    ///         "apple" => Ok(prices.apple),
+    ///         _ => Err(TaskError::new("Prices.UnknownSku", sku)),
+    ///     }
+    /// }
+    ///
+    /// let mut registry = Registry::new();
+    /// registry.handler_with_state("price", Arc::new(Prices { apple: 30 }), price);
+    /// ```
+    pub fn handler_with_state<S, F, I, O, E, Fut>(
+        &mut self,
+        kind: &str,
+        state: S,
+        f: F,
+    ) -> &mut Self
+    where
+        S: Clone + Send + Sync + 'static,
+        F: Fn(I, TaskContext, S) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, E>> + Send + 'static,
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        E: Into<TaskError> + 'static,
+    {
+        self.handler(kind, move |input: I, ctx| f(input, ctx, state.clone()))
+    }
+
+    /// Register a tower service as a kind that takes no params: any
+    /// `Service<Task<I>>` whose response serializes to JSON and whose error
+    /// becomes a [`TaskError`] (`tower::BoxError` does: see its `From`).
+    /// Compose a kind's own layers with `tower::ServiceBuilder`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use sfn_worker_core::{Registry, Task, TaskError};
+    ///
+    /// let svc = tower::ServiceBuilder::new()
+    ///     .timeout(Duration::from_secs(30))
+    ///     .service_fn(|task: Task<u32>| async move { Ok::<_, TaskError>(task.input * 2) });
+    /// let mut registry = Registry::new();
+    /// registry.service("double", svc);
+    /// ```
+    pub fn service<S, I>(&mut self, kind: &str, svc: S) -> &mut Self
+    where
+        S: Service<Task<I>> + Clone + Send + 'static,
+        S::Response: Serialize + Send + 'static,
+        S::Error: Into<TaskError>,
+        S::Future: Send + 'static,
+        I: DeserializeOwned + Send + 'static,
+    {
+        self.handler_object(kind, Arc::new(ServiceHandler::new(svc)))
+    }
+
+    /// Put a tower layer around every handler this registry builds,
+    /// built-in kinds included. The layer sees [`Task<String>`] (the raw
+    /// JSON input) and answers JSON text. The first layer added is the
+    /// outermost, as in `tower::ServiceBuilder`. The worker's task span,
+    /// heartbeats and `timeout_secs` stay outside every layer.
+    ///
+    /// ```
+    /// use sfn_worker_core::Registry;
+    ///
+    /// let mut registry = Registry::new();
+    /// // At most 16 tasks in the handlers at once, whatever the bindings allow.
+    /// registry.layer(tower::limit::ConcurrencyLimitLayer::new(16));
+    /// ```
+    pub fn layer<L>(&mut self, layer: L) -> &mut Self
+    where
+        L: Layer<HandlerService> + Send + Sync + 'static,
+        L::Service: Service<Task<String>, Response = String> + Clone + Send + 'static,
+        <L::Service as Service<Task<String>>>::Error: Into<TaskError>,
+        <L::Service as Service<Task<String>>>::Future: Send + 'static,
+    {
+        self.layers.insert(0, wrap(layer));
+        self
+    }
+
+    /// Put a tower layer around the handlers of one kind, inside the layers
+    /// given to [`Registry::layer`]. The kind must be registered first.
+    pub fn layer_for<L>(&mut self, kind: &str, layer: L) -> Result<&mut Self, ParamsError>
+    where
+        L: Layer<HandlerService> + Send + Sync + 'static,
+        L::Service: Service<Task<String>, Response = String> + Clone + Send + 'static,
+        <L::Service as Service<Task<String>>>::Error: Into<TaskError>,
+        <L::Service as Service<Task<String>>>::Future: Send + 'static,
+    {
+        let known = self.known();
+        match self.kinds.get_mut(kind) {
+            Some(entry) => {
+                entry.layers.insert(0, wrap(layer));
+                Ok(self)
+            }
+            None => Err(ParamsError::UnknownKind {
+                kind: kind.to_owned(),
+                known,
+            }),
+        }
     }
 
     /// Register a [`Handler`] object (no params) under a name.
@@ -179,12 +298,22 @@ impl Registry {
         params: &serde_json::Value,
     ) -> Result<Arc<dyn Handler>, ParamsError> {
         match self.kinds.get(kind) {
-            Some(entry) => (entry.build)(params),
+            Some(entry) => {
+                let mut handler = (entry.build)(params)?;
+                for wrap in entry.layers.iter().chain(&self.layers) {
+                    handler = wrap(handler);
+                }
+                Ok(handler)
+            }
             None => Err(ParamsError::UnknownKind {
                 kind: kind.to_owned(),
-                known: self.kinds.keys().cloned().collect::<Vec<_>>().join(", "),
+                known: self.known(),
             }),
         }
+    }
+
+    fn known(&self) -> String {
+        self.kinds.keys().cloned().collect::<Vec<_>>().join(", ")
     }
 
     /// The registered kinds, by name.
@@ -205,10 +334,25 @@ impl Registry {
             Entry {
                 info,
                 build: Box::new(build),
+                layers: Vec::new(),
             },
         );
         self
     }
+}
+
+fn wrap<L>(layer: L) -> Arc<WrapFn>
+where
+    L: Layer<HandlerService> + Send + Sync + 'static,
+    L::Service: Service<Task<String>, Response = String> + Clone + Send + 'static,
+    <L::Service as Service<Task<String>>>::Error: Into<TaskError>,
+    <L::Service as Service<Task<String>>>::Future: Send + 'static,
+{
+    Arc::new(move |inner: Arc<dyn Handler>| -> Arc<dyn Handler> {
+        Arc::new(RawServiceHandler::new(
+            layer.layer(HandlerService::new(inner)),
+        ))
+    })
 }
 
 fn decode<P: DeserializeOwned>(params: &serde_json::Value) -> Result<P, ParamsError> {
@@ -313,5 +457,62 @@ mod tests {
         });
         assert!(r.build("a", &serde_json::json!({})).is_ok());
         assert!(r.build("a", &serde_json::json!({"x": 1})).is_err());
+    }
+
+    /// A layer that appends its name to the JSON string a handler returns.
+    #[derive(Clone)]
+    struct Tag(&'static str);
+    impl Layer<HandlerService> for Tag {
+        type Service = tower::util::BoxCloneService<Task<String>, String, TaskError>;
+        fn layer(&self, inner: HandlerService) -> Self::Service {
+            use tower::ServiceExt;
+            let tag = self.0;
+            tower::util::BoxCloneService::new(
+                inner.map_response(move |out: String| {
+                    format!("{}+{tag}\"", out.trim_end_matches('"'))
+                }),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn layers_wrap_every_kind_first_added_outermost_and_per_kind_inside() {
+        let mut r = Registry::new();
+        r.handler("a", |_: serde_json::Value, _ctx| async {
+            Ok::<_, TaskError>("a")
+        });
+        r.handler("b", |_: serde_json::Value, _ctx| async {
+            Ok::<_, TaskError>("b")
+        });
+        r.layer(Tag("outer")).layer(Tag("inner"));
+        r.layer_for("a", Tag("only-a")).unwrap();
+        let run = |kind: &'static str| {
+            let h = r.build(kind, &serde_json::Value::Null).unwrap();
+            async move { h.call("{}".into(), TaskContext::local("t")).await.unwrap() }
+        };
+        assert_eq!(run("a").await, r#""a+only-a+inner+outer""#);
+        assert_eq!(run("b").await, r#""b+inner+outer""#);
+        assert!(matches!(
+            r.layer_for("c", Tag("x")),
+            Err(ParamsError::UnknownKind { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn state_is_shared_by_every_task_of_a_kind() {
+        let counter = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let mut r = Registry::new();
+        r.handler_with_state(
+            "count",
+            counter.clone(),
+            |_: serde_json::Value, _ctx, n: Arc<std::sync::atomic::AtomicU32>| async move {
+                Ok::<_, TaskError>(n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1)
+            },
+        );
+        let h = r.build("count", &serde_json::Value::Null).unwrap();
+        h.call("{}".into(), TaskContext::local("t")).await.unwrap();
+        let out = h.call("{}".into(), TaskContext::local("t")).await.unwrap();
+        assert_eq!(out, "2");
+        assert_eq!(counter.load(std::sync::atomic::Ordering::SeqCst), 2);
     }
 }

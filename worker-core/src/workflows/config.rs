@@ -24,6 +24,7 @@ pub(crate) const GENERATED_SUFFIX_CHARS: usize = 37;
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct WorkflowsConfig {
     /// Executions started without a name are named `<prefix>-<uuid>`; at
     /// most 43 characters, as a name may be (no spaces, brackets,

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 use serde_json::value::RawValue;
-use sfn_worker_core::aws::load_sdk_config;
 use sfn_worker_core::workflows::{
     Execution, ExecutionArn, ExecutionStatus, WorkflowError, Workflows,
 };
@@ -152,7 +151,7 @@ pub(crate) fn run(args: ClientArgs, request: Request) -> ExitCode {
 async fn serve(args: &ClientArgs, request: Request) -> Result<ExitCode, Failed> {
     let source = ConfigSource::resolve(args.config.clone()).map_err(usage)?;
     let config = load_for_workflows(&source).map_err(usage)?;
-    let sdk = load_sdk_config(&config.aws).await;
+    let sdk = config.aws.sdk_config().await;
     if sdk.region().is_none() {
         return Err(usage(format!(
             "no AWS region: set [aws] region in {} or AWS_REGION",

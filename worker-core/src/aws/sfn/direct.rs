@@ -91,6 +91,7 @@ impl DirectSfn {
     }
 
     /// The resolved Step Functions endpoint.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -69,6 +69,7 @@ impl DirectSqs {
     }
 
     /// The resolved SQS endpoint.
+    #[cfg_attr(not(any(test, feature = "test-util")), allow(dead_code))]
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }

@@ -12,6 +12,7 @@ use crate::config::{ActivityArn, BindingPlan};
 /// `[[activity]]`: one activity served by one handler.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ActivityBinding {
     /// Name in logs and metrics. Default: the last part of the ARN.
     pub name: Option<String>,
@@ -42,6 +43,36 @@ pub struct ActivityBinding {
 }
 
 impl ActivityBinding {
+    /// A binding of `arn` to the handler kind `handler`, every other field
+    /// at its default, as a `[[activity]]` with only those two keys; set
+    /// the others on the value (code-first configuration).
+    ///
+    /// ```
+    /// use sfn_worker_core::Config;
+    /// use sfn_worker_core::config::ActivityBinding;
+    ///
+    /// let mut config = Config::default();
+    /// let arn = "arn:aws:states:us-east-1:123456789012:activity:resize".parse().unwrap();
+    /// let mut binding = ActivityBinding::new(arn, "exec");
+    /// binding.heartbeat_secs = 10;
+    /// binding.params = serde_json::to_value([("command", ["./resize.sh"])].into_iter().collect::<std::collections::BTreeMap<_, _>>()).unwrap();
+    /// config.activities.push(binding);
+    /// config.worker.max_concurrency = std::num::NonZeroUsize::new(8).unwrap();
+    /// ```
+    pub fn new(arn: ActivityArn, handler: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            arn,
+            handler: handler.into(),
+            pollers: crate::config::defaults::pollers(),
+            concurrency: crate::config::defaults::concurrency(),
+            heartbeat_secs: crate::config::defaults::heartbeat_secs(),
+            timeout_secs: None,
+            traceparent_pointer: None,
+            params: serde_json::Value::Null,
+        }
+    }
+
     /// The binding's name: `name`, or the ARN's last part.
     pub fn resolved_name(&self) -> &str {
         self.name.as_deref().unwrap_or_else(|| self.arn.name())
@@ -50,6 +81,7 @@ impl ActivityBinding {
 
 /// One activity binding, resolved.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct ActivityPlan {
     /// What every binding has.
     pub binding: BindingPlan,

@@ -19,6 +19,7 @@ pub const MIN_VISIBILITY_SECS: u64 = 10;
 /// One SQS queue served by one handler.
 #[derive(Debug, Clone, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct QueueBinding {
     /// Name in logs and metrics. Default: the queue's name.
     pub name: Option<String>,
@@ -73,6 +74,32 @@ pub struct QueueBinding {
 }
 
 impl QueueBinding {
+    /// A binding of the queue at `url` to the handler kind `handler`, every
+    /// other field at its default, as a `[[queue]]` with only those two
+    /// keys; set the others on the value (code-first configuration).
+    pub fn new(url: QueueUrl, handler: impl Into<String>) -> Self {
+        Self {
+            name: None,
+            url,
+            handler: handler.into(),
+            concurrency: defaults::concurrency(),
+            receivers: None,
+            heartbeat_secs: None,
+            visibility_timeout_secs: defaults::visibility_timeout_secs(),
+            timeout_secs: None,
+            completes: Completes::default(),
+            token_pointer: None,
+            token_attribute: None,
+            callback_id_pointer: None,
+            callback_id_attribute: None,
+            input_pointer: None,
+            on_malformed: OnMalformed::default(),
+            on_shutdown: OnShutdown::default(),
+            traceparent_pointer: None,
+            params: serde_json::Value::Null,
+        }
+    }
+
     /// The binding's name: `name`, or the queue's name.
     pub fn resolved_name(&self) -> &str {
         self.name
@@ -86,6 +113,7 @@ impl QueueBinding {
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Completes {
     /// A Step Functions task token (`sqs:sendMessage.waitForTaskToken`).
     #[default]
@@ -109,6 +137,7 @@ impl Completes {
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum OnMalformed {
     /// Leave it: it reappears after its visibility timeout, and the queue's
     /// redrive policy moves it to a dead-letter queue after `maxReceiveCount`.
@@ -123,6 +152,7 @@ pub enum OnMalformed {
     Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "lowercase")]
+#[non_exhaustive]
 pub enum OnShutdown {
     /// Make it visible at once (visibility 0): another worker runs it with
     /// the same token.
@@ -222,6 +252,7 @@ impl From<QueueUrl> for String {
 
 /// Where an SQS message carries its task token.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenSource {
     /// A JSON pointer into the body.
     Pointer(String),
@@ -231,6 +262,7 @@ pub enum TokenSource {
 
 /// One queue binding, resolved.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct QueuePlan {
     /// What every binding has.
     pub binding: BindingPlan,

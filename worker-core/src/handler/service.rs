@@ -1,0 +1,235 @@
+//! Handlers as tower services, and tower layers around handlers.
+//!
+//! Any `tower::Service<Task<I>>` whose response serializes to JSON and whose
+//! error becomes a [`TaskError`] is a handler ([`Registry::service`]). Layers
+//! go around every handler of a registry ([`Registry::layer`]) or around one
+//! kind ([`Registry::layer_for`]); they see the task as [`Task<String>`]
+//! (the raw JSON input) and answer JSON text, so one layer fits handlers of
+//! every input type.
+//!
+//! The worker's own behaviour stays outside every user layer: the task's
+//! span is current inside them, its heartbeats and the binding's
+//! `timeout_secs` run whatever a layer does, and a layer's failure is
+//! redacted and reported like a handler's.
+//!
+//! [`Registry::service`]: super::Registry::service
+//! [`Registry::layer`]: super::Registry::layer
+//! [`Registry::layer_for`]: super::Registry::layer_for
+
+use std::marker::PhantomData;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tower::{Service, ServiceExt};
+
+use super::{Handler, HandlerFuture, TaskContext, TaskError, parse_input, serialize_output};
+
+/// What a tower-service handler is called with: the task's input and its
+/// context.
+///
+/// `I` is the handler's input type; layers around every handler see the
+/// raw JSON text (`Task<String>`, the default).
+///
+/// ```
+/// use sfn_worker_core::{Task, TaskContext};
+/// let task = Task::new(21_u32, TaskContext::local("test"));
+/// let Task { input, ctx, .. } = task;
+/// assert_eq!((input, ctx.binding()), (21, "test"));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Task<I = String> {
+    /// The task's input: typed for a handler, JSON text for a layer around
+    /// every handler.
+    pub input: I,
+    /// The task's context: cancellation, deadline, heartbeats, where it came from.
+    pub ctx: TaskContext,
+}
+
+impl<I> Task<I> {
+    /// A task with this input and context (tests, layers that rewrite input).
+    pub fn new(input: I, ctx: TaskContext) -> Self {
+        Self { input, ctx }
+    }
+}
+
+/// A handler as a tower service over raw tasks: what a layer passed to
+/// [`Registry::layer`](super::Registry::layer) wraps. Cheap to clone.
+#[derive(Clone)]
+pub struct HandlerService(Arc<dyn Handler>);
+
+impl HandlerService {
+    pub(crate) fn new(handler: Arc<dyn Handler>) -> Self {
+        Self(handler)
+    }
+}
+
+/// A built handler as a service, to call it through tower (tests, layers
+/// written by hand).
+impl From<Arc<dyn Handler>> for HandlerService {
+    fn from(handler: Arc<dyn Handler>) -> Self {
+        Self(handler)
+    }
+}
+
+impl std::fmt::Debug for HandlerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HandlerService")
+    }
+}
+
+impl Service<Task<String>> for HandlerService {
+    type Response = String;
+    type Error = TaskError;
+    type Future = HandlerFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), TaskError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, task: Task<String>) -> HandlerFuture {
+        self.0.call(task.input, task.ctx)
+    }
+}
+
+/// A [`Handler`] made from a tower service over typed tasks
+/// ([`Registry::service`](super::Registry::service)).
+///
+/// Each task gets a clone of the service, readied and called once
+/// (`ServiceExt::oneshot`), so services that share state between clones (a
+/// concurrency limit, a rate limit) apply it across tasks.
+pub struct ServiceHandler<S, I> {
+    // A Mutex only to make any `Send` service `Sync`: it is held for the
+    // clone, never across an await.
+    svc: Mutex<S>,
+    _input: PhantomData<fn(I)>,
+}
+
+impl<S, I> ServiceHandler<S, I> {
+    pub(crate) fn new(svc: S) -> Self {
+        Self {
+            svc: Mutex::new(svc),
+            _input: PhantomData,
+        }
+    }
+}
+
+impl<S: Clone, I> ServiceHandler<S, I> {
+    fn service(&self) -> S {
+        self.svc
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<S, I> Handler for ServiceHandler<S, I>
+where
+    S: Service<Task<I>> + Clone + Send + 'static,
+    S::Response: Serialize + Send + 'static,
+    S::Error: Into<TaskError>,
+    S::Future: Send + 'static,
+    I: DeserializeOwned + Send + 'static,
+{
+    fn call(&self, input: String, ctx: TaskContext) -> HandlerFuture {
+        let typed = match parse_input::<I>(&input) {
+            Ok(typed) => typed,
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        };
+        let svc = self.service();
+        Box::pin(async move {
+            let output = svc
+                .oneshot(Task::new(typed, ctx))
+                .await
+                .map_err(Into::into)?;
+            serialize_output(&output)
+        })
+    }
+}
+
+/// A [`Handler`] made from a layered [`HandlerService`]: raw JSON in and out.
+pub(crate) struct RawServiceHandler<S>(Mutex<S>);
+
+impl<S> RawServiceHandler<S> {
+    pub(crate) fn new(svc: S) -> Self {
+        Self(Mutex::new(svc))
+    }
+}
+
+impl<S> Handler for RawServiceHandler<S>
+where
+    S: Service<Task<String>, Response = String> + Clone + Send + 'static,
+    S::Error: Into<TaskError>,
+    S::Future: Send + 'static,
+{
+    fn call(&self, input: String, ctx: TaskContext) -> HandlerFuture {
+        let svc = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Box::pin(async move { svc.oneshot(Task::new(input, ctx)).await.map_err(Into::into) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_tower_service_is_a_handler() {
+        let svc =
+            tower::service_fn(|task: Task<u32>| async move { Ok::<_, TaskError>(task.input * 2) });
+        let h = ServiceHandler::new(svc);
+        let out = Handler::call(&h, "21".into(), TaskContext::local("t")).await;
+        assert_eq!(out.unwrap(), "42");
+        let err = Handler::call(&h, "\"x\"".into(), TaskContext::local("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), crate::error_names::INVALID_INPUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn towers_timeout_fails_the_task_as_a_handler_timeout() {
+        let svc = tower::ServiceBuilder::new()
+            .timeout(Duration::from_secs(1))
+            .service_fn(|_: Task<serde_json::Value>| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok::<_, TaskError>(())
+            });
+        let h = ServiceHandler::new(svc);
+        let err = Handler::call(&h, "{}".into(), TaskContext::local("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), crate::error_names::HANDLER_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_concurrency_limit_is_shared_by_every_task() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let svc = tower::ServiceBuilder::new()
+            .concurrency_limit(2)
+            .service_fn(move |_: Task<serde_json::Value>| {
+                let (r, m) = (r.clone(), m.clone());
+                async move {
+                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                    m.fetch_max(now, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    r.fetch_sub(1, Ordering::SeqCst);
+                    Ok::<_, TaskError>(())
+                }
+            });
+        let h: Arc<dyn Handler> = Arc::new(ServiceHandler::new(svc));
+        let calls = (0..6).map(|_| h.call("{}".into(), TaskContext::local("t")));
+        for out in futures::future::join_all(calls).await {
+            out.unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+}
