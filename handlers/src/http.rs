@@ -97,6 +97,7 @@ pub struct HttpParams {
 /// A header value, given or read from the environment.
 #[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(untagged)]
+#[non_exhaustive]
 pub enum HeaderSource {
     /// The value itself.
     Value(String),

@@ -88,7 +88,7 @@
 //!         .service_fn(|task: Task<u64>| async move { Ok::<_, TaskError>(task.input * 2) }),
 //! );
 //! // At most 16 tasks inside any handler at once.
-//! registry.layer(tower::limit::ConcurrencyLimitLayer::new(16));
+//! registry.layer(tower::limit::GlobalConcurrencyLimitLayer::new(16));
 //! ```
 //!
 //! **Testing handlers** (feature `test-util`): `testing::TestTask` runs a
@@ -97,6 +97,7 @@
 //! registry against an in-process fake of Step Functions (examples in the
 //! module's docs; `examples/custom-handler` tests itself with them).
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 mod cli;
@@ -116,6 +117,7 @@ pub use sfn_worker_core as core;
 /// the worker would, or run a whole worker against in-process fakes
 /// (feature `test-util`).
 #[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use sfn_worker_core::testing;
 pub use sfn_worker_core::{
     BuildError, CancelReason, CancellationToken, Handler, HandlerFactory, HandlerService, Health,

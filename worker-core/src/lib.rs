@@ -44,12 +44,14 @@
 //! registry.handler("charge", charge);
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 // The transports (direct and SDK clients) are the worker's business:
 // public only with `test-util`, for the in-process fakes and the seams they
 // plug into. `Worker::connect` makes the real clients.
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod aws;
 #[cfg(not(any(test, feature = "test-util")))]
 mod aws;
@@ -68,6 +70,7 @@ pub mod shutdown;
 mod slots;
 mod source;
 #[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
 pub mod trace;
 mod worker;

@@ -78,19 +78,27 @@ impl TestTask {
         self.ctx.clone()
     }
 
-    /// Cancel the task now, as the worker does: [`CancelReason::TaskClosed`]
-    /// (Step Functions closed it; nothing the handler returns is
-    /// reported), [`CancelReason::Timeout`] (`Worker.HandlerTimeout` is
-    /// reported whatever it returns), [`CancelReason::Shutdown`] (the
-    /// shutdown grace ran out; its result is reported if it returns within
-    /// `cancel_grace_secs`, else `Worker.ShuttingDown`). The first reason
+    /// Cancel the task now, as the worker does; the handler sees
+    /// `ctx.is_cancelled()` and `ctx.cancel_reason()`, and
+    /// [`TestTask::call`] returns whatever it then returns. What the worker
+    /// reports after it returns depends on the reason:
+    /// [`CancelReason::TaskClosed`] (Step Functions closed the task):
+    /// nothing reaches anyone; [`CancelReason::Timeout`]:
+    /// `Worker.HandlerTimeout`, whatever it returned;
+    /// [`CancelReason::Shutdown`]: its own result if it returns within
+    /// `cancel_grace_secs`, else `Worker.ShuttingDown`. The first reason
     /// sticks.
     pub fn cancel(&self, reason: CancelReason) {
         self.ctx.cancel(reason);
     }
 
     /// [`TestTask::cancel`] after `after` (on tokio's clock: paused in
-    /// `#[tokio::test(start_paused = true)]`, so no test waits for real).
+    /// `#[tokio::test(start_paused = true)]`, so no test waits for real;
+    /// that needs tokio's own `test-util` feature in your dev-dependencies).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns the timer).
     pub fn cancel_after(&self, after: Duration, reason: CancelReason) {
         let ctx = self.ctx.clone();
         tokio::spawn(async move {
@@ -174,6 +182,10 @@ pub const TEST_ACTIVITY_ARN: &str = "arn:aws:states:us-east-1:000000000000:activ
 impl TestWorker {
     /// Start a worker serving [`TEST_ACTIVITY_ARN`] with the handler kind
     /// `kind` of `registry`; an error if the binding would not load.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (it spawns the worker).
     pub fn start(registry: Registry, kind: &str) -> Result<Self, String> {
         let config: Config = serde_json::from_value(serde_json::json!({
             "activity": [{ "name": "test", "arn": TEST_ACTIVITY_ARN, "handler": kind }]
@@ -210,21 +222,31 @@ impl TestWorker {
     }
 
     /// Wait for the worker's report of `token`: the success's output, or
-    /// the failure.
+    /// the failure. `Test.NoReport` if the worker stopped, or an hour of
+    /// (tokio) time passed, without one: a misspelled token fails the test
+    /// instead of hanging it.
     pub async fn outcome(&self, token: &str) -> Result<serde_json::Value, TaskError> {
         let mut found = None;
-        self.fake
-            .wait_until(|fake| {
-                found = fake.reports().into_iter().find(|r| r.token() == token);
-                found.is_some()
-            })
-            .await;
+        let reported = self.fake.wait_until(|fake| {
+            found = fake.reports().into_iter().find(|r| r.token() == token);
+            found.is_some() || self.run.is_finished()
+        });
+        let waited = tokio::time::timeout(Duration::from_secs(3600), reported).await;
+        if waited.is_err() {
+            return Err(TaskError::new(
+                "Test.NoReport",
+                format!("no report of {token} within an hour"),
+            ));
+        }
         match found {
             Some(Report::Success { output, .. }) => {
                 Ok(serde_json::from_str(&output).unwrap_or(serde_json::Value::String(output)))
             }
             Some(Report::Failure { error, cause, .. }) => Err(TaskError::new(error, cause)),
-            None => Err(TaskError::new("Test.NoReport", "no report")),
+            None => Err(TaskError::new(
+                "Test.NoReport",
+                format!("the worker stopped without reporting {token}"),
+            )),
         }
     }
 
@@ -232,5 +254,47 @@ impl TestWorker {
     pub async fn shutdown(self) {
         self.shutdown.shutdown();
         let _ = self.run.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_outcome_never_reported_fails_instead_of_hanging() {
+        let mut registry = Registry::new();
+        registry.handler("h", |n: u32, _ctx: TaskContext| async move {
+            Ok::<_, TaskError>(n)
+        });
+        let worker = TestWorker::start(registry, "h").unwrap();
+        worker.push("t1", 1);
+        assert_eq!(worker.outcome("t1").await, Ok(serde_json::json!(1)));
+        let missing = worker.outcome("t2").await.unwrap_err();
+        assert_eq!(missing.error(), "Test.NoReport");
+        worker.shutdown().await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn heartbeats_asked_are_counted_and_a_cancel_is_seen() {
+        let mut registry = Registry::new();
+        registry.handler("h", |_: serde_json::Value, ctx: TaskContext| async move {
+            ctx.heartbeat();
+            ctx.heartbeat();
+            ctx.cancelled().await;
+            Err::<(), _>(TaskError::new(
+                "T.Stopped",
+                format!("{:?}", ctx.cancel_reason()),
+            ))
+        });
+        let task = TestTask::with_timeout("b", Duration::from_secs(30));
+        assert!(task.context().deadline().is_some());
+        task.cancel_after(Duration::from_secs(30), CancelReason::Timeout);
+        let err = task
+            .run(&registry, "h", serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert_eq!((err.error(), err.cause()), ("T.Stopped", "Some(Timeout)"));
+        assert_eq!(task.heartbeats(), 2);
     }
 }

@@ -51,6 +51,11 @@ pub struct Prices {
 pub struct Order {
     pub id: String,
     pub lines: Vec<Line>,
+    /// How long the (pretend) upstream takes to confirm the prices: the
+    /// example's stand-in for a slow call, which stops when the task is
+    /// cancelled.
+    #[serde(default)]
+    pub confirm_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,9 +73,18 @@ pub struct Priced {
 /// The handler: typed input, the task's context, and the application's state.
 pub async fn price_order(
     order: Order,
-    _ctx: TaskContext,
+    ctx: TaskContext,
     state: AppState,
 ) -> Result<Priced, TaskError> {
+    if order.confirm_secs > 0 {
+        tokio::select! {
+            () = ctx.cancelled() => {
+                return Err(TaskError::new("Orders.Cancelled", "cancelled while confirming prices"));
+            }
+            () = tokio::time::sleep(std::time::Duration::from_secs(order.confirm_secs)) => {}
+        }
+        ctx.heartbeat();
+    }
     let mut total_cents = 0;
     for line in &order.lines {
         let Some(unit) = state.prices.cents.get(&line.sku) else {

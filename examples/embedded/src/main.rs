@@ -5,8 +5,9 @@
 //!
 //! Environment: `SFN_WORKER_CONFIG` (or `SFN_WORKER_CONFIG_TOML`) and the
 //! `SFN_WORKER_*` overrides, as the sfn-worker binary reads them;
-//! `PRICES` (default `prices.json`); `LISTEN_ADDR` (default `127.0.0.1:8080`),
-//! where `/stats`, `/metrics`, `/healthz` and `/readyz` are served.
+//! `PRICES` (default `prices.json`); `LISTEN_ADDR` (default `127.0.0.1:8080`;
+//! port 0 picks one, and the log line says which), where `/stats`,
+//! `/metrics`, `/healthz` and `/readyz` are served.
 //!
 //! SIGTERM or SIGINT drains the worker (readiness turns 503, running tasks
 //! finish) and then stops the HTTP server; a second signal skips the waiting.
@@ -18,7 +19,7 @@ use embedded_worker::{AppState, TaskStatsLayer, price_order, routes};
 use sfn_worker::telemetry::{LogFormat, init_logging};
 use sfn_worker::{ConfigSource, Daemon};
 use tokio::sync::watch;
-use tower::limit::ConcurrencyLimitLayer;
+use tower::limit::GlobalConcurrencyLimitLayer;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -44,7 +45,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             registry
                 .handler_with_state("price-order", state.clone(), price_order)
                 // tower's own layer: at most 8 tasks in the handlers at once.
-                .layer(ConcurrencyLimitLayer::new(8))
+                .layer(GlobalConcurrencyLimitLayer::new(8))
                 // The application's layer, inside it: counts every task.
                 .layer(TaskStatsLayer(state.stats.clone()));
         })
@@ -53,6 +54,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
 
     let addr = std::env::var("LISTEN_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
+    let addr = listener.local_addr()?;
     eprintln!("embedded-worker: serving /stats, /metrics, /healthz, /readyz on {addr}");
 
     // One shutdown: SIGTERM or SIGINT drains the worker (`Daemon::run`
@@ -70,6 +72,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
     });
     let worked = daemon.run().await;
     let _ = stop_server.send(true);
-    server.await??;
+    // The server finishes the requests it has; a hung one does not hold
+    // the process (SIGTERM is the worker's now, and it is done).
+    match tokio::time::timeout(std::time::Duration::from_secs(10), server).await {
+        Ok(served) => served??,
+        Err(_) => eprintln!("embedded-worker: the server did not stop within 10 s; exiting"),
+    }
     Ok(worked?)
 }

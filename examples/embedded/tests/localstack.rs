@@ -1,7 +1,8 @@
 //! The embedded example as a process against LocalStack: its own route and
 //! the worker's endpoints on one port, executions of both sources priced
 //! with the state built at start, the application's layer counting them,
-//! and SIGTERM draining the worker and then the server (exit 0).
+//! and SIGTERM with a task in flight: the server answers "draining" while
+//! the worker finishes the task, then both stop (exit 0).
 
 #![allow(clippy::unwrap_used)]
 
@@ -130,11 +131,6 @@ async fn the_application_serves_its_routes_and_the_worker_and_drains_both_on_sig
         ),
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
     let log = dir.join("embedded.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_embedded-worker"))
         .env("SFN_WORKER_CONFIG", &config)
@@ -142,7 +138,9 @@ async fn the_application_serves_its_routes_and_the_worker_and_drains_both_on_sig
             "PRICES",
             concat!(env!("CARGO_MANIFEST_DIR"), "/prices.json"),
         )
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        // Port 0: the application picks one and logs it (no race for a port
+        // the test chose and freed).
+        .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .stdout(Stdio::null())
@@ -153,6 +151,22 @@ async fn the_application_serves_its_routes_and_the_worker_and_drains_both_on_sig
 
     // The worker's readiness on the application's port: the router merged.
     let deadline = Instant::now() + Duration::from_secs(30);
+    let port = loop {
+        let serving = logs().lines().find_map(|l| {
+            l.split_once("/readyz on 127.0.0.1:")
+                .map(|(_, p)| p.trim().to_owned())
+        });
+        if let Some(port) = serving.and_then(|p| p.parse::<u16>().ok()) {
+            break port;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "exited:\n{}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "no address logged after 30 s:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     while http_get(port, "/readyz").map(|(s, _)| s) != Some(200) {
         assert!(child.try_wait().unwrap().is_none(), "exited:\n{}", logs());
         assert!(
@@ -211,12 +225,56 @@ async fn the_application_serves_its_routes_and_the_worker_and_drains_both_on_sig
         "{metrics}"
     );
 
-    // SIGTERM: the worker drains, then the server stops; exit 0.
+    // SIGTERM with a task in flight (6 s of "confirming"): the worker
+    // drains, the application's server answers /readyz "draining" meanwhile,
+    // the task ends SUCCEEDED, then both stop and the process exits 0.
+    let slow =
+        json!({ "id": "o-3", "lines": [{ "sku": "pear", "quantity": 2 }], "confirm_secs": 6 });
+    let slow = sfn
+        .start_execution()
+        .state_machine_arn(&machines[0])
+        .input(slow.to_string())
+        .send()
+        .await
+        .unwrap()
+        .execution_arn;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, metrics) = http_get(port, "/metrics").unwrap();
+        let in_flight = metrics
+            .lines()
+            .filter(|l| l.starts_with("sfn_worker_tasks_in_flight"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+        if in_flight >= 1.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow task never started:\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match http_get(port, "/readyz") {
+            Some((503, body)) if body.contains("draining") => break,
+            other => assert!(
+                Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+                "no 'draining' from /readyz while the task runs (last answer {other:?}):\n{}",
+                logs()
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let slow = wait_ended(&sfn, &slow).await;
+    assert_eq!(slow.status.as_str(), "SUCCEEDED", "{slow:?}\n{}", logs());
     let deadline = Instant::now() + Duration::from_secs(90);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -231,8 +289,4 @@ async fn the_application_serves_its_routes_and_the_worker_and_drains_both_on_sig
     };
     assert!(status.success(), "{status}:\n{}", logs());
     assert!(logs().contains("worker stopped"), "{}", logs());
-    assert!(
-        http_get(port, "/readyz").is_none(),
-        "the server outlived the worker"
-    );
 }

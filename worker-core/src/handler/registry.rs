@@ -42,6 +42,7 @@ pub trait HandlerFactory: Send + Sync + 'static {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{param}: {message}")]
+#[non_exhaustive]
 pub struct BuildError {
     /// The param's path inside `params` (`command`, `headers.Authorization`).
     pub param: String,
@@ -86,6 +87,7 @@ pub enum ParamsError {
 
 /// A description of a registered kind, for listings.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct KindInfo {
     /// The kind's name.
     pub kind: String,
@@ -217,12 +219,25 @@ impl Registry {
     /// outermost, as in `tower::ServiceBuilder`. The worker's task span,
     /// heartbeats and `timeout_secs` stay outside every layer.
     ///
+    /// The layer's `layer()` runs once per binding (each binding's handler
+    /// is built on its own): state it creates there is per binding (tower's
+    /// `ConcurrencyLimitLayer` limits each binding), state it holds is
+    /// shared (`GlobalConcurrencyLimitLayer` limits them all).
+    ///
+    /// A task waiting in a layer's `poll_ready` (a concurrency or rate
+    /// limit) holds its worker slot and is kept alive (heartbeats, message
+    /// visibility) while it waits, and its `timeout_secs` runs: limit with
+    /// the bindings' `concurrency` and `worker.max_concurrency` first, which
+    /// do not take tasks the worker cannot start. A layer that spawns the
+    /// inner call or retries it leaves the worker's control: the worker
+    /// aborts what it awaits, and a retry runs the handler again.
+    ///
     /// ```
     /// use sfn_worker_core::Registry;
     ///
     /// let mut registry = Registry::new();
-    /// // At most 16 tasks in the handlers at once, whatever the bindings allow.
-    /// registry.layer(tower::limit::ConcurrencyLimitLayer::new(16));
+    /// // At most 16 tasks in the handlers at once, across every binding.
+    /// registry.layer(tower::limit::GlobalConcurrencyLimitLayer::new(16));
     /// ```
     pub fn layer<L>(&mut self, layer: L) -> &mut Self
     where
@@ -236,7 +251,8 @@ impl Registry {
     }
 
     /// Put a tower layer around the handlers of one kind, inside the layers
-    /// given to [`Registry::layer`]. The kind must be registered first.
+    /// given to [`Registry::layer`]. The kind must be registered first, and
+    /// registering it again later replaces it without its layers.
     pub fn layer_for<L>(&mut self, kind: &str, layer: L) -> Result<&mut Self, ParamsError>
     where
         L: Layer<HandlerService> + Send + Sync + 'static,

@@ -38,7 +38,13 @@ use super::{Handler, HandlerFuture, TaskContext, TaskError, parse_input, seriali
 /// let Task { input, ctx, .. } = task;
 /// assert_eq!((input, ctx.binding()), (21, "test"));
 /// ```
-#[derive(Debug, Clone)]
+///
+/// **The input may hold the task token.** With a queue binding's default
+/// `input_pointer` the input is the whole message body, token included: a
+/// layer that logs `task.input` logs the token. Log `task.ctx` (its
+/// `Debug` shows the token's fingerprint only) or the input's length;
+/// `Task`'s own `Debug` does the same.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Task<I = String> {
     /// The task's input: typed for a handler, JSON text for a layer around
@@ -46,6 +52,16 @@ pub struct Task<I = String> {
     pub input: I,
     /// The task's context: cancellation, deadline, heartbeats, where it came from.
     pub ctx: TaskContext,
+}
+
+impl<I> std::fmt::Debug for Task<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the input: it may be a message body with the token in it.
+        f.debug_struct("Task")
+            .field("input", &format_args!("<{}>", std::any::type_name::<I>()))
+            .field("ctx", &self.ctx)
+            .finish()
+    }
 }
 
 impl<I> Task<I> {
@@ -170,7 +186,22 @@ where
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        Box::pin(async move { svc.oneshot(Task::new(input, ctx)).await.map_err(Into::into) })
+        Box::pin(async move {
+            let output = svc
+                .oneshot(Task::new(input, ctx))
+                .await
+                .map_err(Into::into)?;
+            // A layer answers JSON text; one that does not fails the task
+            // here, as a handler's unserializable output does, rather than
+            // at Step Functions.
+            match serde_json::from_str::<serde::de::IgnoredAny>(&output) {
+                Ok(_) => Ok(output),
+                Err(e) => Err(TaskError::new(
+                    crate::error_names::INVALID_OUTPUT,
+                    format!("a layer's output is not JSON: {e}"),
+                )),
+            }
+        })
     }
 }
 
@@ -231,5 +262,67 @@ mod tests {
             out.unwrap();
         }
         assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    /// `Registry::layer` runs the layer's `layer()` once per binding: a
+    /// limit made there (`ConcurrencyLimitLayer`) is per binding, a limit
+    /// the layer holds (`GlobalConcurrencyLimitLayer`) is shared by all.
+    #[tokio::test]
+    async fn a_global_limit_layer_is_shared_by_every_binding() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let (r, m) = (running.clone(), most.clone());
+        let mut registry = crate::Registry::new();
+        registry.handler("h", move |_: serde_json::Value, _ctx| {
+            let (r, m) = (r.clone(), m.clone());
+            async move {
+                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
+                m.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                r.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, TaskError>(())
+            }
+        });
+        registry.layer(tower::limit::GlobalConcurrencyLimitLayer::new(2));
+        // Two bindings of the kind: two handlers built.
+        let a = registry.build("h", &serde_json::Value::Null).unwrap();
+        let b = registry.build("h", &serde_json::Value::Null).unwrap();
+        let calls = (0..6).map(|i| {
+            let h = if i % 2 == 0 { a.clone() } else { b.clone() };
+            async move { h.call("{}".into(), TaskContext::local("t")).await }
+        });
+        for out in futures::future::join_all(calls).await {
+            out.unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_layer_whose_output_is_not_json_fails_the_task() {
+        let mut registry = crate::Registry::new();
+        registry.handler("h", |_: serde_json::Value, _ctx| async {
+            Ok::<_, TaskError>(1)
+        });
+        registry.layer(tower::layer::layer_fn(|inner: HandlerService| {
+            inner.map_response(|out: String| format!("{out} and more"))
+        }));
+        let h = registry.build("h", &serde_json::Value::Null).unwrap();
+        let err = h
+            .call("{}".into(), TaskContext::local("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.error(), crate::error_names::INVALID_OUTPUT);
+    }
+
+    #[test]
+    fn a_tasks_debug_never_shows_its_input() {
+        let task = Task::new(
+            "{\"taskToken\":\"SECRET\"}".to_owned(),
+            TaskContext::local("t"),
+        );
+        let shown = format!("{task:?}");
+        assert!(!shown.contains("SECRET"), "{shown}");
+        assert!(shown.contains("alloc::string::String"), "{shown}");
     }
 }

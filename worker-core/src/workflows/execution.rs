@@ -163,6 +163,7 @@ impl fmt::Display for ExecutionStatus {
 
 /// One execution, as `DescribeExecution` tells it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Execution {
     /// Its ARN.
     pub arn: ExecutionArn,
@@ -189,6 +190,7 @@ pub struct Execution {
 
 /// One execution in a listing (`ListExecutions`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ExecutionSummary {
     /// Its ARN.
     pub arn: ExecutionArn,

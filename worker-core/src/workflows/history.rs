@@ -18,6 +18,7 @@ use std::collections::HashMap;
 
 /// An execution's failure, summarized from its history.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Failure {
     /// The event that ended the execution: `ExecutionFailed`,
     /// `ExecutionAborted` or `ExecutionTimedOut`.
