@@ -94,8 +94,28 @@
 //! **Testing handlers** (feature `test-util`): `testing::TestTask` runs a
 //! handler on an input, counts the heartbeats it asked for and cancels it
 //! as the worker would; `testing::TestWorker` runs a whole worker with your
-//! registry against an in-process fake of Step Functions (examples in the
-//! module's docs; `examples/custom-handler` tests itself with them).
+//! registry against an in-process fake of Step Functions
+//! (`examples/custom-handler` tests itself with them).
+//!
+//! ```
+//! # #[cfg(feature = "test-util")]
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use sfn_worker::testing::TestTask;
+//! use sfn_worker::{Registry, TaskContext, TaskError};
+//!
+//! let mut registry = Registry::new();
+//! registry.handler("double", |n: u64, ctx: TaskContext| async move {
+//!     ctx.heartbeat();
+//!     Ok::<_, TaskError>(n * 2)
+//! });
+//! let task = TestTask::new("orders");
+//! assert_eq!(task.run(&registry, "double", 21).await, Ok(serde_json::json!(42)));
+//! assert_eq!(task.heartbeats(), 1);
+//! # }
+//! # #[cfg(not(feature = "test-util"))]
+//! # fn main() {}
+//! ```
 #![warn(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
