@@ -24,12 +24,12 @@ fuzz_target!(|data: &[u8]| {
             "an error that does not say where: {message}"
         ),
         Ok(plan) => {
-            for a in &plan.activities {
+            for a in plan.activities() {
                 let b = &a.binding;
                 assert!(b.concurrency > 0 && a.pollers > 0 && a.pollers <= b.concurrency);
                 assert!(fits(b.heartbeat) && fits(b.timeout));
             }
-            for q in &plan.queues {
+            for q in plan.queues() {
                 let b = &q.binding;
                 assert!(b.concurrency > 0 && q.receivers > 0);
                 assert!(fits(b.heartbeat) && fits(b.timeout) && fits(Some(q.visibility * 3)));

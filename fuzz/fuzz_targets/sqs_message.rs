@@ -10,9 +10,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use sfn_worker_core::aws::Message;
 use sfn_worker_core::config::TokenSource;
-use sfn_worker_core::fuzzing::{extract, pointer};
+use sfn_worker_core::fuzzing::{Message, extract, pointer};
 
 fn is_slice_of(part: &str, whole: &str) -> bool {
     let (p, w) = (part.as_ptr() as usize, whole.as_ptr() as usize);

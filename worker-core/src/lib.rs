@@ -95,7 +95,9 @@ pub use tokio_util::sync::CancellationToken;
 #[cfg(fuzzing)]
 #[doc(hidden)]
 pub mod fuzzing {
-    use crate::aws::Message;
+    // The message type the parser reads: `aws` is public only with
+    // `test-util`, which the fuzz targets do not turn on.
+    pub use crate::aws::Message;
     use crate::config::TokenSource;
 
     /// The (token, input) a message carries, or the malformed reason.
