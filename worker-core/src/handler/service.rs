@@ -117,24 +117,26 @@ impl Service<Task<String>> for HandlerService {
 /// (`ServiceExt::oneshot`), so services that share state between clones (a
 /// concurrency limit, a rate limit) apply it across tasks.
 pub struct ServiceHandler<S, I> {
-    // A Mutex only to make any `Send` service `Sync`: it is held for the
-    // clone, never across an await.
-    svc: Mutex<S>,
+    svc: Clones<S>,
     _input: PhantomData<fn(I)>,
 }
 
 impl<S, I> ServiceHandler<S, I> {
     pub(crate) fn new(svc: S) -> Self {
         Self {
-            svc: Mutex::new(svc),
+            svc: Clones(Mutex::new(svc)),
             _input: PhantomData,
         }
     }
 }
 
-impl<S: Clone, I> ServiceHandler<S, I> {
-    fn service(&self) -> S {
-        self.svc
+/// A service each task gets a clone of. The Mutex only makes any `Send`
+/// service `Sync`: it is held for the clone, never across an await.
+struct Clones<S>(Mutex<S>);
+
+impl<S: Clone> Clones<S> {
+    fn get(&self) -> S {
+        self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
@@ -154,7 +156,7 @@ where
             Ok(typed) => typed,
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         };
-        let svc = self.service();
+        let svc = self.svc.get();
         Box::pin(async move {
             let output = svc
                 .oneshot(Task::new(typed, ctx))
@@ -166,11 +168,11 @@ where
 }
 
 /// A [`Handler`] made from a layered [`HandlerService`]: raw JSON in and out.
-pub(crate) struct RawServiceHandler<S>(Mutex<S>);
+pub(crate) struct RawServiceHandler<S>(Clones<S>);
 
 impl<S> RawServiceHandler<S> {
     pub(crate) fn new(svc: S) -> Self {
-        Self(Mutex::new(svc))
+        Self(Clones(Mutex::new(svc)))
     }
 }
 
@@ -181,11 +183,7 @@ where
     S::Future: Send + 'static,
 {
     fn call(&self, input: String, ctx: TaskContext) -> HandlerFuture {
-        let svc = self
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
+        let svc = self.0.get();
         Box::pin(async move {
             let output = svc
                 .oneshot(Task::new(input, ctx))
@@ -240,19 +238,14 @@ mod tests {
 
     #[tokio::test]
     async fn a_concurrency_limit_is_shared_by_every_task() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (r, m) = (running.clone(), most.clone());
+        let peak = Peak::default();
+        let p = peak.clone();
         let svc = tower::ServiceBuilder::new()
             .concurrency_limit(2)
             .service_fn(move |_: Task<serde_json::Value>| {
-                let (r, m) = (r.clone(), m.clone());
+                let p = p.clone();
                 async move {
-                    let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                    m.fetch_max(now, Ordering::SeqCst);
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    r.fetch_sub(1, Ordering::SeqCst);
+                    p.work().await;
                     Ok::<_, TaskError>(())
                 }
             });
@@ -261,7 +254,28 @@ mod tests {
         for out in futures::future::join_all(calls).await {
             out.unwrap();
         }
-        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(peak.most(), 2);
+    }
+
+    /// How many calls were inside at once, at most.
+    #[derive(Clone, Default)]
+    struct Peak {
+        running: Arc<std::sync::atomic::AtomicUsize>,
+        most: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl Peak {
+        async fn work(&self) {
+            use std::sync::atomic::Ordering::SeqCst;
+            let now = self.running.fetch_add(1, SeqCst) + 1;
+            self.most.fetch_max(now, SeqCst);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            self.running.fetch_sub(1, SeqCst);
+        }
+
+        fn most(&self) -> usize {
+            self.most.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
 
     /// `Registry::layer` runs the layer's `layer()` once per binding: a
@@ -269,18 +283,13 @@ mod tests {
     /// the layer holds (`GlobalConcurrencyLimitLayer`) is shared by all.
     #[tokio::test]
     async fn a_global_limit_layer_is_shared_by_every_binding() {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        let running = Arc::new(AtomicUsize::new(0));
-        let most = Arc::new(AtomicUsize::new(0));
-        let (r, m) = (running.clone(), most.clone());
+        let peak = Peak::default();
+        let p = peak.clone();
         let mut registry = crate::Registry::new();
         registry.handler("h", move |_: serde_json::Value, _ctx| {
-            let (r, m) = (r.clone(), m.clone());
+            let p = p.clone();
             async move {
-                let now = r.fetch_add(1, Ordering::SeqCst) + 1;
-                m.fetch_max(now, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                r.fetch_sub(1, Ordering::SeqCst);
+                p.work().await;
                 Ok::<_, TaskError>(())
             }
         });
@@ -295,7 +304,7 @@ mod tests {
         for out in futures::future::join_all(calls).await {
             out.unwrap();
         }
-        assert_eq!(most.load(Ordering::SeqCst), 2);
+        assert_eq!(peak.most(), 2);
     }
 
     #[tokio::test]
