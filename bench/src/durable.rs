@@ -16,6 +16,20 @@ pub(crate) async fn handle(
     body: Bytes,
 ) -> Response {
     let token = token_of_callback_id(&id);
+    let operation = match action.as_str() {
+        "succeed" => "SendDurableExecutionCallbackSuccess",
+        "fail" => "SendDurableExecutionCallbackFailure",
+        "heartbeat" => "SendDurableExecutionCallbackHeartbeat",
+        _ => "",
+    };
+    if !operation.is_empty() && !b.calls.admit(operation) {
+        tokio::time::sleep(b.faults.latency).await;
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequestsException",
+            "Rate exceeded",
+        );
+    }
     let result = match action.as_str() {
         "succeed" => b.complete(&token, true, &String::from_utf8_lossy(&body)),
         "fail" => {

@@ -32,8 +32,8 @@ pub(crate) struct Faults {
 
 /// What to do with a call instead of (or after) handling it.
 pub(crate) enum Fault {
-    /// Answer this instead.
-    Answer(Response),
+    /// Answer this instead (`throttled`: with a throttling code).
+    Answer { response: Response, throttled: bool },
     /// Reset the connection without handling the call.
     ResetBefore,
     /// Handle the call, then reset the connection instead of answering.
@@ -73,7 +73,12 @@ impl Faults {
         }
         let sqs = service == "AmazonSQS";
         let send_task = operation.starts_with("SendTask");
-        let answer = |status, code| Some(Fault::Answer(crate::aws_error(status, code, "injected")));
+        let answer = |status, code: &str| {
+            Some(Fault::Answer {
+                response: crate::aws_error(status, code, "injected"),
+                throttled: code.contains("Throttl"),
+            })
+        };
         if hit(self.error_rate) {
             return answer(StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure");
         }

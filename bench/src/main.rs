@@ -15,6 +15,7 @@
 //! (`GET /chaos`) for `bench/chaos.py`. Signatures are accepted, not
 //! verified: it is a test fixture.
 
+mod congestion;
 mod durable;
 mod faults;
 mod sfn;
@@ -72,6 +73,12 @@ struct Args {
     /// Fraction of calls answered HTTP 500.
     #[arg(long, default_value_t = 0.0)]
     error_rate: f64,
+    /// Congestion: a token bucket per operation, OPERATION=RATE[:BURST]
+    /// (calls per second; burst default: one second's worth). A prefix
+    /// ending in `*` gives each operation it matches a bucket of its own,
+    /// as AWS's quotas are per API. Repeatable.
+    #[arg(long = "bucket", value_name = "OPERATION=RATE[:BURST]")]
+    buckets: Vec<congestion::BucketSpec>,
     /// Fraction of calls answered ExpiredTokenException.
     #[arg(long, default_value_t = 0.0)]
     expired_rate: f64,
@@ -129,6 +136,7 @@ async fn main() {
             blocking: args.blocking,
         }),
         args.callback_ids,
+        congestion::Calls::new(args.buckets),
     ));
     let sweeper = backend.clone();
     tokio::spawn(async move { sweeper.sweep().await });
@@ -229,6 +237,16 @@ pub(crate) fn aws_error(status: StatusCode, code: &str, message: &str) -> Respon
         .into_response()
 }
 
+/// The answer to a call its bucket has no token for, in the service's words.
+pub(crate) fn throttled(service: &str) -> Response {
+    let code = if service == "AmazonSQS" {
+        "RequestThrottled"
+    } else {
+        "ThrottlingException"
+    };
+    aws_error(StatusCode::BAD_REQUEST, code, "Rate exceeded")
+}
+
 pub(crate) fn aws_ok(body: serde_json::Value) -> Response {
     (
         [("content-type", "application/x-amz-json-1.0")],
@@ -257,13 +275,28 @@ async fn dispatch(
             "no X-Amz-Target",
         );
     };
+    if !b.calls.admit(operation) {
+        b.counters.faults.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(b.faults.latency).await;
+        return throttled(service);
+    }
     let fault = if b.faults.any() {
         b.faults.inject(service, operation).await
     } else {
         None
     };
+    if let Some(f) = &fault {
+        let throttled = matches!(
+            f,
+            Fault::Answer {
+                throttled: true,
+                ..
+            }
+        );
+        b.calls.faulted(operation, throttled);
+    }
     let lost = match fault {
-        Some(Fault::Answer(response)) => {
+        Some(Fault::Answer { response, .. }) => {
             b.counters.faults.fetch_add(1, Ordering::Relaxed);
             return response;
         }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 use tokio::sync::Notify;
 
+use crate::congestion::Calls;
 use crate::faults::Faults;
 
 /// Why a SendTask* call is refused.
@@ -105,6 +106,8 @@ pub(crate) struct Backend {
     /// `FAKE_TRACE=FILE`: every SQS message's and token's events, one line each.
     pub trace: Option<Mutex<std::io::BufWriter<std::fs::File>>>,
     pub faults: Faults,
+    /// `--bucket`s, and every call counted by operation.
+    pub calls: Calls,
     pub poll_hold: Duration,
     pub tasks: Mutex<VecDeque<(String, String)>>,
     pub queue: Mutex<Queue>,
@@ -155,9 +158,11 @@ impl Backend {
         faults: Faults,
         chaos: Option<Chaos>,
         callback_ids: bool,
+        calls: Calls,
     ) -> Self {
         let backend = Self {
             callback_ids,
+            calls,
             trace: std::env::var_os("FAKE_TRACE")
                 .and_then(|p| std::fs::File::create(p).ok())
                 .map(|f| Mutex::new(std::io::BufWriter::new(f))),
@@ -440,6 +445,7 @@ impl Backend {
             "batch_calls": get(&c.batch_calls),
             "timed_out": get(&c.timed_out),
             "faults": get(&c.faults),
+            "calls": self.calls.counts(),
             "first_to_last_completion_secs": match (first, last) {
                 (Some(f), Some(l)) => (l - f).as_secs_f64(),
                 _ => 0.0,

@@ -31,6 +31,9 @@ pub const POLLS: &str = "sfn_worker_polls_total";
 pub const HEARTBEATS: &str = "sfn_worker_heartbeats_total";
 /// Failed AWS calls. Labels: operation, code.
 pub const API_ERRORS: &str = "sfn_worker_api_errors_total";
+/// The pace the worker keeps for an AWS operation after the service
+/// throttled it, in calls per second (0: not paced). Labels: operation.
+pub const CALL_RATE_LIMIT: &str = "sfn_worker_call_rate_limit";
 /// SQS messages no task could be made of. Labels: source, binding, reason
 /// (`body_not_json`, `token_missing`, `token_not_string`, `token_invalid`,
 /// `input_missing`, `callback_id_invalid`).
@@ -130,6 +133,10 @@ pub fn describe() {
     describe_counter!(HEARTBEATS, "Heartbeats sent, by result.");
     describe_counter!(API_ERRORS, "Failed AWS calls, by operation and error code.");
     describe_gauge!(READY, "1 while the worker is ready to take tasks.");
+    describe_gauge!(
+        CALL_RATE_LIMIT,
+        "Calls per second the worker paces an AWS operation to after throttling (0: not paced)."
+    );
     describe_gauge!(
         SATURATION,
         "Tasks running over the worker's slots (0 to 1): what to autoscale on."
@@ -423,6 +430,10 @@ pub(crate) fn global_slots_available(n: usize) {
 
 pub(crate) fn api_error(operation: crate::aws::Operation, code: &str) {
     counter!(API_ERRORS, "operation" => operation.name(), "code" => code.to_owned()).increment(1);
+}
+
+pub(crate) fn call_rate_limit(operation: crate::aws::Operation, limit: Option<f64>) {
+    gauge!(CALL_RATE_LIMIT, "operation" => operation.name()).set(limit.unwrap_or(0.0));
 }
 
 pub(crate) fn ready(is_ready: bool) {

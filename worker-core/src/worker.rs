@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
+use crate::aws::pacing::{Paced, Pacer};
 use crate::aws::{ApiError, ApiErrorKind, CompletionTarget, SfnApi, SqsApi, StepFunctions};
 use crate::completion::Reporter;
 use crate::config::Completes;
@@ -295,15 +296,31 @@ impl Worker {
         // One reporter per completion target: `send_task_rate_per_sec` is a
         // limit on Step Functions' `SendTask*` calls; durable callbacks are
         // Lambda's, with their own quota.
+        // Every call of the process at the pace each operation's quota
+        // allows (learned from throttling answers), one pacer for all.
+        let pacer = Arc::new(Pacer::new());
+        let api: Arc<dyn SfnApi> = Arc::new(Paced {
+            pacer: pacer.clone(),
+            inner: self.api.clone(),
+        });
+        let sqs: Option<Arc<dyn SqsApi>> = self.sqs.clone().map(|inner| {
+            Arc::new(Paced {
+                pacer: pacer.clone(),
+                inner,
+            }) as Arc<dyn SqsApi>
+        });
         let step_functions = Arc::new(Reporter::new(
-            Arc::new(StepFunctions(self.api.clone())),
+            Arc::new(StepFunctions(api.clone())),
             SendGate::new(wc.send_task_rate_per_sec),
             self.shutdown.giving_up().clone(),
         ));
-        let durable = self.durable.clone().map(|target| {
+        let durable = self.durable.clone().map(|inner| {
             Arc::new(
                 Reporter::new(
-                    target,
+                    Arc::new(Paced {
+                        pacer: pacer.clone(),
+                        inner,
+                    }),
                     SendGate::new(None),
                     self.shutdown.giving_up().clone(),
                 )
@@ -332,12 +349,12 @@ impl Worker {
         for a in &self.plan.activities {
             sources.push(activity::source(
                 a,
-                self.api.clone(),
+                api.clone(),
                 &rt,
                 step_functions.clone(),
             ));
         }
-        if let Some(sqs) = &self.sqs {
+        if let Some(sqs) = &sqs {
             for q in &self.plan.queues {
                 let give_up = self.shutdown.giving_up().clone();
                 let reporter = match q.completes {

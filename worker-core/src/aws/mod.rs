@@ -18,6 +18,7 @@ mod credentials;
 mod error;
 pub mod lambda;
 mod operation;
+pub(crate) mod pacing;
 pub(crate) mod retry;
 pub(crate) mod sdk_config;
 pub mod sfn;

@@ -5,6 +5,13 @@
 //! workflows client, which a person or a script waits on, has one
 //! (`workflows.max_retries`). Which errors are worth a retry is
 //! [`super::ApiError::is_retryable`]'s answer.
+//!
+//! The worker's delays start short (20 ms): a 5xx, a reset or a throttle
+//! that does not follow the call rate is independent of the next attempt,
+//! and waiting only loses time. Congestion is not this module's job: the
+//! process's [`super::pacing::Pacer`] slows each operation to what the
+//! service accepts, whatever the loops do. A run of failures (a service
+//! down, a wrong endpoint) still backs off exponentially.
 
 use std::time::Duration;
 
@@ -20,9 +27,9 @@ fn exponential(min: Duration, max: Duration) -> ExponentialBackoff {
 }
 
 /// Delays between failed polls (`GetActivityTask`, `ReceiveMessage`): from
-/// 200 ms to 30 s. Reset after every successful poll.
+/// 20 ms to 30 s. Reset after every successful poll.
 fn poll() -> ExponentialBackoff {
-    exponential(Duration::from_millis(200), Duration::from_secs(30))
+    exponential(Duration::from_millis(20), Duration::from_secs(30))
 }
 
 /// A poll loop's retry state: the delay before polling again after a
@@ -58,18 +65,18 @@ impl PollBackoff {
 /// A report is retried for as long as the task can be kept alive, so what
 /// matters is how many attempts fit before shutdown gives up (a report that
 /// fails ten times in a row is likely to see its worker stop first): one
-/// report waits at most 2 s (4 s with jitter) between attempts. Keeping a
-/// process under the account's `SendTask*` quota is the job of
-/// `send_task_rate_per_sec`, not of one report's backoff.
+/// report waits from 20 ms up to 2 s (4 s with jitter) between attempts.
+/// Keeping a process under the account's `SendTask*` quota is the job of
+/// the pacer (and `send_task_rate_per_sec`), not of one report's backoff.
 pub(crate) fn report() -> impl Iterator<Item = Duration> {
-    exponential(Duration::from_millis(100), Duration::from_secs(2))
+    exponential(Duration::from_millis(20), Duration::from_secs(2))
 }
 
-/// Delays between attempts to delete a settled message: from 100 ms to 1 s,
+/// Delays between attempts to delete a settled message: from 20 ms to 1 s,
 /// so that a delete lands well within the visibility the lease can still
 /// keep (the lease renews while it retries).
 pub(crate) fn delete() -> impl Iterator<Item = Duration> {
-    exponential(Duration::from_millis(100), Duration::from_secs(1))
+    exponential(Duration::from_millis(20), Duration::from_secs(1))
 }
 
 /// Delays between tries of one workflows-client call: from 200 ms to 5 s,

@@ -1,0 +1,430 @@
+//! Congestion control: the process's calls to each AWS operation paced to
+//! what the service accepts, as the AWS SDKs' *adaptive* retry mode does.
+//!
+//! AWS throttles per account, Region and API with token buckets. A
+//! throttling answer says "slower"; a 5xx, a reset or a timeout does not
+//! (those are retried at once, by the caller's short backoff). So one
+//! [`Pacer`] per process keeps, per operation, a send rate that is
+//! unlimited until the service throttles, then cut multiplicatively to just
+//! under the rate it accepted and raised additively while calls go through
+//! (AIMD: a fleet of workers sharing one bucket converges on fair shares).
+//!
+//! Telling congestion from noise: a throttle that does not depend on how
+//! fast we call (a fault, a neighbour's burst) would cut the rate for
+//! nothing, again and again. So a cut is a probe: if the throttled share of
+//! calls does not fall in the next window, the throttling is independent of
+//! our rate; the cut is undone and that share becomes the baseline that
+//! later windows are compared with. Only throttling above the baseline (by
+//! more than chance explains) cuts the rate.
+//!
+//! Priority: when a keep-alive call (`SendTaskHeartbeat`,
+//! `ChangeMessageVisibilityBatch`, a durable callback's heartbeat) has to
+//! wait for its pace, polls wait behind it. A held task whose keep-alive is
+//! late is lost work; a poll that is late is work not yet taken.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use super::{
+    ActivityTask, ApiError, ApiErrorKind, BatchEntry, CompletionTarget, EntryResult, Message,
+    Operation, ReceiveRequest, SfnApi, SqsApi, TargetOperations,
+};
+
+/// How long the throttled share of calls is measured before it is judged.
+const WINDOW: Duration = Duration::from_millis(500);
+/// Fewer calls than this in a window say too little: it is stretched (up
+/// to [`MAX_WINDOW`]) until they arrive, and judged only if they do. So an
+/// operation is paced only at 10 calls per second or more: fewer are not
+/// what empties a bucket, and their retries' own backoff is enough.
+const MIN_CALLS: u32 = 20;
+const MAX_WINDOW: Duration = Duration::from_secs(2);
+/// A cut leaves the rate this far under what the service accepted.
+const CUT_MARGIN: f64 = 0.95;
+/// Per second while the limit holds calls back, the limit grows by this
+/// share of the rate it was cut to (TCP's additive increase, scaled).
+const INCREASE: f64 = 0.05;
+/// Fewer throttled calls than this in a window are not acted on (the
+/// retries' own backoff is enough for them).
+const MIN_THROTTLED: u32 = 5;
+/// Throttling above the baseline by less than this is not acted on.
+const MIN_EXCESS: f64 = 0.02;
+/// After a probe, a throttled share still above this part of the share
+/// that caused it means the throttling does not follow our rate.
+const STILL_THROTTLED: f64 = 0.6;
+/// A throttled share above this is never taken for independent of the
+/// rate: a service refusing most calls whatever the pace is congested.
+const MAX_BASELINE: f64 = 0.5;
+/// The lowest limit: enough calls for a window to be judged (so the
+/// limit can still grow), and a heartbeat every 100 ms.
+const MIN_RATE: f64 = MIN_CALLS as f64 / 2.0;
+/// Polls wait while a keep-alive call's turn is this far off.
+const KEEPALIVE_BACKLOG: Duration = Duration::from_millis(50);
+/// How often a waiting poll looks again.
+const POLL_RECHECK: Duration = Duration::from_millis(20);
+
+/// Throttling and [`Operation`] classes the pacer treats alike.
+fn is_keepalive(op: Operation) -> bool {
+    matches!(
+        op,
+        Operation::SendTaskHeartbeat
+            | Operation::ChangeMessageVisibilityBatch
+            | Operation::SendDurableExecutionCallbackHeartbeat
+    )
+}
+
+fn is_poll(op: Operation) -> bool {
+    matches!(op, Operation::GetActivityTask | Operation::ReceiveMessage)
+}
+
+/// A cut waiting for the next window to confirm it.
+#[derive(Debug, Clone, Copy)]
+struct Probe {
+    /// The throttled share that caused it.
+    share: f64,
+    /// Calls sent, and calls not throttled, per second in the window that
+    /// caused it.
+    rate: f64,
+    ok_rate: f64,
+    /// The limit before it.
+    before: Option<f64>,
+    /// The first window after a cut still carries calls paced before it
+    /// (and a bucket still empty): it is skipped, not judged.
+    settled: bool,
+}
+
+/// One operation's pace.
+#[derive(Debug)]
+struct Lane {
+    /// Calls per second; `None` until the service throttles.
+    limit: Option<f64>,
+    /// When the next call may go (pacing by spacing, so waiting callers
+    /// are served in turn without waking together).
+    next: Instant,
+    window_start: Instant,
+    sent: u32,
+    throttled: u32,
+    /// The throttled share that does not depend on our rate.
+    baseline: f64,
+    probe: Option<Probe>,
+    /// The limit of the last confirmed cut: the scale of the increase.
+    cut_to: f64,
+}
+
+impl Lane {
+    fn new(now: Instant) -> Self {
+        Self {
+            limit: None,
+            next: now,
+            window_start: now,
+            sent: 0,
+            throttled: 0,
+            baseline: 0.0,
+            probe: None,
+            cut_to: 0.0,
+        }
+    }
+
+    /// The time this call may go; reserves it.
+    fn reserve(&mut self, now: Instant) -> Instant {
+        let Some(rate) = self.limit else {
+            return now;
+        };
+        let at = self.next.max(now);
+        self.next = at + Duration::from_secs_f64(1.0 / rate);
+        at
+    }
+
+    fn backlogged(&self, now: Instant) -> bool {
+        self.limit.is_some() && self.next > now + KEEPALIVE_BACKLOG
+    }
+
+    /// Count an answer; judge the window when it is complete. Returns the
+    /// new limit when it changed.
+    fn answered(&mut self, throttled: bool, now: Instant) -> Option<Option<f64>> {
+        self.sent += 1;
+        self.throttled += u32::from(throttled);
+        let elapsed = now.saturating_duration_since(self.window_start);
+        if elapsed < WINDOW || (self.sent < MIN_CALLS && elapsed < MAX_WINDOW) {
+            return None;
+        }
+        let before = self.limit;
+        self.judge(elapsed.as_secs_f64());
+        self.window_start = now;
+        self.sent = 0;
+        self.throttled = 0;
+        (self.limit != before).then_some(self.limit)
+    }
+
+    fn judge(&mut self, secs: f64) {
+        if self.sent < MIN_CALLS {
+            // A window stretched to its longest without enough calls: too
+            // few to be what empties a bucket, too few to judge by.
+            return;
+        }
+        let n = f64::from(self.sent);
+        let share = f64::from(self.throttled) / n;
+        let rate = n / secs;
+        // What chance alone makes of the baseline share in n calls.
+        let b = self.baseline.max(0.01);
+        let noise = 3.0 * (b * (1.0 - b) / n).sqrt();
+        let excess = share - self.baseline;
+        let congested = excess > noise.max(MIN_EXCESS) && self.throttled >= MIN_THROTTLED;
+        if let Some(probe) = &mut self.probe
+            && !probe.settled
+        {
+            probe.settled = true;
+            return;
+        }
+        if let Some(probe) = self.probe.take() {
+            // A bucket takes as many calls per second after the cut as
+            // before it; throttling independent of the rate takes fewer,
+            // in proportion to the cut. Which is this closer to?
+            let ok_rate = rate * (1.0 - share);
+            let slowed = rate / probe.rate.max(f64::MIN_POSITIVE);
+            let in_proportion = ok_rate < probe.ok_rate * (1.0 + slowed) / 2.0;
+            if in_proportion && share > probe.share * STILL_THROTTLED && share <= MAX_BASELINE {
+                // Slower, and throttled as much: not congestion.
+                self.baseline = share;
+                self.limit = probe.before;
+                if let Some(limit) = self.limit {
+                    self.cut_to = limit;
+                }
+            } else if congested {
+                // Still over what the service takes: cut deeper (and if
+                // that does not help, come back to this step).
+                self.cut(rate, share, excess, self.limit);
+            } else if let Some(limit) = self.limit {
+                self.cut_to = limit;
+            }
+            return;
+        }
+        if congested {
+            self.cut(rate, share, excess, self.limit);
+            return;
+        }
+        // The independent share eases: follow it down, slowly. (Never up:
+        // throttling that grows with the rate is congestion, and only a
+        // probe can tell that it is not.)
+        if share < self.baseline {
+            self.baseline = 0.9 * self.baseline + 0.1 * share;
+        }
+        if let Some(limit) = self.limit
+            && rate >= 0.8 * limit
+        {
+            self.limit = Some(limit + (self.cut_to * INCREASE).max(1.0) * secs);
+        }
+    }
+
+    /// Pace to just under the rate the service accepted (less the
+    /// independent share), and see in the next window whether that helped.
+    fn cut(&mut self, rate: f64, share: f64, excess: f64, before: Option<f64>) {
+        let accepted = rate * (1.0 - excess);
+        self.probe = Some(Probe {
+            share,
+            rate,
+            ok_rate: rate * (1.0 - share),
+            before,
+            settled: false,
+        });
+        let limit = (accepted * CUT_MARGIN).max(MIN_RATE);
+        self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
+    }
+}
+
+/// The process's pace for every operation. Shared by all its tasks.
+#[derive(Debug)]
+pub(crate) struct Pacer {
+    lanes: HashMap<Operation, Mutex<Lane>>,
+}
+
+const OPERATIONS: [Operation; 12] = [
+    Operation::GetActivityTask,
+    Operation::SendTaskSuccess,
+    Operation::SendTaskFailure,
+    Operation::SendTaskHeartbeat,
+    Operation::DescribeActivity,
+    Operation::ReceiveMessage,
+    Operation::ChangeMessageVisibilityBatch,
+    Operation::DeleteMessageBatch,
+    Operation::GetQueueAttributes,
+    Operation::SendDurableExecutionCallbackSuccess,
+    Operation::SendDurableExecutionCallbackFailure,
+    Operation::SendDurableExecutionCallbackHeartbeat,
+];
+
+impl Pacer {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            lanes: OPERATIONS
+                .iter()
+                .map(|op| (*op, Mutex::new(Lane::new(now))))
+                .collect(),
+        }
+    }
+
+    fn lane(&self, op: Operation) -> Option<std::sync::MutexGuard<'_, Lane>> {
+        self.lanes
+            .get(&op)
+            .map(|l| l.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Wait for `op`'s turn.
+    async fn turn(&self, op: Operation) {
+        if is_poll(op) {
+            while self.keepalive_backlogged() {
+                tokio::time::sleep(POLL_RECHECK).await;
+            }
+        }
+        let now = Instant::now();
+        let at = match self.lane(op) {
+            Some(mut lane) => lane.reserve(now),
+            None => now,
+        };
+        if at > now {
+            tokio::time::sleep_until(at).await;
+        }
+    }
+
+    fn keepalive_backlogged(&self) -> bool {
+        let now = Instant::now();
+        OPERATIONS
+            .iter()
+            .filter(|op| is_keepalive(**op))
+            .any(|op| self.lane(*op).is_some_and(|l| l.backlogged(now)))
+    }
+
+    fn answered(&self, op: Operation, throttled: bool) {
+        let changed = match self.lane(op) {
+            Some(mut lane) => lane.answered(throttled, Instant::now()),
+            None => None,
+        };
+        if let Some(limit) = changed {
+            crate::metrics::call_rate_limit(op, limit);
+            match limit {
+                Some(rate) => {
+                    tracing::debug!(operation = %op, limit = rate, "throttled: pacing calls")
+                }
+                None => {
+                    tracing::debug!(operation = %op, "throttling does not follow the call rate: not pacing")
+                }
+            }
+        }
+    }
+
+    /// Make one call to `op` at its pace, and learn from the answer.
+    pub async fn call<T, F>(&self, op: Operation, call: F) -> Result<T, ApiError>
+    where
+        F: Future<Output = Result<T, ApiError>>,
+    {
+        self.turn(op).await;
+        let result = call.await;
+        let throttled = matches!(&result, Err(e) if e.kind == ApiErrorKind::Throttled);
+        self.answered(op, throttled);
+        result
+    }
+
+    /// The current limit of `op` (calls per second), if it is paced.
+    #[cfg(test)]
+    fn limit(&self, op: Operation) -> Option<f64> {
+        self.lane(op).and_then(|l| l.limit)
+    }
+}
+
+/// A client whose calls go through a [`Pacer`].
+pub(crate) struct Paced<C: ?Sized> {
+    pub pacer: std::sync::Arc<Pacer>,
+    pub inner: std::sync::Arc<C>,
+}
+
+#[async_trait]
+impl SfnApi for Paced<dyn SfnApi> {
+    async fn get_activity_task(
+        &self,
+        activity_arn: &str,
+        worker_name: &str,
+    ) -> Result<Option<ActivityTask>, ApiError> {
+        let call = self.inner.get_activity_task(activity_arn, worker_name);
+        self.pacer.call(Operation::GetActivityTask, call).await
+    }
+    async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
+        let call = self.inner.send_task_success(token, output);
+        self.pacer.call(Operation::SendTaskSuccess, call).await
+    }
+    async fn send_task_failure(
+        &self,
+        token: &str,
+        error: &str,
+        cause: &str,
+    ) -> Result<(), ApiError> {
+        let call = self.inner.send_task_failure(token, error, cause);
+        self.pacer.call(Operation::SendTaskFailure, call).await
+    }
+    async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError> {
+        let call = self.inner.send_task_heartbeat(token);
+        self.pacer.call(Operation::SendTaskHeartbeat, call).await
+    }
+    async fn describe_activity(&self, activity_arn: &str) -> Result<(), ApiError> {
+        self.inner.describe_activity(activity_arn).await
+    }
+}
+
+#[async_trait]
+impl SqsApi for Paced<dyn SqsApi> {
+    async fn receive(&self, request: ReceiveRequest<'_>) -> Result<Vec<Message>, ApiError> {
+        let call = self.inner.receive(request);
+        self.pacer.call(Operation::ReceiveMessage, call).await
+    }
+    async fn change_visibility_batch(
+        &self,
+        queue_url: &str,
+        entries: &[BatchEntry],
+    ) -> Result<Vec<EntryResult>, ApiError> {
+        let call = self.inner.change_visibility_batch(queue_url, entries);
+        self.pacer
+            .call(Operation::ChangeMessageVisibilityBatch, call)
+            .await
+    }
+    async fn delete_batch(
+        &self,
+        queue_url: &str,
+        entries: &[BatchEntry],
+    ) -> Result<Vec<EntryResult>, ApiError> {
+        let call = self.inner.delete_batch(queue_url, entries);
+        self.pacer.call(Operation::DeleteMessageBatch, call).await
+    }
+    async fn check_queue(&self, queue_url: &str) -> Result<(), ApiError> {
+        self.inner.check_queue(queue_url).await
+    }
+}
+
+#[async_trait]
+impl CompletionTarget for Paced<dyn CompletionTarget> {
+    fn operations(&self) -> TargetOperations {
+        self.inner.operations()
+    }
+    fn permissions(&self) -> &'static str {
+        self.inner.permissions()
+    }
+    async fn succeed(&self, token: &str, output: &str) -> Result<(), ApiError> {
+        let op = self.inner.operations().success;
+        self.pacer.call(op, self.inner.succeed(token, output)).await
+    }
+    async fn fail(&self, token: &str, error: &str, cause: &str) -> Result<(), ApiError> {
+        let op = self.inner.operations().failure;
+        self.pacer
+            .call(op, self.inner.fail(token, error, cause))
+            .await
+    }
+    async fn heartbeat(&self, token: &str) -> Result<(), ApiError> {
+        let op = self.inner.operations().heartbeat;
+        self.pacer.call(op, self.inner.heartbeat(token)).await
+    }
+}
+
+#[cfg(test)]
+mod tests;
