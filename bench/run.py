@@ -14,7 +14,12 @@ backend (fake-aws). One invocation runs every scenario for every contender.
 Scenarios (issue 6): 1 activity tasks, trivial handler; 2 SQS callbacks,
 trivial handler; 3 tasks held in flight with heartbeats every 10 s (and
 visibility extension for SQS); 4 an idle worker with 4 activity and 4 queue
-bindings. Measurements come from /proc for the contender's whole process
+bindings; 5 (issue 23) SQS callbacks through fault profiles (none, 10% 5xx,
+10% 5xx + 30% random throttling, a 200/s token bucket on each SendTask*),
+and 5h tasks held through the same profiles, none of which may lapse. Every
+throughput scenario reports AWS requests per task by operation (fake-aws
+counts them) and the SQS bill per million tasks; `--rate` offers tasks at a
+fixed rate instead of all at once. Measurements come from /proc for the contender's whole process
 tree: CPU time (user + sys, including reaped children), peak RSS (VmHWM,
 summed over the tree).
 
@@ -193,13 +198,16 @@ def versions():
 # --- the fake backend ----------------------------------------------------------
 
 class Fake:
-    def __init__(self, binary, activity_tasks=0, messages=0, poll_hold_ms=500, callback_ids=False):
+    def __init__(self, binary, activity_tasks=0, messages=0, poll_hold_ms=500, callback_ids=False, rate=None,
+                 extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [binary, "--listen", f"127.0.0.1:{self.port}", "--activity-tasks", str(activity_tasks),
              "--messages", str(messages), "--poll-hold-ms", str(poll_hold_ms)]
-            + (["--callback-ids"] if callback_ids else []),
+            + (["--callback-ids"] if callback_ids else [])
+            + (["--rate-per-sec", str(rate)] if rate else [])
+            + list(extra),
             stderr=subprocess.DEVNULL)
         wait_until(self.up, 10, "fake-aws")
 
@@ -295,6 +303,11 @@ class SfnWorker(Contender):
             bindings = self.activity("held", n, f"heartbeat_secs = {HEARTBEAT_SECS}\n"
                                                  f"[activity.params]\ndelay_ms = {HOLD_SECS * 1000}")
             extra = f"max_concurrency = {n}"
+        elif job == "faults-held-sqs":
+            bindings = self.queue("held", fake, 256, f"heartbeat_secs = {FAULT_HEARTBEAT_SECS}\n"
+                                                     f"visibility_timeout_secs = 10\n"
+                                                     f"[queue.params]\ndelay_ms = {FAULT_HOLD_SECS * 1000}")
+            extra = "max_concurrency = 256"
         elif job == "held-sqs":
             bindings = self.queue("held", fake, n, f"heartbeat_secs = {HEARTBEAT_SECS}\nvisibility_timeout_secs = 30\n"
                                                    f"[queue.params]\ndelay_ms = {HOLD_SECS * 1000}")
@@ -470,12 +483,37 @@ def stop_perf(perf):
 
 # --- scenarios -------------------------------------------------------------------
 
-def throughput(c, fake_bin, source, n):
+# Public on-demand prices (us-east-1, read 2026-12-02): SQS standard queues
+# $0.40 per million requests after the free million a month
+# (https://aws.amazon.com/sqs/pricing/). Step Functions bills state
+# transitions, not its API calls (https://aws.amazon.com/step-functions/pricing/):
+# GetActivityTask and SendTask* cost quota, not money.
+SQS_USD_PER_MILLION_REQUESTS = 0.40
+SERVICE_OF = {"ReceiveMessage": "sqs", "DeleteMessage": "sqs", "DeleteMessageBatch": "sqs",
+              "ChangeMessageVisibility": "sqs", "ChangeMessageVisibilityBatch": "sqs", "GetQueueAttributes": "sqs"}
+
+
+def requests(before, after, tasks):
+    """AWS calls per task between two /stats readings: by operation, and
+    summed by service, with the SQS bill per million tasks."""
+    calls = {op: c["calls"] - before.get(op, {}).get("calls", 0) for op, c in after.items()}
+    calls = {op: n / tasks for op, n in sorted(calls.items()) if n}
+    sqs = sum(v for op, v in calls.items() if SERVICE_OF.get(op) == "sqs")
+    sfn = sum(v for op, v in calls.items() if SERVICE_OF.get(op) != "sqs" and "Durable" not in op)
+    return {"sqs_req_per_task": sqs, "sfn_req_per_task": sfn,
+            "sqs_usd_per_million_tasks": sqs * SQS_USD_PER_MILLION_REQUESTS}, calls
+
+
+def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
     """Scenarios 1 and 2: n trivial tasks. The clock and the CPU reading start
     at the contender's first poll, so start-up (module loading, JIT) is not
-    counted against anyone."""
+    counted against anyone. `rate`: tasks offered per second instead of all
+    at once; `extra`: fake-aws flags (faults); `sample_at`: seconds after
+    the first poll at which /stats is read once more (the bucket profile's
+    settled span starts there)."""
     fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
-                messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable")
+                messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable",
+                rate=rate, extra=extra)
     try:
         launched = c.start(source, fake, n)
         if launched is None:
@@ -484,9 +522,15 @@ def throughput(c, fake_bin, source, n):
         try:
             wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.005, proc=proc)
             perf = start_perf(c, source, proc)
-            cpu0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            s0, cpu0, t0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
+            mid = None
+            if sample_at:
+                wait_until(lambda: time.monotonic() - t0 >= sample_at or fake.stats()["completed"] >= n, 900,
+                           f"{c.name}: {sample_at} s", step=0.02, proc=proc)
+                mid = (fake.stats(), time.monotonic())
             wait_until(lambda: fake.stats()["completed"] >= n, 900, f"{c.name}: {n} completions", step=0.02, proc=proc)
             t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            s1 = fake.stats()
             stop_perf(perf)
             rss = memory_kib(proc.pid, "VmHWM")
         finally:
@@ -496,8 +540,19 @@ def throughput(c, fake_bin, source, n):
         fake.stop()
     if s["completed"] != n or s["duplicates"] or s["unknown_tokens"] or exit_code != 0:
         raise SystemExit(f"{c.name} {source}: not exactly once or unclean exit: {s}, exit {exit_code}")
-    return {"n": n, "tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
-            "peak_rss_mib": rss / 1024}
+    done = s1["completed"] - s0["completed"]
+    per_task, calls = requests(s0["calls"], s1["calls"], max(done, 1))
+    result = {"n": n, "tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
+              "peak_rss_mib": rss / 1024, **per_task, "calls_per_task": calls}
+    if mid is not None:
+        (sm, tm) = mid
+        settled = {op: {k: s1["calls"][op][k] - sm["calls"].get(op, {}).get(k, 0) for k in ("calls", "throttled")}
+                   for op in s1["calls"] if op.startswith("SendTask")}
+        sent = sum(v["calls"] for v in settled.values())
+        refused = sum(v["throttled"] for v in settled.values())
+        result["settled_send_task_accepted_per_sec"] = (sent - refused) / max(t1 - tm, 1e-9)
+        result["settled_send_task_refused_pct"] = refused / max(sent, 1) * 100
+    return result
 
 
 def held(c, fake_bin, source, n, window_secs):
@@ -532,6 +587,51 @@ def held(c, fake_bin, source, n, window_secs):
             "cpu_us_per_keepalive": (cpu1 - cpu0) / max(calls, 1) * 1e6,
             "keepalives_per_sec": calls / (t1 - t0), "peak_rss_mib": rss / 1024, "rss_mib": now / 1024,
             "kib_per_task": rss / n}
+
+
+# Scenario 5: SQS callbacks through faults, against fault-free at the same
+# concurrency (256) and latency (2 ms). `bucket` is congestion: SendTask*
+# through a token bucket of 200 calls/s each (AWS's quotas are per API).
+FAULT_PROFILES = {
+    "none": [],
+    "5xx": ["--error-rate", "0.1"],
+    "soak": ["--error-rate", "0.1", "--throttle-rate", "0.3"],
+    "bucket": ["--bucket", "SendTask*=200"],
+}
+FAULT_LATENCY = ["--latency-ms", "2"]
+FAULT_HOLD_SECS = 15
+FAULT_HEARTBEAT_SECS = 3
+
+
+def held_through_faults(c, fake_bin, profile, n):
+    """Scenario 5h: n SQS tasks, 256 at a time, each held 15 s with a
+    heartbeat every 3 s and a visibility timeout of 10 s, through a fault
+    profile. The fake times out a token 10 s after its last heartbeat
+    (chaos mode) and counts visibility lapses: both must stay 0."""
+    fake = Fake(fake_bin, messages=n, extra=FAULT_LATENCY + FAULT_PROFILES[profile]
+                + ["--heartbeat-timeout-secs", "10"])
+    try:
+        launched = c.start("faults-held-sqs", fake, n)
+        if launched is None:
+            return None
+        proc, _ = launched
+        try:
+            wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.01, proc=proc)
+            t0 = time.monotonic()
+            wait_until(lambda: fake.stats()["completed"] >= n, 900, f"{c.name}: {n} held completions", step=0.1,
+                       proc=proc)
+            t1 = time.monotonic()
+        finally:
+            exit_code = stop(proc, gently=True)
+        s = fake.stats()
+    finally:
+        fake.stop()
+    if s["duplicates"] or s["unknown_tokens"] or s["timed_out"] or s["lapses"] or exit_code != 0:
+        raise SystemExit(f"{c.name} held through {profile}: a task lapsed, ran twice or was lost: {s}, "
+                         f"exit {exit_code}")
+    keepalive = s["calls"].get("SendTaskHeartbeat", {}).get("calls", 0)
+    return {"n": n, "secs": t1 - t0, "timed_out": s["timed_out"], "lapses": s["lapses"],
+            "heartbeat_calls_per_task": keepalive / n}
 
 
 def idle(c, fake_bin, window_secs):
@@ -572,7 +672,9 @@ RATIO_ON = {"1": ("cpu_us_per_task", False), "2": ("cpu_us_per_task", False), "3
 SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo",
              "2d": "Lambda durable callbacks over SQS, echo (sfn-worker only: no peer serves them)",
              "3a": "held with heartbeats, activity",
-             "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings"}
+             "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings",
+             "5": "SQS callbacks through fault profiles (sfn-worker only), 256 at once, 2 ms latency",
+             "5h": "SQS tasks held 15 s through fault profiles (sfn-worker only): no lapse, no timeout"}
 
 
 def main():
@@ -582,7 +684,11 @@ def main():
     p.add_argument("--n", type=int, default=None, help="scenario 1/2 size for sfn-worker (default 100,000)")
     p.add_argument("--window", type=float, default=None, help="scenario 3 measuring window, s (default 60)")
     p.add_argument("--only", default=None, help="comma-separated contenders")
-    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4")
+    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4,5,5h")
+    p.add_argument("--rate", type=int, default=None,
+                   help="scenarios 1, 2, 2d: offer this many tasks per second (n = rate x window) instead of "
+                        "all at once; for requests per task below saturation")
+    p.add_argument("--profiles", default=",".join(FAULT_PROFILES), help="scenario 5/5h fault profiles")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     profile = "debug" if a.short else "release"
@@ -600,15 +706,35 @@ def main():
     scenarios = a.scenarios.split(",")
     held_n = (lambda c: min(c.held, 200)) if a.short else (lambda c: c.held)
 
+    rate = a.rate
+    # At an offered rate, every contender gets the same n: rate x window.
+    sized = (lambda c: int(rate * window)) if rate else (lambda c: max(50, int(n * c.share)))
+    profiles = a.profiles.split(",")
+    fault_n = {"bucket": 300 if a.short else 8000}
+
     def job(key, c):
         if key == "1":
-            return throughput(c, bins["fake-aws"], "activity", max(50, int(n * c.share)))
+            return throughput(c, bins["fake-aws"], "activity", sized(c), rate=rate)
         if key == "2":
-            return throughput(c, bins["fake-aws"], "sqs", max(50, int(n * c.share)))
+            return throughput(c, bins["fake-aws"], "sqs", sized(c), rate=rate)
         if key == "2d":
             if c.name != "sfn-worker":
                 return None
-            return throughput(c, bins["fake-aws"], "durable", n)
+            return throughput(c, bins["fake-aws"], "durable", int(rate * window) if rate else n, rate=rate)
+        if key == "5":
+            if c.name != "sfn-worker":
+                return None
+            out = {}
+            for profile in profiles:
+                size = fault_n.get(profile, 1000 if a.short else 20_000)
+                out[profile] = throughput(c, bins["fake-aws"], "sqs", size, extra=FAULT_LATENCY + FAULT_PROFILES[profile],
+                                          sample_at=10 if profile == "bucket" else None)
+            return out
+        if key == "5h":
+            if c.name != "sfn-worker":
+                return None
+            return {profile: held_through_faults(c, bins["fake-aws"], profile, 64 if a.short else 512)
+                    for profile in profiles}
         if key in ("3a", "3b"):
             if not c.held:
                 return None
@@ -624,8 +750,15 @@ def main():
                 result = job(key, c)
                 if result is None:
                     continue
-                log(f"run {r + 1} scenario {key} {c.name}: {json.dumps({k: round(v, 2) for k, v in result.items()})}")
-                runs.setdefault(key, {}).setdefault(c.name, []).append(result)
+                # Scenario 5's profiles are contenders of their own in the table.
+                named = ({f"{c.name} [{p}]": r for p, r in result.items()} if key in ("5", "5h")
+                         else {c.name: result})
+                for name, res in named.items():
+                    log(f"run {r + 1} scenario {key} {name}: "
+                        f"{json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()})}")
+                    runs.setdefault(key, {}).setdefault(name, []).append(res)
+                if key in ("5", "5h"):
+                    continue
                 if key in RATIO_ON:
                     figure, _ = RATIO_ON[key]
                     if c.name == "sfn-worker":
@@ -633,8 +766,18 @@ def main():
                     elif base:
                         ratios.setdefault(key, {}).setdefault(c.name, []).append(result[figure] / base)
 
-    results = {key: {name: {k: statistics.median(x[k] for x in rs) for k in rs[0]} for name, rs in per.items()}
+    results = {key: {name: {k: statistics.median(x[k] for x in rs) for k in rs[0] if not isinstance(rs[0][k], dict)}
+                     for name, rs in per.items()}
                for key, per in runs.items()}
+    # Calls per task by operation: medians over the runs.
+    calls = {key: {name: {op: statistics.median(x["calls_per_task"].get(op, 0) for x in rs)
+                          for op in rs[0]["calls_per_task"]}
+                   for name, rs in per.items() if "calls_per_task" in rs[0]}
+             for key, per in runs.items()}
+    for key, per in results.items():
+        for name, r in per.items():
+            if key == "5" and "tasks_per_sec" in r and f"sfn-worker [none]" in per:
+                r["vs_fault_free_pct"] = r["tasks_per_sec"] / per["sfn-worker [none]"]["tasks_per_sec"] * 100
     ratio_medians = {key: {name: statistics.median(v) for name, v in per.items()} for key, per in ratios.items()}
     print(f"\n{profile} build, medians of {a.runs} run(s); 'x' = the contender's figure over sfn-worker's, "
           f"taken pair by pair in each run (CPU per task or per keep-alive call: higher is worse)")
@@ -645,7 +788,11 @@ def main():
         for name, r in results[key].items():
             ratio = ratio_medians.get(key, {}).get(name)
             extra = f"  [{ratio:.2f}x]" if ratio else ""
-            print(f"  {name:32s} " + ", ".join(f"{k} {v:,.1f}" for k, v in r.items()) + extra)
+            print(f"  {name:32s} " + ", ".join(f"{k} {v:,.3g}" if abs(v) < 10 else f"{k} {v:,.1f}"
+                                                 for k, v in r.items()) + extra)
+            if calls.get(key, {}).get(name):
+                print(f"  {'':32s} requests per task: "
+                      + ", ".join(f"{op} {v:.3f}" for op, v in calls[key][name].items()))
     for name, why in missing.items():
         print(f"\n!!! {name} was not run: {why}")
     if a.json:
@@ -655,7 +802,7 @@ def main():
                                    "cpu": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                                                 if l.startswith("model name")), "?")},
                        "versions": versions(), "settings": {c.name: c.settings for c in contenders},
-                       "results": results, "ratios": ratio_medians, "per_run": runs, "per_run_ratios": ratios,
+                       "rate": rate, "results": results, "calls_per_task": calls, "ratios": ratio_medians, "per_run": runs, "per_run_ratios": ratios,
                        "not_run": missing}, f, indent=2)
     if a.short:
         if missing:

@@ -84,6 +84,7 @@ fn expire(q: &mut Queue, now: Instant) {
     for h in expired {
         if let Some((m, _)) = q.in_flight.remove(&h) {
             q.visible.push_back(m);
+            q.lapses += 1;
         }
     }
 }

@@ -70,6 +70,8 @@ pub(crate) struct Queue {
     /// receipt handle -> (message, when it becomes visible again)
     pub in_flight: HashMap<String, (Message, Instant)>,
     pub next_handle: u64,
+    /// In-flight messages whose visibility ran out (nobody renewed it).
+    pub lapses: u64,
 }
 
 #[derive(Default)]
@@ -430,6 +432,7 @@ impl Backend {
             "remaining_tasks": lock(&self.tasks).len(),
             "visible_messages": q.visible.len(),
             "in_flight_messages": q.in_flight.len(),
+            "lapses": q.lapses,
             "polls": get(&c.polls),
             "empty_polls": get(&c.empty_polls),
             "handed_out": get(&c.handed_out),

@@ -38,9 +38,10 @@ use super::{
 const WINDOW: Duration = Duration::from_millis(500);
 /// Fewer calls than this in a window say too little: it is stretched (up
 /// to [`MAX_WINDOW`]) until they arrive, and judged only if they do. So an
-/// operation is paced only at 10 calls per second or more: fewer are not
-/// what empties a bucket, and their retries' own backoff is enough.
-const MIN_CALLS: u32 = 20;
+/// operation is paced only at 25 calls per second or more: fewer are not
+/// what empties a bucket, their retries' own backoff is enough for them,
+/// and a share measured on fewer is mostly noise.
+const MIN_CALLS: u32 = 50;
 const MAX_WINDOW: Duration = Duration::from_secs(2);
 /// A cut leaves the rate this far under what the service accepted.
 const CUT_MARGIN: f64 = 0.95;
@@ -55,11 +56,13 @@ const MIN_EXCESS: f64 = 0.02;
 /// After a probe, a throttled share still above this part of the share
 /// that caused it means the throttling does not follow our rate.
 const STILL_THROTTLED: f64 = 0.6;
+/// How many windows' shares the baseline looks back on.
+const RECENT: usize = 8;
 /// A throttled share above this is never taken for independent of the
 /// rate: a service refusing most calls whatever the pace is congested.
 const MAX_BASELINE: f64 = 0.5;
 /// The lowest limit: enough calls for a window to be judged (so the
-/// limit can still grow), and a heartbeat every 100 ms.
+/// limit can still grow).
 const MIN_RATE: f64 = MIN_CALLS as f64 / 2.0;
 /// Polls wait while a keep-alive call's turn is this far off.
 const KEEPALIVE_BACKLOG: Duration = Duration::from_millis(50);
@@ -85,10 +88,8 @@ fn is_poll(op: Operation) -> bool {
 struct Probe {
     /// The throttled share that caused it.
     share: f64,
-    /// Calls sent, and calls not throttled, per second in the window that
-    /// caused it.
-    rate: f64,
-    ok_rate: f64,
+    /// How many calls that share was measured on.
+    calls: f64,
     /// The limit before it.
     before: Option<f64>,
     /// The first window after a cut still carries calls paced before it
@@ -104,11 +105,18 @@ struct Lane {
     /// When the next call may go (pacing by spacing, so waiting callers
     /// are served in turn without waking together).
     next: Instant,
+    /// Bumped by every cut: callers that reserved a turn at the old pace
+    /// take a new one at the new pace (with hundreds waiting, the old
+    /// turns would go on for seconds at the rate just found too fast).
+    generation: u64,
     window_start: Instant,
     sent: u32,
     throttled: u32,
-    /// The throttled share that does not depend on our rate.
+    /// The throttled share that does not depend on our rate, as the last
+    /// probe found it (until [`RECENT`] windows tell it better).
     baseline: f64,
+    /// The throttled shares of the last windows judged.
+    recent: std::collections::VecDeque<f64>,
     probe: Option<Probe>,
     /// The limit of the last confirmed cut: the scale of the increase.
     cut_to: f64,
@@ -119,23 +127,25 @@ impl Lane {
         Self {
             limit: None,
             next: now,
+            generation: 0,
             window_start: now,
             sent: 0,
             throttled: 0,
             baseline: 0.0,
+            recent: std::collections::VecDeque::with_capacity(RECENT),
             probe: None,
             cut_to: 0.0,
         }
     }
 
-    /// The time this call may go; reserves it.
-    fn reserve(&mut self, now: Instant) -> Instant {
+    /// The time this call may go, reserved, and the pace's generation.
+    fn reserve(&mut self, now: Instant) -> (Instant, u64) {
         let Some(rate) = self.limit else {
-            return now;
+            return (now, self.generation);
         };
         let at = self.next.max(now);
         self.next = at + Duration::from_secs_f64(1.0 / rate);
-        at
+        (at, self.generation)
     }
 
     fn backlogged(&self, now: Instant) -> bool {
@@ -151,8 +161,12 @@ impl Lane {
         if elapsed < WINDOW || (self.sent < MIN_CALLS && elapsed < MAX_WINDOW) {
             return None;
         }
-        let before = self.limit;
+        let (before, generation) = (self.limit, self.generation);
         self.judge(elapsed.as_secs_f64());
+        if self.generation != generation {
+            // Cut: the turns reserved so far are taken again, from now.
+            self.next = now;
+        }
         self.window_start = now;
         self.sent = 0;
         self.throttled = 0;
@@ -168,10 +182,26 @@ impl Lane {
         let n = f64::from(self.sent);
         let share = f64::from(self.throttled) / n;
         let rate = n / secs;
+        // Throttling the calmest recent windows saw too is not ours to
+        // cause: a bucket we empty refills while we slow down, and the
+        // windows after a cut see next to none of it. Until there are
+        // enough windows, the probes' finding stands.
+        let baseline = if self.recent.len() == RECENT {
+            let mut shares: Vec<f64> = self.recent.iter().copied().collect();
+            shares.sort_by(f64::total_cmp);
+            let calm = &shares[..RECENT / 2];
+            (calm.iter().sum::<f64>() / calm.len() as f64).min(MAX_BASELINE)
+        } else {
+            self.baseline
+        };
+        if self.recent.len() == RECENT {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(share);
         // What chance alone makes of the baseline share in n calls.
-        let b = self.baseline.max(0.01);
+        let b = baseline.max(0.01);
         let noise = 3.0 * (b * (1.0 - b) / n).sqrt();
-        let excess = share - self.baseline;
+        let excess = share - baseline;
         let congested = excess > noise.max(MIN_EXCESS) && self.throttled >= MIN_THROTTLED;
         if let Some(probe) = &mut self.probe
             && !probe.settled
@@ -180,16 +210,23 @@ impl Lane {
             return;
         }
         if let Some(probe) = self.probe.take() {
-            // A bucket takes as many calls per second after the cut as
-            // before it; throttling independent of the rate takes fewer,
-            // in proportion to the cut. Which is this closer to?
-            let ok_rate = rate * (1.0 - share);
-            let slowed = rate / probe.rate.max(f64::MIN_POSITIVE);
-            let in_proportion = ok_rate < probe.ok_rate * (1.0 + slowed) / 2.0;
-            if in_proportion && share > probe.share * STILL_THROTTLED && share <= MAX_BASELINE {
-                // Slower, and throttled as much: not congestion.
+            // Did the throttled share fall with the rate, by more than
+            // chance makes of two windows' shares?
+            let spread = (probe.share * (1.0 - probe.share) / probe.calls
+                + share * (1.0 - share) / n)
+                .sqrt();
+            let fell = probe.share - share > 2.0 * spread && share < probe.share * STILL_THROTTLED;
+            if !fell && share <= MAX_BASELINE {
+                // Slower, and throttled as much: not congestion (as far as
+                // one window tells). Unpaced before: unpaced again. Paced
+                // before (congestion was found once): halfway back, since
+                // a bucket's share falls less than it rose when random
+                // throttling is mixed in.
                 self.baseline = share;
-                self.limit = probe.before;
+                self.limit = match (probe.before, self.limit) {
+                    (Some(before), Some(cut)) => Some((before + cut) / 2.0),
+                    (before, _) => before,
+                };
                 if let Some(limit) = self.limit {
                     self.cut_to = limit;
                 }
@@ -206,12 +243,6 @@ impl Lane {
             self.cut(rate, share, excess, self.limit);
             return;
         }
-        // The independent share eases: follow it down, slowly. (Never up:
-        // throttling that grows with the rate is congestion, and only a
-        // probe can tell that it is not.)
-        if share < self.baseline {
-            self.baseline = 0.9 * self.baseline + 0.1 * share;
-        }
         if let Some(limit) = self.limit
             && rate >= 0.8 * limit
         {
@@ -225,13 +256,13 @@ impl Lane {
         let accepted = rate * (1.0 - excess);
         self.probe = Some(Probe {
             share,
-            rate,
-            ok_rate: rate * (1.0 - share),
+            calls: f64::from(self.sent),
             before,
             settled: false,
         });
         let limit = (accepted * CUT_MARGIN).max(MIN_RATE);
         self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
+        self.generation += 1;
     }
 }
 
@@ -280,13 +311,21 @@ impl Pacer {
                 tokio::time::sleep(POLL_RECHECK).await;
             }
         }
-        let now = Instant::now();
-        let at = match self.lane(op) {
-            Some(mut lane) => lane.reserve(now),
-            None => now,
-        };
-        if at > now {
+        loop {
+            let now = Instant::now();
+            let Some((at, generation)) = self.lane(op).map(|mut lane| lane.reserve(now)) else {
+                return;
+            };
+            if at <= now {
+                return;
+            }
             tokio::time::sleep_until(at).await;
+            if self
+                .lane(op)
+                .is_none_or(|lane| lane.generation == generation)
+            {
+                return;
+            }
         }
     }
 
