@@ -726,7 +726,7 @@ def main():
                 return None
             out = {}
             for profile in profiles:
-                size = fault_n.get(profile, 1000 if a.short else 20_000)
+                size = fault_n.get(profile, 1000 if a.short else 100_000)
                 out[profile] = throughput(c, bins["fake-aws"], "sqs", size, extra=FAULT_LATENCY + FAULT_PROFILES[profile],
                                           sample_at=10 if profile == "bucket" else None)
             return out

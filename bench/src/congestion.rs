@@ -121,15 +121,18 @@ impl Calls {
         count.calls += 1;
         let bucket = match buckets.get_mut(operation) {
             Some(b) => Some(b),
-            None => match self.specs.iter().find(|s| s.matches(operation)) {
-                Some(spec) => Some(buckets.entry(operation.to_owned()).or_insert(Bucket {
-                    rate: spec.rate,
-                    burst: spec.burst,
-                    tokens: spec.burst,
-                    refilled: now,
-                })),
-                None => None,
-            },
+            None => self
+                .specs
+                .iter()
+                .find(|s| s.matches(operation))
+                .map(|spec| {
+                    buckets.entry(operation.to_owned()).or_insert(Bucket {
+                        rate: spec.rate,
+                        burst: spec.burst,
+                        tokens: spec.burst,
+                        refilled: now,
+                    })
+                }),
         };
         let Some(bucket) = bucket else {
             return true;

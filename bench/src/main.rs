@@ -115,29 +115,31 @@ struct Args {
 async fn main() {
     let args = Args::parse();
     let ms = std::time::Duration::from_millis;
-    let backend = Arc::new(Backend::new(
-        args.activity_tasks,
-        args.messages,
-        args.rate_per_sec.is_none(),
-        ms(args.poll_hold_ms),
-        Faults {
-            latency: ms(args.latency_ms),
-            throttle_rate: args.throttle_rate,
-            error_rate: args.error_rate,
-            expired_rate: args.expired_rate,
-            kms_throttle_rate: args.kms_throttle_rate,
-            reset_rate: args.reset_rate,
-            lost_rate: args.lost_rate,
-            slow_rate: args.slow_rate,
-            slow: ms(args.slow_ms),
-        },
-        args.heartbeat_timeout_secs.map(|secs| state::Chaos {
-            heartbeat_timeout: std::time::Duration::from_secs(secs),
-            blocking: args.blocking,
-        }),
-        args.callback_ids,
-        congestion::Calls::new(args.buckets),
-    ));
+    let backend = Arc::new(
+        Backend::new(
+            args.activity_tasks,
+            args.messages,
+            args.rate_per_sec.is_none(),
+            ms(args.poll_hold_ms),
+            Faults {
+                latency: ms(args.latency_ms),
+                throttle_rate: args.throttle_rate,
+                error_rate: args.error_rate,
+                expired_rate: args.expired_rate,
+                kms_throttle_rate: args.kms_throttle_rate,
+                reset_rate: args.reset_rate,
+                lost_rate: args.lost_rate,
+                slow_rate: args.slow_rate,
+                slow: ms(args.slow_ms),
+            },
+            args.heartbeat_timeout_secs.map(|secs| state::Chaos {
+                heartbeat_timeout: std::time::Duration::from_secs(secs),
+                blocking: args.blocking,
+            }),
+            args.callback_ids,
+        )
+        .with_calls(congestion::Calls::new(args.buckets)),
+    );
     let sweeper = backend.clone();
     tokio::spawn(async move { sweeper.sweep().await });
     if let Some(rate) = args.rate_per_sec {

@@ -160,11 +160,10 @@ impl Backend {
         faults: Faults,
         chaos: Option<Chaos>,
         callback_ids: bool,
-        calls: Calls,
     ) -> Self {
         let backend = Self {
             callback_ids,
-            calls,
+            calls: Calls::default(),
             trace: std::env::var_os("FAKE_TRACE")
                 .and_then(|p| std::fs::File::create(p).ok())
                 .map(|f| Mutex::new(std::io::BufWriter::new(f))),
@@ -190,6 +189,12 @@ impl Backend {
             }
         }
         backend
+    }
+
+    /// With `--bucket`s (every call is counted either way).
+    pub fn with_calls(mut self, calls: Calls) -> Self {
+        self.calls = calls;
+        self
     }
 
     /// `--rate-per-sec`: make the tasks and messages available at `rate`

@@ -93,7 +93,7 @@ impl BindingSlots {
         metrics::global_slots_available(self.global.available_permits());
     }
 
-    #[cfg(test)]
+    /// Slots free now, under both limits.
     pub fn available(&self) -> usize {
         self.own
             .available_permits()

@@ -6,14 +6,27 @@
 //! (`workflows.max_retries`). Which errors are worth a retry is
 //! [`super::ApiError::is_retryable`]'s answer.
 //!
-//! The worker's delays start short (20 ms): a 5xx, a reset or a throttle
-//! that does not follow the call rate is independent of the next attempt,
-//! and waiting only loses time. Congestion is not this module's job: the
+//! The worker's first [`QUICK_RETRIES`] retries go at once, and the next
+//! ones start short (20 ms): a 5xx, a reset or a throttle that does not
+//! follow the call rate is independent of the next attempt, and waiting
+//! only loses time (with tasks of milliseconds, a slot held 30 ms longer by
+//! every tenth call costs a third of the throughput; with 40% of calls
+//! failing, two failures in a row are common, four are not). Congestion is not this module's job: the
 //! process's [`super::pacing::Pacer`] slows each operation to what the
 //! service accepts, whatever the loops do. A run of failures (a service
 //! down, a wrong endpoint) still backs off exponentially.
 
 use std::time::Duration;
+
+/// Failures in a row retried at once, before any delay: under independent
+/// failures of 40% of calls, 2.6% of calls see more; a service that is
+/// down (every call failing) is then backed off from.
+pub(crate) const QUICK_RETRIES: u32 = 3;
+
+/// `delays`, after [`QUICK_RETRIES`] immediate ones.
+fn quick_first(delays: ExponentialBackoff) -> impl Iterator<Item = Duration> {
+    std::iter::repeat_n(Duration::ZERO, QUICK_RETRIES as usize).chain(delays)
+}
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
@@ -26,8 +39,9 @@ fn exponential(min: Duration, max: Duration) -> ExponentialBackoff {
         .build()
 }
 
-/// Delays between failed polls (`GetActivityTask`, `ReceiveMessage`): from
-/// 20 ms to 30 s. Reset after every successful poll.
+/// Delays between failed polls (`GetActivityTask`, `ReceiveMessage`) after
+/// the quick retries: from 20 ms to 30 s. Reset after
+/// every successful poll.
 fn poll() -> ExponentialBackoff {
     exponential(Duration::from_millis(20), Duration::from_secs(30))
 }
@@ -57,7 +71,11 @@ impl PollBackoff {
     /// included.
     pub fn failed(&mut self) -> (Duration, u32) {
         self.failures = self.failures.saturating_add(1);
-        let delay = self.delays.next().unwrap_or(Duration::from_secs(30));
+        let delay = if self.failures <= QUICK_RETRIES {
+            Duration::ZERO
+        } else {
+            self.delays.next().unwrap_or(Duration::from_secs(30))
+        };
         (delay, self.failures)
     }
 }
@@ -65,18 +83,26 @@ impl PollBackoff {
 /// A report is retried for as long as the task can be kept alive, so what
 /// matters is how many attempts fit before shutdown gives up (a report that
 /// fails ten times in a row is likely to see its worker stop first): one
-/// report waits from 20 ms up to 2 s (4 s with jitter) between attempts.
+/// report is retried at once a few times, then waits from 20 ms up to 2 s
+/// (4 s with jitter) between attempts.
 /// Keeping a process under the account's `SendTask*` quota is the job of
 /// the pacer (and `send_task_rate_per_sec`), not of one report's backoff.
 pub(crate) fn report() -> impl Iterator<Item = Duration> {
-    exponential(Duration::from_millis(20), Duration::from_secs(2))
+    quick_first(exponential(
+        Duration::from_millis(20),
+        Duration::from_secs(2),
+    ))
 }
 
-/// Delays between attempts to delete a settled message: from 20 ms to 1 s,
+/// Delays between attempts to delete a settled message: none for the
+/// quick retries, then from 20 ms to 1 s,
 /// so that a delete lands well within the visibility the lease can still
 /// keep (the lease renews while it retries).
 pub(crate) fn delete() -> impl Iterator<Item = Duration> {
-    exponential(Duration::from_millis(20), Duration::from_secs(1))
+    quick_first(exponential(
+        Duration::from_millis(20),
+        Duration::from_secs(1),
+    ))
 }
 
 /// Delays between tries of one workflows-client call: from 200 ms to 5 s,

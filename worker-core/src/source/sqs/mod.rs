@@ -31,6 +31,7 @@ use crate::runner::Binding;
 use crate::slots::BindingSlots;
 use in_flight::{InFlight, SETTLED_CAPACITY};
 pub(crate) use receiver::QueuePoller;
+use receiver::Receiver;
 
 use config::{OnMalformed, OnShutdown, TokenSource};
 
@@ -84,13 +85,16 @@ pub(crate) fn source(
         fifo: plan.url.is_fifo(),
         durable: plan.completes == Completes::DurableCallback,
         receivers: plan.receivers,
+        surging: Default::default(),
+        pollers: Default::default(),
     })
 }
 
 impl Source for QueuePoller {
     fn start(self: Arc<Self>, pollers: &TaskTracker) {
+        let _ = self.pollers.set(pollers.clone());
         for _ in 0..self.receivers {
-            pollers.spawn(receiver::poll_queue(self.clone()));
+            pollers.spawn(receiver::poll_queue(self.clone(), Receiver::Steady));
         }
     }
 }

@@ -2,7 +2,8 @@
 
 use crate::trace::TraceContext;
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
@@ -34,10 +35,60 @@ pub(crate) struct QueuePoller {
     pub durable: bool,
     /// Concurrent receives.
     pub receivers: usize,
+    /// Surge receivers running now (see [`Receiver::Surge`]).
+    pub surging: AtomicUsize,
+    /// Where the receivers run (set when the source starts).
+    pub pollers: OnceLock<TaskTracker>,
 }
 
-/// Receive until shutdown begins; errors are retried, never fatal.
-pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
+/// What kind of receiver a loop is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Receiver {
+    /// One of the binding's `receivers`: runs until shutdown.
+    Steady,
+    /// One more, started while receives come back full and slots are free
+    /// (a backlog the steady receivers do not drain fast enough: with 40%
+    /// of receives failing, four receivers take half the messages they
+    /// would). It stops at the first receive that is not full, when no slot
+    /// is free, or when its receives fail more than the quick retries
+    /// cover: an idle queue costs only the steady receivers' long polls.
+    Surge,
+}
+
+impl QueuePoller {
+    /// A full receive with slots left over: start a surge receiver, if the
+    /// binding has fewer than its steady receivers' number running.
+    fn maybe_surge(self: &Arc<Self>) {
+        if self.slots.available() < MAX_BATCH_ENTRIES {
+            return;
+        }
+        let Some(pollers) = self.pollers.get() else {
+            return;
+        };
+        let started = self
+            .surging
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.receivers).then_some(n + 1)
+            });
+        if started.is_ok() {
+            pollers.spawn(poll_queue(self.clone(), Receiver::Surge));
+        }
+    }
+}
+
+/// Counts a surge receiver out when its loop ends, however it ends.
+struct Surging<'a>(&'a AtomicUsize);
+
+impl Drop for Surging<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Receive until shutdown begins; errors are retried, never fatal (a surge
+/// receiver stops instead).
+pub(crate) async fn poll_queue(p: Arc<QueuePoller>, kind: Receiver) {
+    let _surging = (kind == Receiver::Surge).then(|| Surging(&p.surging));
     let labels = &p.binding.labels;
     let draining = p.env.shutdown.draining();
     let attribute = match &p.queue.token {
@@ -48,7 +99,12 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
     let mut backoff = PollBackoff::new();
     loop {
         // Capacity first: ask for at most as many messages as can start now.
-        let Some(first) = p.slots.acquire_unless(draining).await else {
+        let first = match kind {
+            Receiver::Steady => p.slots.acquire_unless(draining).await,
+            Receiver::Surge if draining.is_cancelled() => None,
+            Receiver::Surge => p.slots.try_acquire(),
+        };
+        let Some(first) = first else {
             break;
         };
         let mut slots = vec![first];
@@ -83,14 +139,27 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>) {
                     }
                     break;
                 }
+                let full = messages.len() == MAX_BATCH_ENTRIES;
+                let drained = messages.len() < slots.len();
                 slots.truncate(messages.len());
                 // Their visibility runs from when SQS handed them out: the
                 // end of the long poll, a moment before its answer arrived.
                 dispatch(&p, messages, slots, Instant::now() + p.queue.visibility);
+                if full {
+                    p.maybe_surge();
+                }
+                if kind == Receiver::Surge && drained {
+                    break;
+                }
             }
             Err(err) => {
                 drop(slots);
                 let (delay, failures) = backoff.failed();
+                if kind == Receiver::Surge && !delay.is_zero() {
+                    // Failing more than now and then: the steady receivers
+                    // go on (and report on the queue's health).
+                    break;
+                }
                 PollFailed {
                     labels,
                     operation: Operation::ReceiveMessage,
