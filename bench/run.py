@@ -606,10 +606,11 @@ FAULT_HEARTBEAT_SECS = 3
 def held_through_faults(c, fake_bin, profile, n):
     """Scenario 5h: n SQS tasks, 256 at a time, each held 15 s with a
     heartbeat every 3 s and a visibility timeout of 10 s, through a fault
-    profile. The fake times out a token 10 s after its last heartbeat
-    (chaos mode) and counts visibility lapses: both must stay 0."""
+    profile. The fake times out a token 15 s after its last heartbeat
+    (chaos mode: a state's HeartbeatSeconds 15) and counts visibility
+    lapses: both must stay 0."""
     fake = Fake(fake_bin, messages=n, extra=FAULT_LATENCY + FAULT_PROFILES[profile]
-                + ["--heartbeat-timeout-secs", "10"])
+                + ["--heartbeat-timeout-secs", "15"])
     try:
         launched = c.start("faults-held-sqs", fake, n)
         if launched is None:

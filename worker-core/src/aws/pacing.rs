@@ -17,10 +17,16 @@
 //! later windows are compared with. Only throttling above the baseline (by
 //! more than chance explains) cuts the rate.
 //!
-//! Priority: when a keep-alive call (`SendTaskHeartbeat`,
-//! `ChangeMessageVisibilityBatch`, a durable callback's heartbeat) has to
-//! wait for its pace, polls wait behind it. A held task whose keep-alive is
-//! late is lost work; a poll that is late is work not yet taken.
+//! What is paced: the calls that settle a task (`SendTaskSuccess`,
+//! `SendTaskFailure`, `DeleteMessageBatch`, a durable callback's success and
+//! failure), whose number grows with throughput. Not paced: keep-alive calls
+//! (`SendTaskHeartbeat`, `ChangeMessageVisibilityBatch`, durable heartbeats),
+//! which have a deadline (the state's `HeartbeatSeconds`, the message's
+//! visibility) and go out as soon as they are due, ahead of anything paced;
+//! and polls, which capacity already bounds and which must not wait past the
+//! start of a shutdown. Those are retried with the callers' own backoff.
+//! Callers of a paced operation are never dropped while they wait (reports
+//! and batch sends run to their end), so no reserved turn is wasted.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -64,23 +70,17 @@ const MAX_BASELINE: f64 = 0.5;
 /// The lowest limit: enough calls for a window to be judged (so the
 /// limit can still grow).
 const MIN_RATE: f64 = MIN_CALLS as f64 / 2.0;
-/// Polls wait while a keep-alive call's turn is this far off.
-const KEEPALIVE_BACKLOG: Duration = Duration::from_millis(50);
-/// How often a waiting poll looks again.
-const POLL_RECHECK: Duration = Duration::from_millis(20);
 
-/// Throttling and [`Operation`] classes the pacer treats alike.
-fn is_keepalive(op: Operation) -> bool {
+/// The operations paced (see the module's documentation).
+fn is_paced(op: Operation) -> bool {
     matches!(
         op,
-        Operation::SendTaskHeartbeat
-            | Operation::ChangeMessageVisibilityBatch
-            | Operation::SendDurableExecutionCallbackHeartbeat
+        Operation::SendTaskSuccess
+            | Operation::SendTaskFailure
+            | Operation::DeleteMessageBatch
+            | Operation::SendDurableExecutionCallbackSuccess
+            | Operation::SendDurableExecutionCallbackFailure
     )
-}
-
-fn is_poll(op: Operation) -> bool {
-    matches!(op, Operation::GetActivityTask | Operation::ReceiveMessage)
 }
 
 /// A cut waiting for the next window to confirm it.
@@ -105,7 +105,9 @@ struct Lane {
     /// When the next call may go (pacing by spacing, so waiting callers
     /// are served in turn without waking together).
     next: Instant,
-    /// Bumped by every cut: callers that reserved a turn at the old pace
+    /// Cuts made (for the tests).
+    cuts: u32,
+    /// Bumped by every change of the limit: callers that reserved a turn at the old pace
     /// take a new one at the new pace (with hundreds waiting, the old
     /// turns would go on for seconds at the rate just found too fast).
     generation: u64,
@@ -128,6 +130,7 @@ impl Lane {
             limit: None,
             next: now,
             generation: 0,
+            cuts: 0,
             window_start: now,
             sent: 0,
             throttled: 0,
@@ -148,10 +151,6 @@ impl Lane {
         (at, self.generation)
     }
 
-    fn backlogged(&self, now: Instant) -> bool {
-        self.limit.is_some() && self.next > now + KEEPALIVE_BACKLOG
-    }
-
     /// Count an answer; judge the window when it is complete. Returns the
     /// new limit when it changed.
     fn answered(&mut self, throttled: bool, now: Instant) -> Option<Option<f64>> {
@@ -161,10 +160,12 @@ impl Lane {
         if elapsed < WINDOW || (self.sent < MIN_CALLS && elapsed < MAX_WINDOW) {
             return None;
         }
-        let (before, generation) = (self.limit, self.generation);
+        let before = self.limit;
         self.judge(elapsed.as_secs_f64());
-        if self.generation != generation {
-            // Cut: the turns reserved so far are taken again, from now.
+        if self.limit != before {
+            // The turns reserved so far are taken again at the new pace,
+            // from now (sooner if it rose, later if it was cut).
+            self.generation += 1;
             self.next = now;
         }
         self.window_start = now;
@@ -176,7 +177,12 @@ impl Lane {
     fn judge(&mut self, secs: f64) {
         if self.sent < MIN_CALLS {
             // A window stretched to its longest without enough calls: too
-            // few to be what empties a bucket, too few to judge by.
+            // few to be what empties a bucket, too few to judge by. A pace
+            // that little demand, none of it throttled, does not need ends
+            // (a burst later must not meet a limit learned long ago).
+            if self.throttled == 0 && self.probe.is_none() {
+                self.limit = None;
+            }
             return;
         }
         let n = f64::from(self.sent);
@@ -262,7 +268,7 @@ impl Lane {
         });
         let limit = (accepted * CUT_MARGIN).max(MIN_RATE);
         self.limit = Some(self.limit.map_or(limit, |l| l.min(limit)));
-        self.generation += 1;
+        self.cuts += 1;
     }
 }
 
@@ -270,21 +276,16 @@ impl Lane {
 #[derive(Debug)]
 pub(crate) struct Pacer {
     lanes: HashMap<Operation, Mutex<Lane>>,
+    /// Wakes the waiting callers when a pace changes (they take new turns).
+    changed: tokio::sync::Notify,
 }
 
-const OPERATIONS: [Operation; 12] = [
-    Operation::GetActivityTask,
+const OPERATIONS: [Operation; 5] = [
     Operation::SendTaskSuccess,
     Operation::SendTaskFailure,
-    Operation::SendTaskHeartbeat,
-    Operation::DescribeActivity,
-    Operation::ReceiveMessage,
-    Operation::ChangeMessageVisibilityBatch,
     Operation::DeleteMessageBatch,
-    Operation::GetQueueAttributes,
     Operation::SendDurableExecutionCallbackSuccess,
     Operation::SendDurableExecutionCallbackFailure,
-    Operation::SendDurableExecutionCallbackHeartbeat,
 ];
 
 impl Pacer {
@@ -295,6 +296,7 @@ impl Pacer {
                 .iter()
                 .map(|op| (*op, Mutex::new(Lane::new(now))))
                 .collect(),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -306,11 +308,6 @@ impl Pacer {
 
     /// Wait for `op`'s turn.
     async fn turn(&self, op: Operation) {
-        if is_poll(op) {
-            while self.keepalive_backlogged() {
-                tokio::time::sleep(POLL_RECHECK).await;
-            }
-        }
         loop {
             let now = Instant::now();
             let Some((at, generation)) = self.lane(op).map(|mut lane| lane.reserve(now)) else {
@@ -319,7 +316,11 @@ impl Pacer {
             if at <= now {
                 return;
             }
-            tokio::time::sleep_until(at).await;
+            let changed = self.changed.notified();
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = changed => {}
+            }
             if self
                 .lane(op)
                 .is_none_or(|lane| lane.generation == generation)
@@ -329,20 +330,13 @@ impl Pacer {
         }
     }
 
-    fn keepalive_backlogged(&self) -> bool {
-        let now = Instant::now();
-        OPERATIONS
-            .iter()
-            .filter(|op| is_keepalive(**op))
-            .any(|op| self.lane(*op).is_some_and(|l| l.backlogged(now)))
-    }
-
     fn answered(&self, op: Operation, throttled: bool) {
         let changed = match self.lane(op) {
             Some(mut lane) => lane.answered(throttled, Instant::now()),
             None => None,
         };
         if let Some(limit) = changed {
+            self.changed.notify_waiters();
             crate::metrics::call_rate_limit(op, limit);
             match limit {
                 Some(rate) => {
@@ -360,6 +354,9 @@ impl Pacer {
     where
         F: Future<Output = Result<T, ApiError>>,
     {
+        if !is_paced(op) {
+            return call.await;
+        }
         self.turn(op).await;
         let result = call.await;
         let throttled = matches!(&result, Err(e) if e.kind == ApiErrorKind::Throttled);

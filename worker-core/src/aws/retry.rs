@@ -1,6 +1,6 @@
 //! How long to wait before trying an AWS call again, one policy per kind of
-//! call, all exponential with jitter (so a fleet that failed together does
-//! not retry together). The worker's have no count limit: what ends a retry
+//! call: a few immediate retries, then exponential with jitter (so a fleet
+//! that failed together does not retry together). The worker's have no count limit: what ends a retry
 //! loop is the task's or the worker's life, not a number of attempts. The
 //! workflows client, which a person or a script waits on, has one
 //! (`workflows.max_retries`). Which errors are worth a retry is
@@ -95,11 +95,13 @@ pub(crate) fn report() -> impl Iterator<Item = Duration> {
 }
 
 /// Delays between attempts to delete a settled message: none for the
-/// quick retries, then from 20 ms to 1 s,
+/// first retry, then from 20 ms to 1 s,
 /// so that a delete lands well within the visibility the lease can still
 /// keep (the lease renews while it retries).
 pub(crate) fn delete() -> impl Iterator<Item = Duration> {
-    quick_first(exponential(
+    // One quick retry only: `settle` makes at least three attempts even
+    // after shutdown gave up, and they must span more than a blip.
+    std::iter::once(Duration::ZERO).chain(exponential(
         Duration::from_millis(20),
         Duration::from_secs(1),
     ))

@@ -119,7 +119,12 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>, kind: Receiver) {
         let request = ReceiveRequest {
             queue_url: &p.queue.url,
             max_messages: slots.len() as i32,
-            wait_secs: MAX_RECEIVE_WAIT_SECS,
+            // A surge receiver does not wait on an empty queue (holding
+            // slots other bindings could use): it stops.
+            wait_secs: match kind {
+                Receiver::Steady => MAX_RECEIVE_WAIT_SECS,
+                Receiver::Surge => 0,
+            },
             visibility_secs,
             attribute,
         };
@@ -155,11 +160,6 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>, kind: Receiver) {
             Err(err) => {
                 drop(slots);
                 let (delay, failures) = backoff.failed();
-                if kind == Receiver::Surge && !delay.is_zero() {
-                    // Failing more than now and then: the steady receivers
-                    // go on (and report on the queue's health).
-                    break;
-                }
                 PollFailed {
                     labels,
                     operation: Operation::ReceiveMessage,
@@ -168,6 +168,11 @@ pub(crate) async fn poll_queue(p: Arc<QueuePoller>, kind: Receiver) {
                     failures,
                 }
                 .emit();
+                if kind == Receiver::Surge && !delay.is_zero() {
+                    // Failing more than now and then: the steady receivers
+                    // go on.
+                    break;
+                }
                 if !back_off(delay, draining).await {
                     break;
                 }
