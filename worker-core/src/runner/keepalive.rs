@@ -44,7 +44,7 @@ use super::lease::{Lease, Renewed};
 use crate::aws::{ApiError, ApiErrorKind};
 use crate::completion::{Reporter, Sent};
 use crate::events::{HeartbeatAnswered, InternalEvent, LeaseLost};
-use crate::heartbeat::{self, HeartbeatSchedule};
+use crate::heartbeat::HeartbeatSchedule;
 use crate::metrics::{BindingLabels, HeartbeatResult};
 
 /// A failed renewal is tried again after this, doubled per failure in a
@@ -67,7 +67,7 @@ const RENEW_HEDGE_AFTER: Duration = RENEW_RETRY_MAX;
 /// adds no calls past the rate limit, and a heartbeat whose request was lost
 /// while calls were scarce would otherwise leave the task silent until the
 /// attempt timed out (the simulation found that gap).
-const HEARTBEAT_HEDGE_AFTER: Duration = heartbeat::RETRY_AFTER;
+const HEARTBEAT_HEDGE_AFTER: Duration = Duration::from_secs(2);
 /// The most attempts of one kind in flight for one task. An attempt is
 /// given up (dropped, which cancels its request) once this many hedges
 /// have gone out after it, so a run of hung calls never stops the
