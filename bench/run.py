@@ -511,9 +511,12 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
     at once; `extra`: fake-aws flags (faults); `sample_at`: seconds after
     the first poll at which /stats is read once more (the bucket profile's
     settled span starts there)."""
+    # At an offered rate, empty polls are part of the bill: they are held
+    # as long as the services hold them (SQS 20 s; GetActivityTask up to
+    # 60 s, 20 s here too), not the 500 ms that keeps saturated runs quick.
     fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
                 messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable",
-                rate=rate, extra=extra)
+                rate=rate, extra=extra, poll_hold_ms=20_000 if rate else 500)
     try:
         launched = c.start(source, fake, n)
         if launched is None:
