@@ -293,9 +293,6 @@ impl Worker {
         }
         self.preflight().await?;
         let wc = &self.plan.config.worker;
-        // One reporter per completion target: `send_task_rate_per_sec` is a
-        // limit on Step Functions' `SendTask*` calls; durable callbacks are
-        // Lambda's, with their own quota.
         // Every call of the process at the pace each operation's quota
         // allows (learned from throttling answers), one pacer for all.
         let pacer = Arc::new(Pacer::new());
@@ -309,6 +306,9 @@ impl Worker {
                 inner,
             }) as Arc<dyn SqsApi>
         });
+        // One reporter per completion target: `send_task_rate_per_sec` is a
+        // limit on Step Functions' `SendTask*` calls; durable callbacks are
+        // Lambda's, with their own quota.
         let step_functions = Arc::new(Reporter::new(
             Arc::new(StepFunctions(api.clone())),
             SendGate::new(wc.send_task_rate_per_sec),

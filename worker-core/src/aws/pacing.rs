@@ -71,17 +71,14 @@ const MAX_BASELINE: f64 = 0.5;
 /// limit can still grow).
 const MIN_RATE: f64 = MIN_CALLS as f64 / 2.0;
 
-/// The operations paced (see the module's documentation).
-fn is_paced(op: Operation) -> bool {
-    matches!(
-        op,
-        Operation::SendTaskSuccess
-            | Operation::SendTaskFailure
-            | Operation::DeleteMessageBatch
-            | Operation::SendDurableExecutionCallbackSuccess
-            | Operation::SendDurableExecutionCallbackFailure
-    )
-}
+/// The operations paced (see the module's documentation), each with a lane.
+const PACED: [Operation; 5] = [
+    Operation::SendTaskSuccess,
+    Operation::SendTaskFailure,
+    Operation::DeleteMessageBatch,
+    Operation::SendDurableExecutionCallbackSuccess,
+    Operation::SendDurableExecutionCallbackFailure,
+];
 
 /// A cut waiting for the next window to confirm it.
 #[derive(Debug, Clone, Copy)]
@@ -162,7 +159,8 @@ impl Lane {
         }
         let before = self.limit;
         self.judge(elapsed.as_secs_f64());
-        if self.limit != before {
+        let changed = self.limit != before;
+        if changed {
             // The turns reserved so far are taken again at the new pace,
             // from now (sooner if it rose, later if it was cut).
             self.generation += 1;
@@ -171,7 +169,7 @@ impl Lane {
         self.window_start = now;
         self.sent = 0;
         self.throttled = 0;
-        (self.limit != before).then_some(self.limit)
+        changed.then_some(self.limit)
     }
 
     fn judge(&mut self, secs: f64) {
@@ -280,19 +278,11 @@ pub(crate) struct Pacer {
     changed: tokio::sync::Notify,
 }
 
-const OPERATIONS: [Operation; 5] = [
-    Operation::SendTaskSuccess,
-    Operation::SendTaskFailure,
-    Operation::DeleteMessageBatch,
-    Operation::SendDurableExecutionCallbackSuccess,
-    Operation::SendDurableExecutionCallbackFailure,
-];
-
 impl Pacer {
     pub fn new() -> Self {
         let now = Instant::now();
         Self {
-            lanes: OPERATIONS
+            lanes: PACED
                 .iter()
                 .map(|op| (*op, Mutex::new(Lane::new(now))))
                 .collect(),
@@ -354,7 +344,7 @@ impl Pacer {
     where
         F: Future<Output = Result<T, ApiError>>,
     {
-        if !is_paced(op) {
+        if !PACED.contains(&op) {
             return call.await;
         }
         self.turn(op).await;
