@@ -1,34 +1,38 @@
 //! How long to wait before trying an AWS call again, one policy per kind of
 //! call: a few immediate retries, then exponential with jitter (so a fleet
-//! that failed together does not retry together). The worker's have no count limit: what ends a retry
-//! loop is the task's or the worker's life, not a number of attempts. The
-//! workflows client, which a person or a script waits on, has one
-//! (`workflows.max_retries`). Which errors are worth a retry is
-//! [`super::ApiError::is_retryable`]'s answer.
+//! that failed together does not retry together). The worker's have no
+//! count limit: what ends a retry loop is the task's or the worker's life,
+//! not a number of attempts. The workflows client, which a person or a
+//! script waits on, has one (`workflows.max_retries`). Which errors are
+//! worth a retry is [`super::ApiError::is_retryable`]'s answer.
 //!
 //! The worker's first [`QUICK_RETRIES`] retries go at once, and the next
 //! ones start short (20 ms): a 5xx, a reset or a throttle that does not
 //! follow the call rate is independent of the next attempt, and waiting
 //! only loses time (with tasks of milliseconds, a slot held 30 ms longer by
 //! every tenth call costs a third of the throughput; with 40% of calls
-//! failing, two failures in a row are common, four are not). Congestion is not this module's job: the
-//! process's [`super::pacing::Pacer`] slows each operation to what the
-//! service accepts, whatever the loops do. A run of failures (a service
-//! down, a wrong endpoint) still backs off exponentially.
+//! failing, two failures in a row are common, four are not). Congestion is
+//! not this module's job: the process's [`super::pacing::Pacer`] slows
+//! each operation to what the service accepts, whatever the loops do. A
+//! run of failures (a service down, a wrong endpoint) still backs off
+//! exponentially.
 
+use std::iter::{Chain, RepeatN};
 use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 /// Failures in a row retried at once, before any delay: under independent
 /// failures of 40% of calls, 2.6% of calls see more; a service that is
 /// down (every call failing) is then backed off from.
 pub(crate) const QUICK_RETRIES: u32 = 3;
 
-/// `delays`, after [`QUICK_RETRIES`] immediate ones.
-fn quick_first(delays: ExponentialBackoff) -> impl Iterator<Item = Duration> {
-    std::iter::repeat_n(Duration::ZERO, QUICK_RETRIES as usize).chain(delays)
-}
+/// Delays that start with `quick` immediate retries, then `delays`.
+type QuickFirst = Chain<RepeatN<Duration>, ExponentialBackoff>;
 
-use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
+fn quick_first(quick: u32, delays: ExponentialBackoff) -> QuickFirst {
+    std::iter::repeat_n(Duration::ZERO, quick as usize).chain(delays)
+}
 
 fn exponential(min: Duration, max: Duration) -> ExponentialBackoff {
     ExponentialBuilder::default()
@@ -50,14 +54,14 @@ fn poll() -> ExponentialBackoff {
 /// failure ([`poll`]'s policy, started over by any answer) and how many
 /// polls in a row have failed (which decides how loudly a failure is logged).
 pub(crate) struct PollBackoff {
-    delays: ExponentialBackoff,
+    delays: QuickFirst,
     failures: u32,
 }
 
 impl PollBackoff {
     pub fn new() -> Self {
         Self {
-            delays: poll(),
+            delays: quick_first(QUICK_RETRIES, poll()),
             failures: 0,
         }
     }
@@ -71,11 +75,7 @@ impl PollBackoff {
     /// included.
     pub fn failed(&mut self) -> (Duration, u32) {
         self.failures = self.failures.saturating_add(1);
-        let delay = if self.failures <= QUICK_RETRIES {
-            Duration::ZERO
-        } else {
-            self.delays.next().unwrap_or(Duration::from_secs(30))
-        };
+        let delay = self.delays.next().unwrap_or(Duration::from_secs(30));
         (delay, self.failures)
     }
 }
@@ -88,10 +88,10 @@ impl PollBackoff {
 /// Keeping a process under the account's `SendTask*` quota is the job of
 /// the pacer (and `send_task_rate_per_sec`), not of one report's backoff.
 pub(crate) fn report() -> impl Iterator<Item = Duration> {
-    quick_first(exponential(
-        Duration::from_millis(20),
-        Duration::from_secs(2),
-    ))
+    quick_first(
+        QUICK_RETRIES,
+        exponential(Duration::from_millis(20), Duration::from_secs(2)),
+    )
 }
 
 /// Delays between attempts to delete a settled message: none for the
@@ -101,10 +101,10 @@ pub(crate) fn report() -> impl Iterator<Item = Duration> {
 pub(crate) fn delete() -> impl Iterator<Item = Duration> {
     // One quick retry only: `settle` makes at least three attempts even
     // after shutdown gave up, and they must span more than a blip.
-    std::iter::once(Duration::ZERO).chain(exponential(
-        Duration::from_millis(20),
-        Duration::from_secs(1),
-    ))
+    quick_first(
+        1,
+        exponential(Duration::from_millis(20), Duration::from_secs(1)),
+    )
 }
 
 /// Delays between tries of one workflows-client call: from 200 ms to 5 s,
