@@ -86,12 +86,7 @@ impl Faults {
             return answer(StatusCode::BAD_REQUEST, "ExpiredTokenException");
         }
         if (send_task || sqs) && hit(self.throttle_rate) {
-            let code = if sqs {
-                "RequestThrottled"
-            } else {
-                "ThrottlingException"
-            };
-            return answer(StatusCode::BAD_REQUEST, code);
+            return answer(StatusCode::BAD_REQUEST, crate::throttling_code(service));
         }
         if (send_task || sqs) && hit(self.kms_throttle_rate) {
             let code = if sqs {

@@ -239,14 +239,23 @@ pub(crate) fn aws_error(status: StatusCode, code: &str, message: &str) -> Respon
         .into_response()
 }
 
-/// The answer to a call its bucket has no token for, in the service's words.
-pub(crate) fn throttled(service: &str) -> Response {
-    let code = if service == "AmazonSQS" {
+/// The code a service throttles with: SQS `RequestThrottled`, Step
+/// Functions `ThrottlingException`.
+pub(crate) fn throttling_code(service: &str) -> &'static str {
+    if service == "AmazonSQS" {
         "RequestThrottled"
     } else {
         "ThrottlingException"
-    };
-    aws_error(StatusCode::BAD_REQUEST, code, "Rate exceeded")
+    }
+}
+
+/// The answer to a call its bucket has no token for, in the service's words.
+pub(crate) fn throttled(service: &str) -> Response {
+    aws_error(
+        StatusCode::BAD_REQUEST,
+        throttling_code(service),
+        "Rate exceeded",
+    )
 }
 
 pub(crate) fn aws_ok(body: serde_json::Value) -> Response {
