@@ -209,7 +209,8 @@ class Fake:
             + (["--rate-per-sec", str(rate)] if rate else [])
             + list(extra),
             stderr=subprocess.DEVNULL)
-        wait_until(self.up, 10, "fake-aws")
+        # Preloading takes a while for millions of tasks (scenario L).
+        wait_until(self.up, 10 + (activity_tasks + messages) / 100_000, "fake-aws")
 
     def up(self):
         try:
@@ -296,6 +297,9 @@ class SfnWorker(Contender):
             bindings, extra = self.activity("bench", 256, "heartbeat_secs = 0"), "max_concurrency = 256"
         elif job == "sqs":
             bindings, extra = self.queue("bench", fake, 256), "max_concurrency = 256"
+        elif job == "long":
+            bindings = self.activity("long-activities", 256, "heartbeat_secs = 0") + self.queue("long", fake, 256)
+            extra = "max_concurrency = 512"
         elif job == "durable":
             bindings = self.queue("bench", fake, 256, 'completes = "durable-callback"')
             extra = "max_concurrency = 256"
@@ -526,6 +530,7 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
             wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.005, proc=proc)
             perf = start_perf(c, source, proc)
             s0, cpu0, t0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
+            fake_cpu0 = cpu_seconds(fake.proc.pid)
             mid = None
             if sample_at:
                 wait_until(lambda: time.monotonic() - t0 >= sample_at or fake.stats()["completed"] >= n, 900,
@@ -533,6 +538,7 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
                 mid = (fake.stats(), time.monotonic())
             wait_until(lambda: fake.stats()["completed"] >= n, 900, f"{c.name}: {n} completions", step=0.02, proc=proc)
             t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+            fake_cpu1 = cpu_seconds(fake.proc.pid)
             s1 = fake.stats()
             stop_perf(perf)
             rss = memory_kib(proc.pid, "VmHWM")
@@ -545,7 +551,11 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
         raise SystemExit(f"{c.name} {source}: not exactly once or unclean exit: {s}, exit {exit_code}")
     done = s1["completed"] - s0["completed"]
     per_task, calls = requests(s0["calls"], s1["calls"], max(done, 1))
+    # fake-aws shares the machine: its CPU per task, and both processes'
+    # share of the machine's cores, say whether a run was bound by CPU.
     result = {"n": n, "tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
+              "fake_cpu_us_per_task": (fake_cpu1 - fake_cpu0) / n * 1e6,
+              "machine_busy_pct": (cpu1 - cpu0 + fake_cpu1 - fake_cpu0) / (t1 - t0) / os.cpu_count() * 100,
               "peak_rss_mib": rss / 1024, **per_task, "calls_per_task": calls}
     if mid is not None:
         (sm, tm) = mid
@@ -558,11 +568,38 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
     return result
 
 
+def fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def idle_rss_kib(c, fake_bin, source, n):
+    """The RSS of the same worker, configured for n held tasks, with nothing
+    to hold: what scenario 3's per-task figure is taken above."""
+    fake = Fake(fake_bin)
+    try:
+        launched = c.start(f"held-{source}", fake, n)
+        if launched is None or launched[1] is None:
+            if launched:
+                stop(launched[0], gently=False)
+            return None
+        proc, ready = launched
+        try:
+            wait_until(ready, 30, f"{c.name} ready", step=0.01, proc=proc)
+            time.sleep(2)
+            return memory_kib(proc.pid, "VmRSS")
+        finally:
+            stop(proc, gently=False)
+    finally:
+        fake.stop()
+
+
 def held(c, fake_bin, source, n, window_secs):
     """Scenario 3: n tasks in flight at once, each held HOLD_SECS, heartbeat
     every 10 s (SQS: and visibility extended). Steady CPU over the window,
     and CPU per keep-alive call (heartbeats plus visibility changes), which
-    is the figure that compares across different n."""
+    is the figure that compares across different n. RSS per held task is
+    taken above the same worker idle (scenario 3's growth table)."""
+    idle_kib = idle_rss_kib(c, fake_bin, source, n)
     fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
                 messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable")
     try:
@@ -574,10 +611,10 @@ def held(c, fake_bin, source, n, window_secs):
             wait_until(lambda: fake.stats()["handed_out"] >= n, 300, f"{c.name}: {n} tasks in flight", step=0.05,
                        proc=proc)
             time.sleep(HEARTBEAT_SECS + 2)  # every task has had its first heartbeat: steady rhythm
-            s0, cpu0, t0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
+            s0, cpu0, t0, fd0 = fake.stats(), cpu_seconds(proc.pid), time.monotonic(), fds(proc.pid)
             time.sleep(window_secs)
             s1, cpu1, t1 = fake.stats(), cpu_seconds(proc.pid), time.monotonic()
-            rss, now = memory_kib(proc.pid, "VmHWM"), memory_kib(proc.pid, "VmRSS")
+            rss, now, fd1 = memory_kib(proc.pid, "VmHWM"), memory_kib(proc.pid, "VmRSS"), fds(proc.pid)
         finally:
             stop(proc, gently=False)
     finally:
@@ -589,7 +626,10 @@ def held(c, fake_bin, source, n, window_secs):
     return {"in_flight": n, "steady_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100,
             "cpu_us_per_keepalive": (cpu1 - cpu0) / max(calls, 1) * 1e6,
             "keepalives_per_sec": calls / (t1 - t0), "peak_rss_mib": rss / 1024, "rss_mib": now / 1024,
-            "kib_per_task": rss / n}
+            "kib_per_task": rss / n,
+            **({"idle_rss_mib": idle_kib / 1024, "kib_per_task_above_idle": (now - idle_kib) / n}
+               if idle_kib else {}),
+            "open_fds": max(fd0, fd1)}
 
 
 # Scenario 5: SQS callbacks through faults, against fault-free at the same
@@ -674,6 +714,55 @@ def idle(c, fake_bin, window_secs):
             "idle_cpu_pct": (cpu1 - cpu0) / (t1 - t0) * 100}
 
 
+# Scenario L: one worker, both sources, a few percent of calls failing,
+# RSS and open descriptors sampled every second (the issue 23 memory line).
+LONG_FAULTS = ["--error-rate", "0.02", "--throttle-rate", "0.02"]
+
+
+def long_run(c, fake_bin, n, samples_to):
+    """n tasks through one worker, half activities and half SQS callbacks,
+    256 at once each. Writes one sample a second to `samples_to` (JSON) and
+    returns RSS after the first tenth of the tasks and at the end, and the
+    descriptor range after the first tenth."""
+    fake = Fake(fake_bin, activity_tasks=n // 2, messages=n - n // 2, extra=LONG_FAULTS)
+    samples = []
+    try:
+        launched = c.start("long", fake, n)
+        if launched is None:
+            return None
+        proc, _ = launched
+        try:
+            wait_until(lambda: started(fake), 60, f"{c.name}'s first poll", step=0.01, proc=proc)
+            t0, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
+            while True:
+                done = fake.stats()["completed"]
+                samples.append({"secs": round(time.monotonic() - t0, 2), "completed": done,
+                                "rss_kib": memory_kib(proc.pid, "VmRSS"), "fds": fds(proc.pid)})
+                if done >= n:
+                    break
+                if proc.poll() is not None or time.monotonic() - t0 > 7200:
+                    raise SystemExit(f"{c.name} long run: stopped at {done} of {n}")
+                time.sleep(1)
+            t1, cpu1 = time.monotonic(), cpu_seconds(proc.pid)
+        finally:
+            exit_code = stop(proc, gently=True)
+        s = fake.stats()
+    finally:
+        fake.stop()
+    with open(samples_to, "w") as f:
+        json.dump({"n": n, "faults": LONG_FAULTS, "samples": samples}, f)
+    if s["completed"] != n or s["duplicates"] or s["unknown_tokens"] or s["timed_out"] or exit_code != 0:
+        raise SystemExit(f"{c.name} long run: not exactly once or unclean exit: {s}, exit {exit_code}")
+    tenth = next(x for x in samples if x["completed"] >= n // 10)
+    after = [x for x in samples if x["completed"] >= n // 10]
+    end = samples[-1]
+    return {"n": n, "secs": t1 - t0, "tasks_per_sec": n / (t1 - t0), "cpu_us_per_task": (cpu1 - cpu0) / n * 1e6,
+            "rss_mib_after_first_tenth": tenth["rss_kib"] / 1024, "rss_mib_end": end["rss_kib"] / 1024,
+            "rss_end_vs_first_tenth_pct": (end["rss_kib"] / tenth["rss_kib"] - 1) * 100,
+            "rss_mib_max_after_first_tenth": max(x["rss_kib"] for x in after) / 1024,
+            "fds_min": min(x["fds"] for x in after), "fds_max": max(x["fds"] for x in after)}
+
+
 # --- the run -----------------------------------------------------------------------
 
 # For each scenario, the figure its ratios are taken on (higher is better?).
@@ -684,7 +773,9 @@ SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo",
              "3a": "held with heartbeats, activity",
              "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings",
              "5": "SQS callbacks through fault profiles (sfn-worker only), 256 at once, 2 ms latency",
-             "5h": "SQS tasks held 15 s through fault profiles (sfn-worker only): no lapse, no timeout"}
+             "5h": "SQS tasks held 15 s through fault profiles (sfn-worker only): no lapse, no timeout",
+             "L": "long run, activities and SQS at once, 2% 500s + 2% throttles (sfn-worker only): "
+                  "RSS and descriptors every second"}
 
 
 def main():
@@ -694,11 +785,17 @@ def main():
     p.add_argument("--n", type=int, default=None, help="scenario 1/2 size for sfn-worker (default 100,000)")
     p.add_argument("--window", type=float, default=None, help="scenario 3 measuring window, s (default 60)")
     p.add_argument("--only", default=None, help="comma-separated contenders")
-    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4,5,5h")
+    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4,5,5h,L")
     p.add_argument("--rate", type=int, default=None,
                    help="scenarios 1, 2, 2d: offer this many tasks per second (n = rate x window) instead of "
                         "all at once; for requests per task below saturation")
     p.add_argument("--profiles", default=",".join(FAULT_PROFILES), help="scenario 5/5h fault profiles")
+    p.add_argument("--held", default=None,
+                   help="scenario 3 sizes for sfn-worker, comma-separated (growth: 1000,10000,100000); "
+                        "default 10,000")
+    p.add_argument("--long-n", type=int, default=None, help="scenario L's tasks (default 10,000,000)")
+    p.add_argument("--samples", default=os.path.join(tempfile.gettempdir(), "sfn-bench-long.json"),
+                   help="scenario L writes its per-second samples here (bench/plot_long.py draws them)")
     p.add_argument("--json", help="also write the results here")
     a = p.parse_args()
     profile = "debug" if a.short else "release"
@@ -745,10 +842,19 @@ def main():
                 return None
             return {profile: held_through_faults(c, bins["fake-aws"], profile, 64 if a.short else 512)
                     for profile in profiles}
+        if key == "L":
+            if c.name != "sfn-worker":
+                return None
+            return long_run(c, bins["fake-aws"], a.long_n or (20_000 if a.short else 10_000_000), a.samples)
         if key in ("3a", "3b"):
             if not c.held:
                 return None
-            return held(c, bins["fake-aws"], "activity" if key == "3a" else "sqs", held_n(c), window)
+            source = "activity" if key == "3a" else "sqs"
+            sizes = a.held or ("100,200" if a.short else None)
+            if sizes and c.name == "sfn-worker":
+                return {str(size): held(c, bins["fake-aws"], source, size, window)
+                        for size in map(int, sizes.split(","))}
+            return held(c, bins["fake-aws"], source, held_n(c), window)
         return idle(c, bins["fake-aws"], idle_window)
 
     # runs[key][contender] = [result per run]; ratios[key][contender] = [ratio per run]
@@ -761,13 +867,13 @@ def main():
                 if result is None:
                     continue
                 # Scenario 5's profiles are contenders of their own in the table.
-                named = ({f"{c.name} [{p}]": r for p, r in result.items()} if key in ("5", "5h")
-                         else {c.name: result})
+                grouped = key in ("5", "5h") or (key in ("3a", "3b") and "in_flight" not in result)
+                named = ({f"{c.name} [{p}]": r for p, r in result.items()} if grouped else {c.name: result})
                 for name, res in named.items():
                     log(f"run {r + 1} scenario {key} {name}: "
                         f"{json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in res.items()})}")
                     runs.setdefault(key, {}).setdefault(name, []).append(res)
-                if key in ("5", "5h"):
+                if grouped:
                     continue
                 if key in RATIO_ON:
                     figure, _ = RATIO_ON[key]
