@@ -32,6 +32,7 @@
 //! AWS's validation messages quote the values they refuse.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -96,6 +97,10 @@ pub(crate) struct Reporter {
     /// after that, means gone. (An answer to a call sent before says
     /// nothing: the worker may have been pointed elsewhere then.)
     reached_at: std::sync::OnceLock<Instant>,
+    /// Calls the target accepted (reports and heartbeats, every task's):
+    /// a report that failed while this moved was failed alone, not by an
+    /// outage (see [`Reporter::send`]).
+    accepted: std::sync::atomic::AtomicU64,
 }
 
 /// When an attempt's request left the worker (a heartbeat may first wait at
@@ -138,6 +143,7 @@ impl Reporter {
             give_up,
             health: None,
             reached_at: std::sync::OnceLock::new(),
+            accepted: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -285,7 +291,7 @@ impl Reporter {
         report: &Report,
         superseded: &(dyn Fn() -> bool + Send + Sync),
     ) -> Result<(), (ApiError, bool, Instant)> {
-        let mut delays = retry::report();
+        let mut delays = retry::Retries::new(retry::report());
         let mut failures = 0u32;
         let mut maybe_applied = false;
         let operation = match report {
@@ -295,12 +301,16 @@ impl Reporter {
         loop {
             self.gate.report().await;
             let sent = Instant::now();
+            let accepted_before = self.accepted.load(Ordering::Relaxed);
             let result = match report {
                 Report::Success(output) => self.api.succeed(token, output).await,
                 Report::Failure(e) => self.api.fail(token, e.error(), e.cause()).await,
             };
             let err = match result {
-                Ok(()) => return Ok(()),
+                Ok(()) => {
+                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
+                }
                 Err(err) => err.redact(token),
             };
             failures = failures.saturating_add(1);
@@ -320,7 +330,8 @@ impl Reporter {
             if err.kind == ApiErrorKind::Throttled {
                 self.gate.throttled_by_service();
             }
-            let delay = delays.next().unwrap_or(Duration::from_secs(2));
+            let alone = self.accepted.load(Ordering::Relaxed) != accepted_before;
+            let delay = delays.next(alone).unwrap_or(Duration::from_secs(2));
             ReportFailed {
                 operation,
                 error: &err,
@@ -351,6 +362,7 @@ impl Reporter {
         // Counted and logged by the caller, which knows what the answer means.
         match result {
             Ok(()) => {
+                self.accepted.fetch_add(1, Ordering::Relaxed);
                 self.reached();
                 Ok(())
             }

@@ -7,6 +7,7 @@
 //! Such a receipt is never renewed again; the others go on.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -154,11 +155,12 @@ pub(crate) async fn settle(
     action: Action,
 ) {
     let mut pending = handles;
-    let mut delays = retry::delete();
+    let mut delays = retry::Retries::new(retry::delete());
     let mut attempts = 0u32;
     let mut done = 0usize;
     loop {
         attempts += 1;
+        let (settled_before, done_before) = (queue.settled_ok.load(Ordering::Relaxed), done);
         let calls = pending.into_iter().map(|h| async move {
             let call = async {
                 match action {
@@ -184,6 +186,7 @@ pub(crate) async fn settle(
                 // Done: nothing more to renew for it either.
                 Ok(()) => {
                     done += 1;
+                    queue.settled_ok.fetch_add(1, Ordering::Relaxed);
                     deliveries.lose(&handle);
                 }
                 Err(err) if receipt_lost(&err) => {
@@ -231,7 +234,13 @@ pub(crate) async fn settle(
             }
             return;
         }
-        let delay = delays.next().unwrap_or(Duration::from_secs(1));
+        // Other tasks' receipts were settled while these failed
+        // ([`retry::Retries`]). Once shutdown gave up, the backoff's
+        // spacing is what MIN_ATTEMPTS relies on: no prompt retries then.
+        let own = (done - done_before) as u64;
+        let alone = queue.settled_ok.load(Ordering::Relaxed) > settled_before + own
+            && !queue.give_up.is_cancelled();
+        let delay = delays.next(alone).unwrap_or(Duration::from_secs(1));
         if queue.give_up.is_cancelled() {
             tokio::time::sleep(delay).await;
         } else {

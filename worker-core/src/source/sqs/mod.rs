@@ -47,6 +47,9 @@ pub(crate) struct QueueShared {
     pub in_flight: in_flight::InFlight,
     /// Shutdown's last phase: deletes stop retrying.
     pub give_up: CancellationToken,
+    /// Receipts deleted or released so far (every task's): a settle that
+    /// failed while this moved failed alone (see `lease::settle`).
+    pub settled_ok: std::sync::atomic::AtomicU64,
 }
 
 /// The source of one `[[queue]]` binding. Its batcher lives as long as the
@@ -67,6 +70,7 @@ pub(crate) fn source(
         input_pointer: plan.input_pointer.clone(),
         on_malformed: plan.on_malformed,
         on_shutdown: plan.on_shutdown,
+        settled_ok: std::sync::atomic::AtomicU64::new(0),
         in_flight: InFlight::new(settled_memory(plan.visibility), SETTLED_CAPACITY),
         give_up,
     });
