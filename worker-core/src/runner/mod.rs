@@ -205,6 +205,7 @@ async fn execute(
         running,
     )
     .await;
+    // Boxed, like `deliver`: no held task needs its state inline.
     Box::pin(end_lease(keep, lease.as_deref(), settled)).await
 }
 
@@ -243,12 +244,8 @@ async fn end_lease(
 /// Wait for the task's turn, run its handler, and report; the outcome and
 /// how to end the lease.
 ///
-/// The reports (`deliver`) and the lease's end are boxed where they are
-/// awaited: a future is as large as its largest await point, and a held
-/// task spends its life in the handler loop, so a report's state (1.2 KB)
-/// inline would sit in every held task's allocation for nothing
-/// (`-Zprint-type-sizes`: this function's future 1,720 bytes, the handler
-/// loop 1,271 of them).
+/// A report (`deliver`) is boxed (see there): this future is sized by its
+/// handler loop, where a held task spends its life.
 #[allow(clippy::too_many_arguments)]
 async fn run_and_report(
     binding: &Binding,
@@ -275,13 +272,7 @@ async fn run_and_report(
                     "the service answered a heartbeat that the task is closed while it waited for its turn \
                      in its FIFO message group; the handler was not run",
                 );
-                return Box::pin(deliver(
-                    keep,
-                    token,
-                    verdict::Report::Failure(err),
-                    Outcome::Failed,
-                ))
-                .await;
+                return deliver(keep, token, verdict::Report::Failure(err), Outcome::Failed).await;
             }
             TurnCame::Back => {
                 tracing::info!(
@@ -305,12 +296,12 @@ async fn run_and_report(
             error_names::SHUTTING_DOWN,
             "the worker was shutting down when this task arrived",
         );
-        return Box::pin(deliver(
+        return deliver(
             keep,
             token,
             verdict::Report::Failure(err),
             Outcome::ShuttingDown,
-        ))
+        )
         .await;
     }
 
@@ -391,9 +382,7 @@ async fn run_and_report(
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
     match verdict(binding, env, reason, ending, releases, lease_expired, token) {
         // A handler's error may quote its input, which may hold the token.
-        Ok((report, outcome)) => {
-            Box::pin(deliver(keep, token, report.redacted(token), outcome)).await
-        }
+        Ok((report, outcome)) => deliver(keep, token, report.redacted(token), outcome).await,
         Err(settled) => settled,
     }
 }
