@@ -32,7 +32,6 @@
 //! AWS's validation messages quote the values they refuse.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -97,10 +96,10 @@ pub(crate) struct Reporter {
     /// after that, means gone. (An answer to a call sent before says
     /// nothing: the worker may have been pointed elsewhere then.)
     reached_at: std::sync::OnceLock<Instant>,
-    /// Calls the target accepted (reports and heartbeats, every task's):
-    /// a report that failed while this moved was failed alone, not by an
-    /// outage (see [`Reporter::send`]).
-    accepted: std::sync::atomic::AtomicU64,
+    /// Reports answered (every task's): whether a failed report failed
+    /// alone ([`retry::Retries`]). Heartbeats are not counted: AWS throttles
+    /// them with a bucket of their own.
+    answers: retry::Answers,
 }
 
 /// When an attempt's request left the worker (a heartbeat may first wait at
@@ -143,7 +142,7 @@ impl Reporter {
             give_up,
             health: None,
             reached_at: std::sync::OnceLock::new(),
-            accepted: std::sync::atomic::AtomicU64::new(0),
+            answers: retry::Answers::default(),
         }
     }
 
@@ -301,14 +300,14 @@ impl Reporter {
         loop {
             self.gate.report().await;
             let sent = Instant::now();
-            let accepted_before = self.accepted.load(Ordering::Relaxed);
+            let mark = self.answers.mark();
             let result = match report {
                 Report::Success(output) => self.api.succeed(token, output).await,
                 Report::Failure(e) => self.api.fail(token, e.error(), e.cause()).await,
             };
             let err = match result {
                 Ok(()) => {
-                    self.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.answers.accepted(1);
                     return Ok(());
                 }
                 Err(err) => err.redact(token),
@@ -327,10 +326,7 @@ impl Reporter {
                 .emit();
                 return Err((err, maybe_applied, sent));
             }
-            if err.kind == ApiErrorKind::Throttled {
-                self.gate.throttled_by_service();
-            }
-            let alone = self.accepted.load(Ordering::Relaxed) != accepted_before;
+            let alone = self.answers.failed(mark, 0, 1);
             let delay = delays.next(alone).unwrap_or(Duration::from_secs(2));
             ReportFailed {
                 operation,
@@ -362,16 +358,10 @@ impl Reporter {
         // Counted and logged by the caller, which knows what the answer means.
         match result {
             Ok(()) => {
-                self.accepted.fetch_add(1, Ordering::Relaxed);
                 self.reached();
                 Ok(())
             }
-            Err(err) => {
-                if err.kind == ApiErrorKind::Throttled {
-                    self.gate.throttled_by_service();
-                }
-                Err(err.redact(token))
-            }
+            Err(err) => Err(err.redact(token)),
         }
     }
 }
@@ -423,6 +413,30 @@ mod tests {
             matches!(&fake.reports()[..], [Seen::Success { output, .. }] if output == "1"),
             "the success itself arrives, not a failure: {:?}",
             fake.reports()
+        );
+    }
+
+    /// Issue 23: AWS throttles each `SendTask*` API with its own bucket, so
+    /// a throttled report does not hold the process's heartbeats back (it
+    /// held every one for a second, half the interval under frequent
+    /// throttles, and tokens timed out).
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_report_does_not_hold_heartbeats_back() {
+        let fake = FakeSfn::new();
+        fake.fail_next(Operation::SendTaskSuccess, refuse("ThrottlingException"));
+        let r = reporter(&fake);
+        let d = r
+            .deliver("t", Report::Success("1".into()), false, &|| false)
+            .await;
+        assert!(matches!(d, Delivery::Accepted(_)), "{d:?}");
+        let start = Instant::now();
+        r.heartbeat("u", Duration::from_secs(60), Sent::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            start.elapsed(),
+            Duration::ZERO,
+            "the heartbeat went at once"
         );
     }
 

@@ -27,25 +27,69 @@ use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 /// down (every call failing) is then backed off from.
 pub(crate) const QUICK_RETRIES: u32 = 3;
 
-/// Failures of one call retried at once while the service accepts other
-/// calls meanwhile ([`Retries`]): at 40% independent failures, 16 in a row
-/// happen to one call in 2.3 million. Past them, a call that keeps failing
-/// alone takes its backoff.
+/// Failures of one call retried at once while the service accepts most
+/// other calls of its kind meanwhile ([`Retries`]): at 40% independent
+/// failures, 16 in a row happen to one call in 2.3 million. Past them, a
+/// call that keeps failing alone takes its backoff from its start (the
+/// [`QUICK_RETRIES`], then 20 ms doubling).
 pub(crate) const PROMPT_RETRIES: u32 = 16;
 
 /// One call's retry delays, told apart by what the service did meanwhile.
-/// When it accepted other calls of the worker while this one failed, the
+/// When it accepted more calls of the same kind (other tasks' reports, or
+/// deletes of the same queue) than it failed while this one was out, the
 /// failure was this call's alone (a 5xx, a throttle that does not follow
 /// the rate) and the next attempt is as likely to land as any: retried at
 /// once, without climbing the backoff. Climbing it put a 6.5 s tail on one
 /// task in 30,000 under 40% random failures, and the slowest task sets
-/// when a backlog is done (BENCHMARKS.md, issue 23). When nothing was
-/// accepted meanwhile (an outage), or the call keeps failing alone past
-/// [`PROMPT_RETRIES`], the backoff's delays apply. Congestion is the
-/// pacer's to slow, whatever the loops do.
+/// when a backlog is done (BENCHMARKS.md, issue 23). When most calls fail
+/// (an outage, a service accepting a trickle), or this call keeps failing
+/// alone past [`PROMPT_RETRIES`], the backoff's delays apply. Congestion is
+/// the pacer's to slow, whatever the loops do.
 pub(crate) struct Retries<I> {
     delays: I,
     prompt: u32,
+}
+
+/// Calls of one kind answered, process-wide: what [`Retries`] reads to
+/// tell a failure of one call from a failing service.
+#[derive(Debug, Default)]
+pub(crate) struct Answers {
+    accepted: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+}
+
+/// [`Answers`] as one call found them when it went out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mark {
+    accepted: u64,
+    failed: u64,
+}
+
+impl Answers {
+    pub fn mark(&self) -> Mark {
+        use std::sync::atomic::Ordering::Relaxed;
+        Mark {
+            accepted: self.accepted.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+        }
+    }
+
+    pub fn accepted(&self, n: u64) {
+        self.accepted
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `n` calls failed; whether they failed alone: since `mark`, the
+    /// service accepted more calls of this kind than it failed (these
+    /// `n` and the caller's own accepted ones not counted).
+    pub fn failed(&self, since: Mark, own_accepted: u64, n: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let now = self.mark();
+        self.failed.fetch_add(n, Relaxed);
+        let accepted = now.accepted - since.accepted - own_accepted;
+        let failed = now.failed - since.failed;
+        accepted > failed
+    }
 }
 
 impl<I: Iterator<Item = Duration>> Retries<I> {
@@ -177,8 +221,8 @@ mod tests {
 
     #[test]
     fn a_call_failing_alone_is_retried_at_once_and_an_outage_backs_off() {
-        // Failing while the service accepts other calls: at once, 16 times,
-        // then the backoff from its start (which the prompt ones did not climb).
+        // Failing alone: at once, 16 times, then the backoff from its start
+        // (three more at once, then climbing), which the prompt ones did not climb.
         let mut r = Retries::new(report());
         let alone: Vec<_> = (0..PROMPT_RETRIES + 4)
             .map(|_| r.next(true).unwrap())
@@ -198,6 +242,34 @@ mod tests {
         let outage: Vec<_> = (0..6).map(|_| r.next(false).unwrap()).collect();
         assert!(outage[3] >= Duration::from_millis(20), "{outage:?}");
         assert!(outage[5] > outage[3], "{outage:?}");
+    }
+
+    #[test]
+    fn a_failure_is_alone_only_while_most_other_calls_of_its_kind_land() {
+        let answers = Answers::default();
+        // 40% random failures: six others accepted, four failed meanwhile.
+        let mark = answers.mark();
+        answers.accepted(6);
+        assert!(
+            !answers.failed(answers.mark(), 0, 4),
+            "the four were not alone here"
+        );
+        assert!(
+            answers.failed(mark, 0, 1),
+            "six accepted, four failed: alone"
+        );
+        // A trickle: one accepted while ninety failed is an outage.
+        let mark = answers.mark();
+        answers.accepted(1);
+        assert!(!answers.failed(answers.mark(), 0, 90));
+        assert!(
+            !answers.failed(mark, 0, 1),
+            "one accepted, ninety failed: not alone"
+        );
+        // A batch's own accepted entries do not make its failures alone.
+        let mark = answers.mark();
+        answers.accepted(9);
+        assert!(!answers.failed(mark, 9, 1), "nobody else was accepted");
     }
 
     #[test]

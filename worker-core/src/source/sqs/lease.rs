@@ -7,7 +7,6 @@
 //! Such a receipt is never renewed again; the others go on.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -156,11 +155,16 @@ pub(crate) async fn settle(
 ) {
     let mut pending = handles;
     let mut delays = retry::Retries::new(retry::delete());
+    // Attempts spaced by the backoff (a prompt retry right after a failure
+    // does not count): what MIN_ATTEMPTS counts once shutdown gave up.
     let mut attempts = 0u32;
+    let mut prompted = false;
     let mut done = 0usize;
     loop {
-        attempts += 1;
-        let (settled_before, done_before) = (queue.settled_ok.load(Ordering::Relaxed), done);
+        if !prompted {
+            attempts += 1;
+        }
+        let (mark, done_before) = (queue.deletes.mark(), done);
         let calls = pending.into_iter().map(|h| async move {
             let call = async {
                 match action {
@@ -186,7 +190,6 @@ pub(crate) async fn settle(
                 // Done: nothing more to renew for it either.
                 Ok(()) => {
                     done += 1;
-                    queue.settled_ok.fetch_add(1, Ordering::Relaxed);
                     deliveries.lose(&handle);
                 }
                 Err(err) if receipt_lost(&err) => {
@@ -207,6 +210,15 @@ pub(crate) async fn settle(
                 }
             }
         }
+        // Deletes of this queue answered, for `Retries` to read: a delete
+        // that failed while most of the queue's others went through failed
+        // alone. Releases are not counted (and never retried promptly):
+        // they happen at shutdown, where spacing matters more than speed.
+        let own = (done - done_before) as u64;
+        let failed_alone = action == Action::Delete && {
+            queue.deletes.accepted(own);
+            !pending.is_empty() && queue.deletes.failed(mark, own, pending.len() as u64)
+        };
         let now = Instant::now();
         // A receipt that lapsed while its call failed cannot be used (or
         // kept invisible) any more.
@@ -234,12 +246,10 @@ pub(crate) async fn settle(
             }
             return;
         }
-        // Other tasks' receipts were settled while these failed
-        // ([`retry::Retries`]). Once shutdown gave up, the backoff's
-        // spacing is what MIN_ATTEMPTS relies on: no prompt retries then.
-        let own = (done - done_before) as u64;
-        let alone = queue.settled_ok.load(Ordering::Relaxed) > settled_before + own
-            && !queue.give_up.is_cancelled();
+        // Once shutdown gave up, the backoff's spacing is what MIN_ATTEMPTS
+        // relies on: no prompt retries then.
+        let alone = failed_alone && !queue.give_up.is_cancelled();
+        prompted = alone;
         let delay = delays.next(alone).unwrap_or(Duration::from_secs(1));
         if queue.give_up.is_cancelled() {
             tokio::time::sleep(delay).await;

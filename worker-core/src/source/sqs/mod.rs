@@ -47,9 +47,9 @@ pub(crate) struct QueueShared {
     pub in_flight: in_flight::InFlight,
     /// Shutdown's last phase: deletes stop retrying.
     pub give_up: CancellationToken,
-    /// Receipts deleted or released so far (every task's): a settle that
-    /// failed while this moved failed alone (see `lease::settle`).
-    pub settled_ok: std::sync::atomic::AtomicU64,
+    /// Deletes answered (every task's): whether a failed delete failed
+    /// alone (`lease::settle`, [`crate::aws::retry::Retries`]).
+    pub deletes: crate::aws::retry::Answers,
 }
 
 /// The source of one `[[queue]]` binding. Its batcher lives as long as the
@@ -70,7 +70,7 @@ pub(crate) fn source(
         input_pointer: plan.input_pointer.clone(),
         on_malformed: plan.on_malformed,
         on_shutdown: plan.on_shutdown,
-        settled_ok: std::sync::atomic::AtomicU64::new(0),
+        deletes: crate::aws::retry::Answers::default(),
         in_flight: InFlight::new(settled_memory(plan.visibility), SETTLED_CAPACITY),
         give_up,
     });
