@@ -1,21 +1,28 @@
 //! The gate every `SendTask*` call passes: an optional process-wide rate limit
 //! (`worker.send_task_rate_per_sec`), and priority for reports over
-//! heartbeats when calls are scarce.
+//! heartbeats within it.
 //!
-//! Why priority: Step Functions throttles `SendTask*` per account. When the
-//! budget is short, a delayed heartbeat costs nothing until the state's
-//! `HeartbeatSeconds`, while a delayed report keeps a slot busy and an
-//! execution waiting. So while a report waits for the rate limiter, and for
-//! a moment after the service throttled a call, heartbeats wait for reports
-//! to go first.
+//! Why priority: the limit is one budget for every `SendTask*` call of the
+//! process. When it is short, a delayed heartbeat costs nothing until the
+//! state's `HeartbeatSeconds`, while a delayed report keeps a slot busy and
+//! an execution waiting. So while a report waits for the rate limiter,
+//! heartbeats wait for reports to go first.
 //!
 //! Why bounded: a heartbeat that waits too long is worse than a late report
 //! (the task times out). A heartbeat yields at most `max_yield` (the runner
 //! passes half its interval), and a report backing off after a 5xx is not
 //! "waiting": it would hold every heartbeat in the process for its sleep.
+//!
+//! A throttle from the service does not make heartbeats yield: AWS throttles
+//! `SendTaskSuccess`, `SendTaskFailure` and `SendTaskHeartbeat` each with a
+//! bucket of its own, so a throttled report says nothing about the
+//! heartbeats' budget, and slowing the reports to what the service accepts
+//! is the pacer's job (`aws/pacing.rs`). Yielding for a second after every
+//! throttle, as this gate once did, held every heartbeat back by half its
+//! interval whenever throttles came often, and under 30% random throttling
+//! one task in 300 timed out at `HeartbeatSeconds` (BENCHMARKS.md, issue 23).
 
 use std::num::NonZeroU32;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -23,8 +30,6 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-/// After a throttled answer, how long heartbeats yield to reports.
-const THROTTLE_WINDOW: Duration = Duration::from_secs(1);
 /// How often a waiting heartbeat looks again when nothing woke it.
 const RECHECK: Duration = Duration::from_millis(50);
 
@@ -32,7 +37,6 @@ pub(crate) struct SendGate {
     limiter: Option<DefaultDirectRateLimiter>,
     reports_waiting: AtomicUsize,
     reports_done: Notify,
-    throttled_until: Mutex<Option<Instant>>,
 }
 
 /// Held by a report while it waits for the rate limiter.
@@ -52,7 +56,6 @@ impl SendGate {
             limiter: rate_per_sec.map(|r| RateLimiter::direct(Quota::per_second(r))),
             reports_waiting: AtomicUsize::new(0),
             reports_done: Notify::new(),
-            throttled_until: Mutex::new(None),
         }
     }
 
@@ -76,7 +79,7 @@ impl SendGate {
         let stop_yielding = Instant::now() + max_yield;
         loop {
             let yielding = Instant::now() < stop_yielding;
-            if yielding && (self.reports_waiting.load(Ordering::Acquire) > 0 || self.throttled()) {
+            if yielding && self.reports_waiting.load(Ordering::Acquire) > 0 {
                 let done = self.reports_done.notified();
                 tokio::select! {
                     biased;
@@ -93,23 +96,6 @@ impl SendGate {
                 },
             }
         }
-    }
-
-    /// Record a throttled answer from the service.
-    pub fn throttled_by_service(&self) {
-        let mut until = self
-            .throttled_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        *until = Some(Instant::now() + THROTTLE_WINDOW);
-    }
-
-    fn throttled(&self) -> bool {
-        let until = self
-            .throttled_until
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        until.is_some_and(|t| Instant::now() < t)
     }
 }
 
@@ -151,15 +137,6 @@ mod tests {
             .await
             .unwrap()
             .unwrap();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn heartbeats_yield_for_a_while_after_throttling() {
-        let gate = SendGate::new(None);
-        gate.throttled_by_service();
-        let start = Instant::now();
-        gate.heartbeat(LONG).await;
-        assert!(start.elapsed() >= THROTTLE_WINDOW);
     }
 
     #[tokio::test(start_paused = true)]
