@@ -289,6 +289,10 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
             .is_some_and(|t| *t <= h.from);
         if let Some(hb) = b.heartbeat_secs.filter(|_| !done) {
             let hb = Duration::from_secs(hb);
+            // The interval, plus what may delay a heartbeat on its way: the
+            // send gate's yield to waiting reports (at most half the
+            // interval, capped at 5 s) or a stalled connection (`slow_send`,
+            // under a second), whichever is longer.
             let bound = hb.max(Duration::from_secs(2))
                 + (hb / 2).min(Duration::from_secs(5))
                 + Duration::from_millis(250);

@@ -51,6 +51,17 @@ impl Client {
         }
     }
 
+    /// A `SendTask*` request on its way: it may stall before the service
+    /// sees it (while it stalls, its attempt can be overtaken or dropped by
+    /// the worker without the service ever seeing it).
+    async fn on_the_way(&self, keepalive: bool) {
+        self.alive().await;
+        if let Some(stall) = self.world.send_delay(keepalive) {
+            tokio::time::sleep(stall).await;
+            self.alive().await;
+        }
+    }
+
     /// One call: a fault from the seed, then `apply` (what the service does).
     async fn call<T>(
         &self,
@@ -126,6 +137,7 @@ impl SfnApi for Client {
 
     async fn send_task_success(&self, token: &str, output: &str) -> Result<(), ApiError> {
         let _ = output;
+        self.on_the_way(false).await;
         self.call(false, || {
             self.world.report(token, self.worker, false, true, "", "")
         })
@@ -138,6 +150,7 @@ impl SfnApi for Client {
         error: &str,
         cause: &str,
     ) -> Result<(), ApiError> {
+        self.on_the_way(false).await;
         self.call(false, || {
             self.world
                 .report(token, self.worker, false, false, error, cause)
@@ -146,7 +159,7 @@ impl SfnApi for Client {
     }
 
     async fn send_task_heartbeat(&self, token: &str) -> Result<(), ApiError> {
-        self.alive().await;
+        self.on_the_way(true).await;
         self.world.arrived(Event::HeartbeatCall {
             token: token.to_owned(),
             worker: self.worker,
@@ -334,11 +347,13 @@ impl CompletionTarget for Lambda {
     }
     async fn succeed(&self, id: &str, _output: &str) -> Result<(), ApiError> {
         let c = &self.0;
+        c.on_the_way(false).await;
         c.call(false, || c.world.report(id, c.worker, true, true, "", ""))
             .await
     }
     async fn fail(&self, id: &str, error: &str, cause: &str) -> Result<(), ApiError> {
         let c = &self.0;
+        c.on_the_way(false).await;
         c.call(false, || {
             c.world.report(id, c.worker, true, false, error, cause)
         })
@@ -346,7 +361,7 @@ impl CompletionTarget for Lambda {
     }
     async fn heartbeat(&self, id: &str) -> Result<(), ApiError> {
         let c = &self.0;
-        c.alive().await;
+        c.on_the_way(true).await;
         c.world.arrived(Event::HeartbeatCall {
             token: id.to_owned(),
             worker: c.worker,

@@ -78,6 +78,9 @@ pub struct Faults {
     pub late: f64,
     /// No answer at all: the client times out after its 15 s.
     pub hung: f64,
+    /// A `SendTask*` (or Lambda callback) request stalls before it reaches
+    /// the service (a connection being set up), for under a second.
+    pub slow_send: f64,
     /// One entry of a batch call fails (transiently).
     pub entry: f64,
     /// A standard queue hands out a copy of a message in flight.
@@ -203,6 +206,7 @@ impl Scenario {
                     lost_answer: 0.03 * x,
                     late: 0.05 * x,
                     hung: 0.02 * x,
+                    slow_send: 0.1 * x,
                     entry: 0.05 * x,
                     duplicate: 0.05 * x,
                 }

@@ -1026,6 +1026,18 @@ impl World {
         }
     }
 
+    /// How long a call stalls on its way to the service, if it does.
+    pub fn send_delay(&self, keepalive: bool) -> Option<Duration> {
+        let f = &self.scenario.faults;
+        if f.slow_send <= 0.0 || (keepalive && f.calm_keepalive) {
+            return None;
+        }
+        let mut s = self.lock();
+        s.rng
+            .random_bool(f.slow_send)
+            .then(|| Duration::from_millis(s.rng.random_range(50..900)))
+    }
+
     pub fn entry_fails(&self) -> bool {
         let p = self.scenario.faults.entry;
         p > 0.0 && self.lock().rng.random_bool(p)
