@@ -670,13 +670,14 @@ def held_through_faults(c, fake_bin, profile, n):
         s = fake.stats()
     finally:
         fake.stop()
-    # Under the soak profile (40% of calls failing) a task now and then
-    # does time out (about 1 in 500 with HeartbeatSeconds 15, BENCHMARKS.md):
-    # a figure to report there, not a check that would fail CI at random.
-    # Its late report is then refused (one duplicate per timeout).
-    strict = profile != "soak"
+    # Every profile is strict, the soak's 40% of failing calls included: a
+    # failed heartbeat is tried again a second later (heartbeat.rs
+    # RETRY_AFTER), about a dozen attempts within HeartbeatSeconds 15, and
+    # the send gate no longer holds heartbeats back after a throttle
+    # (0 timeouts in 2,048 soak tasks, BENCHMARKS.md). A timed-out task's
+    # late report is refused: one duplicate per timeout.
     lapsed = s["timed_out"] or s["lapses"] or s["duplicates"] > s["timed_out"]
-    if s["unknown_tokens"] or exit_code != 0 or (strict and lapsed) or s["duplicates"] > s["timed_out"]:
+    if s["unknown_tokens"] or exit_code != 0 or lapsed:
         raise SystemExit(f"{c.name} held through {profile}: a task lapsed, ran twice or was lost: {s}, "
                          f"exit {exit_code}")
     keepalive = s["calls"].get("SendTaskHeartbeat", {}).get("calls", 0)
