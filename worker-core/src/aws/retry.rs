@@ -97,8 +97,8 @@ impl<I: Iterator<Item = Duration>> Retries<I> {
         Self { delays, prompt: 0 }
     }
 
-    /// The delay before the next attempt. `alone`: the service accepted
-    /// other calls while this one failed.
+    /// The delay before the next attempt. `alone`: most calls of the same
+    /// kind landed while this one failed (what `Answers::failed` returns).
     pub fn next(&mut self, alone: bool) -> Option<Duration> {
         if alone && self.prompt < PROMPT_RETRIES {
             self.prompt += 1;
