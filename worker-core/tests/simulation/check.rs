@@ -291,8 +291,11 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
             let hb = Duration::from_secs(hb);
             // The interval, plus what may delay a heartbeat on its way: the
             // send gate's yield to waiting reports (at most half the
-            // interval, capped at 5 s) or a stalled connection (`slow_send`,
-            // under a second), whichever is longer.
+            // interval, capped at 5 s; never triggered here, since no
+            // scenario sets `send_task_rate_per_sec`) or a stalled
+            // connection (`slow_send`, under 0.9 s). One slack covers both:
+            // scenarios' intervals are 2 s or more, so half of one is never
+            // shorter than the stall.
             let bound = hb.max(Duration::from_secs(2))
                 + (hb / 2).min(Duration::from_secs(5))
                 + Duration::from_millis(250);
