@@ -5,7 +5,9 @@
 use std::io::IsTerminal;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use sfn_worker_core::metrics::{TASK_DURATION, TASK_DURATION_BUCKETS, describe};
+use sfn_worker_core::metrics::{
+    LEDGER_CALL_BUCKETS, LEDGER_CALL_DURATION, TASK_DURATION, TASK_DURATION_BUCKETS, describe,
+};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
@@ -146,6 +148,11 @@ pub(crate) fn install_metrics() -> Result<PrometheusHandle, String> {
         .set_buckets_for_metric(
             Matcher::Full(TASK_DURATION.to_owned()),
             TASK_DURATION_BUCKETS,
+        )
+        .map_err(|e| format!("metrics: {e}"))?
+        .set_buckets_for_metric(
+            Matcher::Full(LEDGER_CALL_DURATION.to_owned()),
+            LEDGER_CALL_BUCKETS,
         )
         .map_err(|e| format!("metrics: {e}"))?
         .install_recorder()

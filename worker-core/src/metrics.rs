@@ -59,10 +59,29 @@ pub const SATURATION: &str = "sfn_worker_saturation";
 /// Tasks running over the binding's concurrency, 0 to 1. Labels: source, binding.
 pub const BINDING_SATURATION: &str = "sfn_worker_binding_saturation";
 
+/// Task-ledger claims, by result (see [`LedgerClaim`]): won, taken over,
+/// duplicates not run, and runs without the ledger. Labels: source,
+/// binding, result.
+pub const LEDGER_CLAIMS: &str = "sfn_worker_ledger_claims_total";
+/// Task-ledger calls that failed after their retries. Labels: source,
+/// binding, step (`claim`, `renew`, `settle`, `release`).
+pub const LEDGER_ERRORS: &str = "sfn_worker_ledger_errors_total";
+/// Claims of this worker found taken over by another (its lease ended
+/// while the handler ran: renewals failed too long). Labels: source, binding.
+pub const LEDGER_CLAIMS_LOST: &str = "sfn_worker_ledger_claims_lost_total";
+/// One task-ledger call, answered or not. Labels: operation.
+pub const LEDGER_CALL_DURATION: &str = "sfn_worker_ledger_call_duration_seconds";
+
 /// Bucket bounds for [`TASK_DURATION`], in seconds: tasks range from
 /// milliseconds (in-process handlers) to hours (human approval steps).
 pub const TASK_DURATION_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Bucket bounds for [`LEDGER_CALL_DURATION`], in seconds: DynamoDB answers
+/// in milliseconds; a call times out after 5 s.
+pub const LEDGER_CALL_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
 
 /// How a task ended: the `outcome` label.
@@ -85,11 +104,18 @@ pub enum Outcome {
     /// heartbeats failed too: the handler was cancelled and nothing reported;
     /// the message runs again (possibly already on another worker).
     LeaseLost,
+    /// The task ledger says the task is another worker's or done: the
+    /// handler was not run (a done task's stored outcome was sent again).
+    Duplicate,
+    /// The task ledger could not be reached and the binding is
+    /// `fail_closed`: the handler was not run; the message comes back later
+    /// (an activity task is failed with `Worker.LedgerUnavailable`).
+    LedgerUnavailable,
 }
 
 impl Outcome {
     /// Every outcome, in declaration order (the discriminants index it).
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 9] = [
         Outcome::Succeeded,
         Outcome::Failed,
         Outcome::Cancelled,
@@ -97,6 +123,8 @@ impl Outcome {
         Outcome::ReportFailed,
         Outcome::Released,
         Outcome::LeaseLost,
+        Outcome::Duplicate,
+        Outcome::LedgerUnavailable,
     ];
 
     /// The label value.
@@ -109,6 +137,8 @@ impl Outcome {
             Outcome::ReportFailed => "report_failed",
             Outcome::Released => "released",
             Outcome::LeaseLost => "lease_lost",
+            Outcome::Duplicate => "duplicate",
+            Outcome::LedgerUnavailable => "ledger_unavailable",
         }
     }
 }
@@ -161,6 +191,52 @@ pub fn describe() {
         REPORTS_AMBIGUOUS,
         "Reports counted as sent whose answer was lost and whose retry found the task closed."
     );
+    describe_counter!(LEDGER_CLAIMS, "Task-ledger claims, by result.");
+    describe_counter!(
+        LEDGER_ERRORS,
+        "Task-ledger calls that failed after their retries, by step."
+    );
+    describe_counter!(
+        LEDGER_CLAIMS_LOST,
+        "Claims of this worker found taken over by another while the handler ran."
+    );
+    describe_histogram!(
+        LEDGER_CALL_DURATION,
+        Unit::Seconds,
+        "One task-ledger call (DynamoDB), answered or not."
+    );
+}
+
+/// What a task-ledger claim found: the `result` label of [`LEDGER_CLAIMS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LedgerClaim {
+    /// Claimed: the handler runs here.
+    Won,
+    /// Claimed from a worker whose lease had ended: the handler runs here.
+    TookOver,
+    /// Another worker's claim is live: not run here.
+    HeldElsewhere,
+    /// Already settled: not run; the stored outcome was sent again.
+    Completed,
+    /// The ledger could not be reached; `fail_open`: run without it.
+    RanWithout,
+    /// The ledger could not be reached; `fail_closed`: not run.
+    HeldBack,
+}
+
+impl LedgerClaim {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LedgerClaim::Won => "won",
+            LedgerClaim::TookOver => "took_over",
+            LedgerClaim::HeldElsewhere => "held_elsewhere",
+            LedgerClaim::Completed => "completed",
+            LedgerClaim::RanWithout => "ran_without",
+            LedgerClaim::HeldBack => "held_back",
+        }
+    }
 }
 
 /// What a poll got: the `result` label of [`POLLS`].
@@ -422,6 +498,51 @@ impl BindingLabels {
             .get_or_init(|| counter!(HEARTBEATS, self.pairs_and("result", result.as_str()).iter()))
             .increment(1);
     }
+}
+
+impl BindingLabels {
+    /// A task-ledger claim's result.
+    pub fn ledger_claim(&self, result: LedgerClaim) {
+        counter!(
+            LEDGER_CLAIMS,
+            self.pairs_and("result", result.as_str()).iter()
+        )
+        .increment(1);
+    }
+
+    /// A task-ledger step failed after its retries.
+    pub fn ledger_error(&self, step: &'static str) {
+        counter!(LEDGER_ERRORS, self.pairs_and("step", step).iter()).increment(1);
+    }
+
+    /// This worker's claim was found taken over by another.
+    pub fn ledger_claim_lost(&self) {
+        counter!(LEDGER_CLAIMS_LOST, self.pairs().iter()).increment(1);
+    }
+
+    /// Publish the binding's ledger series at 0 (a binding with the ledger
+    /// on), so an alert sees a pod's first error.
+    pub fn ledger_on(&self) {
+        for step in ["claim", "renew", "settle", "release"] {
+            counter!(LEDGER_ERRORS, self.pairs_and("step", step).iter()).increment(0);
+        }
+        for result in [
+            LedgerClaim::RanWithout,
+            LedgerClaim::HeldBack,
+            LedgerClaim::TookOver,
+        ] {
+            counter!(
+                LEDGER_CLAIMS,
+                self.pairs_and("result", result.as_str()).iter()
+            )
+            .increment(0);
+        }
+        counter!(LEDGER_CLAIMS_LOST, self.pairs().iter()).increment(0);
+    }
+}
+
+pub(crate) fn ledger_call(operation: crate::aws::Operation, seconds: f64) {
+    histogram!(LEDGER_CALL_DURATION, "operation" => operation.name()).record(seconds);
 }
 
 pub(crate) fn global_slots_available(n: usize) {

@@ -6,6 +6,8 @@
 //!   in-process fake.
 //! - [`lambda`]: Lambda's durable-execution callbacks: the direct client
 //!   and (feature `test-util`) an in-process fake.
+//! - [`ledger`]: DynamoDB as the fleet's task ledger ([`ledger::LedgerApi`]):
+//!   the direct client and (feature `test-util`) an in-process fake.
 //! - [`CompletionTarget`]: where a task's result goes (Step Functions
 //!   `SendTask*`, or a durable execution's callback), one seam.
 //!
@@ -17,6 +19,7 @@ pub(crate) mod classify;
 mod credentials;
 mod error;
 pub mod lambda;
+pub mod ledger;
 mod operation;
 pub(crate) mod pacing;
 pub(crate) mod retry;
@@ -42,6 +45,7 @@ pub use target::{CompletionTarget, StepFunctions, TargetOperations};
 #[cfg(any(test, feature = "test-util"))]
 pub mod fake {
     pub use super::lambda::fake::*;
+    pub use super::ledger::fake::*;
     pub use super::sfn::fake::*;
     pub use super::sqs::fake::*;
 }

@@ -39,6 +39,16 @@ pub enum Operation {
     ListExecutions,
     /// Step Functions `GetExecutionHistory` (the workflows client).
     GetExecutionHistory,
+    /// DynamoDB `PutItem` (the task ledger's claim and settle).
+    PutItem,
+    /// DynamoDB `UpdateItem` (the task ledger's renewal).
+    UpdateItem,
+    /// DynamoDB `DeleteItem` (the task ledger's release).
+    DeleteItem,
+    /// DynamoDB `DescribeTable` (start-up check of the ledger).
+    DescribeTable,
+    /// DynamoDB `DescribeTimeToLive` (start-up check of the ledger).
+    DescribeTimeToLive,
 }
 
 impl Operation {
@@ -62,6 +72,11 @@ impl Operation {
             Self::StopExecution => "StopExecution",
             Self::ListExecutions => "ListExecutions",
             Self::GetExecutionHistory => "GetExecutionHistory",
+            Self::PutItem => "PutItem",
+            Self::UpdateItem => "UpdateItem",
+            Self::DeleteItem => "DeleteItem",
+            Self::DescribeTable => "DescribeTable",
+            Self::DescribeTimeToLive => "DescribeTimeToLive",
         }
     }
 
@@ -83,6 +98,11 @@ impl Operation {
             Self::StopExecution => "AWSStepFunctions.StopExecution",
             Self::ListExecutions => "AWSStepFunctions.ListExecutions",
             Self::GetExecutionHistory => "AWSStepFunctions.GetExecutionHistory",
+            Self::PutItem => "DynamoDB_20120810.PutItem",
+            Self::UpdateItem => "DynamoDB_20120810.UpdateItem",
+            Self::DeleteItem => "DynamoDB_20120810.DeleteItem",
+            Self::DescribeTable => "DynamoDB_20120810.DescribeTable",
+            Self::DescribeTimeToLive => "DynamoDB_20120810.DescribeTimeToLive",
             Self::SendDurableExecutionCallbackSuccess
             | Self::SendDurableExecutionCallbackFailure
             | Self::SendDurableExecutionCallbackHeartbeat => "",
@@ -124,6 +144,11 @@ mod tests {
             Operation::StopExecution,
             Operation::ListExecutions,
             Operation::GetExecutionHistory,
+            Operation::PutItem,
+            Operation::UpdateItem,
+            Operation::DeleteItem,
+            Operation::DescribeTable,
+            Operation::DescribeTimeToLive,
         ] {
             assert!(op.target().ends_with(&format!(".{}", op.name())), "{op}");
         }

@@ -170,6 +170,23 @@ impl SignedHttp {
         timeout: Duration,
         in_flight: InFlight,
     ) -> Result<Bytes, ApiError> {
+        self.post_answer(endpoint, headers, body, timeout, in_flight)
+            .await
+            .map_err(|(e, _)| e)
+    }
+
+    /// [`SignedHttp::post`], keeping the body of an error answer (empty
+    /// when there was no answer): DynamoDB puts the item that failed a
+    /// condition there.
+    pub async fn post_answer(
+        &self,
+        endpoint: &Endpoint,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        timeout: Duration,
+        in_flight: InFlight,
+    ) -> Result<Bytes, (ApiError, Bytes)> {
+        let no_body = |e: ApiError| (e, Bytes::new());
         // The timeout covers the whole call: waiting for one of the places
         // in flight and for credentials too. A caller with a deadline (a
         // lease about to lapse) is better off with a prompt Timeout and its
@@ -187,18 +204,19 @@ impl SignedHttp {
             let credentials = self.credentials.get().await?;
             Ok::<_, ApiError>((permit, credentials))
         };
-        let (_permit, credentials) = tokio::time::timeout_at(deadline, prepare).await.map_err(
-            |_| {
-                ApiError::new(
+        let (_permit, credentials) = tokio::time::timeout_at(deadline, prepare)
+            .await
+            .map_err(|_| {
+                no_body(ApiError::new(
                     ApiErrorKind::Transient,
                     NOT_SENT,
                     format!(
                         "not sent within {} s (waiting for a place in flight or for credentials)",
                         timeout.as_secs_f64()
                     ),
-                )
-            },
-        )??;
+                ))
+            })?
+            .map_err(no_body)?;
         let signature = self
             .signer
             .sign(&credentials, self.now(), &endpoint.url, headers, &body);
@@ -214,9 +232,13 @@ impl SignedHttp {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let request = request
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| ApiError::new(ApiErrorKind::Rejected, "RequestError", e.to_string()))?;
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| {
+            no_body(ApiError::new(
+                ApiErrorKind::Rejected,
+                "RequestError",
+                e.to_string(),
+            ))
+        })?;
         let exchange = async {
             let response = self.http.request(request).await.map_err(|e| {
                 if e.is_connect() {
@@ -239,12 +261,13 @@ impl SignedHttp {
         let (parts, body) = tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| {
-                ApiError::new(
+                no_body(ApiError::new(
                     ApiErrorKind::Transient,
                     "Timeout",
                     format!("no answer within {} s", timeout.as_secs_f64()),
-                )
-            })??;
+                ))
+            })?
+            .map_err(no_body)?;
         if parts.status.is_success() {
             return Ok(body);
         }
@@ -259,7 +282,7 @@ impl SignedHttp {
         if err.kind == ApiErrorKind::Credentials {
             self.credentials_refused(header("date"));
         }
-        Err(err)
+        Err((err, body))
     }
 }
 
