@@ -32,6 +32,11 @@ pub const SERVICE_ERROR: &str = "Worker.ServiceError";
 /// refused and nobody sees it.
 pub const TASK_CLOSED: &str = "Worker.TaskClosed";
 
+/// The binding uses the task ledger, the ledger could not be reached, and
+/// the binding is `fail_closed`: the handler was not run. Sent for activity
+/// tasks only (an SQS message is left to come back). Safe to `Retry`.
+pub const LEDGER_UNAVAILABLE: &str = "Worker.LedgerUnavailable";
+
 /// Every name above, for documentation and `sfn-worker handlers`.
 pub const ALL: &[&str] = &[
     INVALID_INPUT,
@@ -43,6 +48,7 @@ pub const ALL: &[&str] = &[
     OUTPUT_REJECTED,
     TASK_CLOSED,
     SERVICE_ERROR,
+    LEDGER_UNAVAILABLE,
 ];
 
 /// Kept here for code written against earlier versions; the limit lives in

@@ -62,6 +62,7 @@ mod events;
 mod fingerprint;
 pub mod handler;
 mod heartbeat;
+mod ledger;
 pub mod limits;
 pub mod metrics;
 mod runner;

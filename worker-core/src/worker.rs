@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio_util::task::TaskTracker;
 
+use crate::aws::ledger::LedgerApi;
 use crate::aws::pacing::{Paced, Pacer};
 use crate::aws::{ApiError, ApiErrorKind, CompletionTarget, SfnApi, SqsApi, StepFunctions};
 use crate::completion::Reporter;
@@ -69,6 +70,20 @@ pub enum WorkerError {
     /// The plan has queue bindings but the worker was given no SQS client.
     #[error("queue bindings need an SQS client (Worker::with_sqs)")]
     NoSqsClient,
+    /// Bindings use the task ledger but the worker was given no ledger
+    /// (`[ledger]` missing, or [`Worker::with_ledger`] not called).
+    #[error(
+        "bindings with ledger = true need the task ledger ([ledger] table, or Worker::with_ledger)"
+    )]
+    NoLedgerClient,
+    /// The ledger table is missing or not shaped for a ledger.
+    #[error("ledger.table ({table}): {problem}")]
+    LedgerTable {
+        /// The table.
+        table: String,
+        /// What is wrong, and what was expected.
+        problem: String,
+    },
     /// The plan has `completes = "durable-callback"` bindings but the worker
     /// was given no durable-callback target.
     #[error("durable-callback bindings need a completion target (Worker::with_durable_callbacks)")]
@@ -165,6 +180,7 @@ pub struct Worker {
     api: Arc<dyn SfnApi>,
     sqs: Option<Arc<dyn SqsApi>>,
     durable: Option<Arc<dyn CompletionTarget>>,
+    ledger: Option<Arc<dyn LedgerApi>>,
     shutdown: ShutdownHandle,
     health: Health,
     worker_name: String,
@@ -215,8 +231,22 @@ impl Worker {
         } else {
             None
         };
+        let ledger = match &plan.config.ledger {
+            Some(l) => {
+                let dynamo = crate::aws::ledger::DirectDynamo::new(
+                    &sdk,
+                    &l.table,
+                    l.endpoint_url.as_deref(),
+                )
+                .map_err(|e| client(&e))?;
+                tracing::info!(endpoint = dynamo.endpoint(), table = %l.table, "the task ledger is in DynamoDB");
+                Some(Arc::new(dynamo) as Arc<dyn LedgerApi>)
+            }
+            None => None,
+        };
         let mut worker = Self::with_clients(plan, api);
         worker.sqs = Some(sqs);
+        worker.ledger = ledger;
         worker.durable = durable.map(|lambda| Arc::new(lambda) as Arc<dyn CompletionTarget>);
         Ok(worker)
     }
@@ -241,6 +271,7 @@ impl Worker {
             api,
             sqs: None,
             durable: None,
+            ledger: None,
             shutdown: ShutdownHandle::default(),
             health: Health::new(),
             worker_name,
@@ -261,6 +292,15 @@ impl Worker {
     #[cfg(any(test, feature = "test-util"))]
     pub fn with_durable_callbacks(mut self, target: Arc<dyn CompletionTarget>) -> Self {
         self.durable = Some(target);
+        self
+    }
+
+    /// The task ledger for bindings with `ledger = true` (a fake of
+    /// `aws::fake`; [`Worker::connect`] makes the DynamoDB client from
+    /// `[ledger]`). Feature `test-util`.
+    #[cfg(any(test, feature = "test-util"))]
+    pub fn with_ledger(mut self, ledger: Arc<dyn LedgerApi>) -> Self {
+        self.ledger = Some(ledger);
         self
     }
 
@@ -335,6 +375,15 @@ impl Worker {
             shutdown: self.shutdown.clone(),
             cancel_grace: Duration::from_secs(wc.cancel_grace_secs),
             saturation: Saturation::worker(slots.min(wc.max_concurrency.get())),
+            ledger: self.ledger.clone().map(|api| {
+                let config = self
+                    .plan
+                    .config
+                    .ledger
+                    .clone()
+                    .unwrap_or_else(|| crate::config::LedgerConfig::new("(in code)"));
+                Arc::new(crate::ledger::Ledger::new(api, &config, &self.worker_name))
+            }),
         });
         let pollers = TaskTracker::new();
         let tasks = TaskTracker::new();
@@ -423,6 +472,7 @@ impl Worker {
     /// policy without `states:DescribeActivity` or `sqs:GetQueueAttributes`)
     /// is only a warning: polling will tell.
     async fn preflight(&self) -> Result<(), WorkerError> {
+        self.check_ledger().await?;
         for (index, a) in self.plan.activities.iter().enumerate() {
             let found = self
                 .checked(a.arn.as_str(), || {
@@ -463,6 +513,52 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Bindings that use the ledger need one, and its table the ledger's
+    /// shape (key `pk` alone, TTL on `expires_at`).
+    async fn check_ledger(&self) -> Result<(), WorkerError> {
+        let uses = (self.plan.activities.iter().map(|a| &a.binding))
+            .chain(self.plan.queues.iter().map(|q| &q.binding))
+            .any(|b| b.ledger.is_some());
+        if !uses {
+            return Ok(());
+        }
+        let api = self.ledger.as_ref().ok_or(WorkerError::NoLedgerClient)?;
+        let table = self
+            .plan
+            .config
+            .ledger
+            .as_ref()
+            .map_or_else(|| "(in code)".to_owned(), |l| l.table.clone());
+        // What the table is like; `None` once the check found no table.
+        let shape = std::sync::OnceLock::new();
+        self.checked(&table, || async {
+            match api.describe().await {
+                Ok(found) => {
+                    let _ = shape.set(Some(found));
+                }
+                Err(e) if e.code == "ResourceNotFoundException" => {
+                    let _ = shape.set(None);
+                }
+                Err(e) => return Err(e),
+            }
+            Ok(())
+        })
+        .await?;
+        let problem = match shape.into_inner() {
+            Some(Some(shape)) => shape.problem(),
+            Some(None) => Some(
+                "the table does not exist; create it (README: exactly once across workers)"
+                    .to_owned(),
+            ),
+            // Not allowed to look (no dynamodb:DescribeTable): claims will tell.
+            None => None,
+        };
+        match problem {
+            Some(problem) => Err(WorkerError::LedgerTable { table, problem }),
+            None => Ok(()),
+        }
     }
 
     /// Run one existence check, retrying what may pass later for up to

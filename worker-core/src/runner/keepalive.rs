@@ -34,7 +34,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -45,6 +45,7 @@ use crate::aws::{ApiError, ApiErrorKind};
 use crate::completion::{Reporter, Sent};
 use crate::events::{HeartbeatAnswered, InternalEvent, LeaseLost};
 use crate::heartbeat::HeartbeatSchedule;
+use crate::ledger::{Held, Renewal};
 use crate::metrics::{BindingLabels, HeartbeatResult};
 
 /// A failed renewal is tried again after this, doubled per failure in a
@@ -79,6 +80,8 @@ const FINISH_WAIT: Duration = Duration::from_secs(1);
 /// Heartbeats failed in a row that, with the lease lost, say this worker
 /// has lost touch with the task (a single 5xx is not evidence enough).
 const LOST_TOUCH_AFTER: u32 = 3;
+/// A failed renewal of the ledger claim is tried again after this.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
 /// The longest a heartbeat yields to waiting reports.
 const MAX_YIELD: Duration = Duration::from_secs(5);
 
@@ -120,6 +123,17 @@ pub(crate) struct KeepAlive<'a> {
     /// The task is being settled (deleted): only renewals go on, and a
     /// receipt going away is the delete's doing, not news.
     settling: bool,
+    /// The task's claim in the fleet's ledger, renewed on this same timer.
+    claim: Option<ClaimKeep>,
+}
+
+/// A ledger claim being kept: one renewal in flight at most (a renewal
+/// that hangs is bounded by the ledger client's call timeout, well under
+/// the lease's remaining two thirds).
+struct ClaimKeep {
+    held: Arc<Held>,
+    next: Option<Instant>,
+    renewing: Option<BoxFuture<'static, Renewal>>,
 }
 
 impl<'a> KeepAlive<'a> {
@@ -149,7 +163,23 @@ impl<'a> KeepAlive<'a> {
             renewals: Attempts::new(),
             lease_lost: false,
             settling: false,
+            claim: None,
         }
+    }
+
+    /// Renew `held`, the task's ledger claim, on this timer from now on.
+    pub fn hold_claim(&mut self, held: Arc<Held>) {
+        let next = Some(Instant::now() + held.renew_every());
+        self.claim = Some(ClaimKeep {
+            held,
+            next,
+            renewing: None,
+        });
+    }
+
+    /// Stop renewing the ledger claim (it is being settled or released).
+    pub fn drop_claim(&mut self) {
+        self.claim = None;
     }
 
     /// The handler asked for a heartbeat now.
@@ -202,7 +232,13 @@ impl<'a> KeepAlive<'a> {
             );
             let renew_due = earliest(self.next_renew, self.renewals.hedge_at(RENEW_HEDGE_AFTER))
                 .filter(|_| self.renew_every.is_some());
-            let due = earliest(heartbeat_due, renew_due);
+            let claim_due = self
+                .claim
+                .as_ref()
+                .filter(|c| c.renewing.is_none())
+                .and_then(|c| c.next);
+            let due = earliest(earliest(heartbeat_due, renew_due), claim_due);
+            let claim_renewing = self.claim.as_ref().is_some_and(|c| c.renewing.is_some());
             tokio::select! {
                 // Biased: answers before new attempts, and the same order
                 // on every run (the simulation replays a seed exactly).
@@ -217,8 +253,21 @@ impl<'a> KeepAlive<'a> {
                         return alarm;
                     }
                 }
+                renewal = async {
+                    match self.claim.as_mut().and_then(|c| c.renewing.as_mut()) {
+                        Some(renewing) => renewing.await,
+                        None => std::future::pending().await,
+                    }
+                }, if claim_renewing => self.claim_renewed(renewal),
                 _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {
                     let now = Instant::now();
+                    if let Some(c) = &mut self.claim
+                        && claim_due.is_some_and(|at| at <= now)
+                    {
+                        let held = c.held.clone();
+                        c.next = None;
+                        c.renewing = Some(Box::pin(async move { held.renew().await }));
+                    }
                     if heartbeat_due.is_some_and(|at| at <= now) {
                         self.schedule.sent(now);
                         let sent = Sent::default();
@@ -246,6 +295,25 @@ impl<'a> KeepAlive<'a> {
         self.heartbeats = Attempts::new();
         let renewals = async { while self.renewals.next_news().await.is_some() {} };
         let _ = tokio::time::timeout(FINISH_WAIT, renewals).await;
+    }
+
+    /// Act on a ledger renewal's answer.
+    fn claim_renewed(&mut self, renewal: Renewal) {
+        let Some(c) = &mut self.claim else { return };
+        c.renewing = None;
+        let every = c.held.renew_every();
+        c.next = match renewal {
+            Renewal::Kept => Some(Instant::now() + every),
+            // Soon: two more chances before a third of the lease is gone.
+            Renewal::Failed => Some(Instant::now() + every.min(CLAIM_RETRY)),
+            Renewal::Lost => {
+                self.labels.ledger_claim_lost();
+                tracing::warn!(
+                    "this task's ledger claim was taken over by another worker (renewals failed for a whole lease); the task goes on here"
+                );
+                None
+            }
+        };
     }
 
     /// Act on a renewal's answer.

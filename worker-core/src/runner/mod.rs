@@ -14,10 +14,11 @@ use tokio::time::{Instant, sleep_until};
 use tracing::Instrument;
 
 use crate::completion::Reporter;
-use crate::config::BindingPlan;
+use crate::config::{BindingPlan, LedgerUnreachable};
 use crate::error_names;
 use crate::handler::{CancelReason, Handler, TaskContext, TaskError, TaskSource};
-use crate::metrics::{BindingLabels, Outcome, Saturation};
+use crate::ledger::{Decision, Held, Ledger};
+use crate::metrics::{BindingLabels, LedgerClaim, Outcome, Saturation};
 use crate::shutdown::ShutdownHandle;
 use crate::slots::Slot;
 use crate::trace::TraceContext;
@@ -37,12 +38,18 @@ pub(crate) struct Binding {
     pub labels: BindingLabels,
     /// Where the binding's results go (Step Functions, or durable callbacks).
     pub reporter: Arc<Reporter>,
+    /// Whether tasks are claimed in the task ledger, and what to do when it
+    /// cannot be reached.
+    pub ledger: Option<LedgerUnreachable>,
 }
 
 impl Binding {
     /// A binding; its metric labels come from its name and source.
     pub fn new(plan: &BindingPlan, source: TaskSource, reporter: Arc<Reporter>) -> Self {
         let labels = BindingLabels::new(source.kind(), plan.name.clone(), plan.concurrency);
+        if plan.ledger.is_some() {
+            labels.ledger_on();
+        }
         Self {
             name: plan.name.clone(),
             kind: plan.kind.clone(),
@@ -53,6 +60,7 @@ impl Binding {
             traceparent_pointer: plan.traceparent_pointer.clone(),
             labels,
             reporter,
+            ledger: plan.ledger,
         }
     }
 }
@@ -63,6 +71,8 @@ pub(crate) struct Env {
     pub cancel_grace: Duration,
     /// Tasks running over the worker's slots.
     pub saturation: Saturation,
+    /// The task ledger, for bindings that use it.
+    pub ledger: Option<Arc<Ledger>>,
 }
 
 /// A task as the runner sees it, whatever its source.
@@ -305,6 +315,15 @@ async fn run_and_report(
         .await;
     }
 
+    // The fleet's ledger: run only what this worker claimed.
+    let held = match claim(binding, env, token, keep).await {
+        Claimed::Run(held) => held,
+        Claimed::Skip(ended) => return ended,
+    };
+    if let Some(held) = &held {
+        keep.hold_claim(held.clone());
+    }
+
     let lease_deadline = keep.lease().and_then(|l| l.hard_deadline());
     let timeout_at = binding.timeout.map(|t| Instant::now() + t);
     let deadline = earliest(timeout_at, lease_deadline);
@@ -382,8 +401,173 @@ async fn run_and_report(
         && timeout_at.is_none_or(|t| lease_deadline.is_some_and(|l| l < t));
     match verdict(binding, env, reason, ending, releases, lease_expired, token) {
         // A handler's error may quote its input, which may hold the token.
-        Ok((report, outcome)) => deliver(keep, token, report.redacted(token), outcome).await,
-        Err(settled) => settled,
+        Ok((report, outcome)) => {
+            let report = report.redacted(token);
+            if let Some(held) = &held {
+                Box::pin(settle_claim(binding, keep, held, &report)).await;
+            }
+            deliver(keep, token, report, outcome).await
+        }
+        Err(settled) => {
+            if let Some(held) = &held {
+                Box::pin(release_claim(binding, keep, held)).await;
+            }
+            settled
+        }
+    }
+}
+
+/// What the ledger says to do with a task.
+enum Claimed {
+    /// Run it (holding a claim, unless `fail_open` ran it without one).
+    Run(Option<Arc<Held>>),
+    /// Not run here: how it ended.
+    Skip((Outcome, LeaseEnd)),
+}
+
+/// Claim the task in the ledger, if its binding uses one, keeping the task
+/// alive meanwhile.
+async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'_>) -> Claimed {
+    let (Some(unreachable), Some(ledger)) = (binding.ledger, &env.ledger) else {
+        return Claimed::Run(None);
+    };
+    let decision = {
+        let claiming = ledger.claim(token);
+        tokio::pin!(claiming);
+        loop {
+            tokio::select! {
+                biased;
+                decision = &mut claiming => break decision,
+                // The handler loop hears of a closed task from the next
+                // heartbeat; a claim takes a moment at most.
+                _alarm = keep.until_closed() => {}
+            }
+        }
+    };
+    let labels = &binding.labels;
+    let leased = keep.lease().is_some();
+    match decision
+        .map_err(Decision::Unreachable)
+        .unwrap_or_else(|d| d)
+    {
+        Decision::Run(held) => {
+            let took_over = held.as_ref().is_some_and(|h| h.took_over);
+            if took_over {
+                tracing::warn!(
+                    "took over the task's ledger claim from a worker whose lease had ended (it died or lost touch)"
+                );
+            }
+            labels.ledger_claim(if took_over {
+                LedgerClaim::TookOver
+            } else {
+                LedgerClaim::Won
+            });
+            Claimed::Run(held)
+        }
+        Decision::HeldElsewhere => {
+            labels.ledger_claim(LedgerClaim::HeldElsewhere);
+            tracing::info!(
+                "another worker holds this task's ledger claim; not run here (an SQS message is left to come back)"
+            );
+            // An activity task is the holder's to report; a message comes
+            // back after its visibility timeout and is looked at again.
+            let end = if leased {
+                LeaseEnd::Keep
+            } else {
+                LeaseEnd::Settled
+            };
+            Claimed::Skip((Outcome::Duplicate, end))
+        }
+        Decision::Completed(report) => {
+            labels.ledger_claim(LedgerClaim::Completed);
+            tracing::info!(
+                "the ledger says this task was settled already; not run, its outcome is sent again"
+            );
+            let (outcome, end) = deliver(keep, token, report, Outcome::Duplicate).await;
+            // Closed: the first report landed, as expected.
+            let outcome = if outcome == Outcome::Cancelled {
+                Outcome::Duplicate
+            } else {
+                outcome
+            };
+            Claimed::Skip((outcome, end))
+        }
+        Decision::Unreachable(e) => {
+            labels.ledger_error("claim");
+            if unreachable == LedgerUnreachable::FailOpen {
+                labels.ledger_claim(LedgerClaim::RanWithout);
+                tracing::warn!(code = %e.code, error = %crate::redact(&e.message, token),
+                    "the task ledger could not be reached or refused the claim; running the task without one (fail_open)");
+                return Claimed::Run(None);
+            }
+            labels.ledger_claim(LedgerClaim::HeldBack);
+            tracing::warn!(code = %e.code, error = %crate::redact(&e.message, token),
+                "the task ledger could not be reached or refused the claim; the task is not run (fail_closed)");
+            if leased {
+                return Claimed::Skip((Outcome::LedgerUnavailable, LeaseEnd::Keep));
+            }
+            let err = TaskError::new(
+                error_names::LEDGER_UNAVAILABLE,
+                "the worker could not reach its task ledger to claim this task, and the binding is \
+                 fail_closed; the handler was not run",
+            );
+            Claimed::Skip(
+                deliver(
+                    keep,
+                    token,
+                    verdict::Report::Failure(err),
+                    Outcome::LedgerUnavailable,
+                )
+                .await,
+            )
+        }
+    }
+}
+
+/// Mark the task `COMPLETED` in the ledger before its report goes out, so a
+/// copy arriving later sends this outcome again instead of running it. If
+/// that fails, the report is sent all the same (a late copy may then run
+/// again, counted).
+async fn settle_claim(
+    binding: &Binding,
+    keep: &mut KeepAlive<'_>,
+    held: &Held,
+    report: &verdict::Report,
+) {
+    keep.drop_claim();
+    let settling = held.settle(report);
+    tokio::pin!(settling);
+    let settled = loop {
+        tokio::select! {
+            biased;
+            settled = &mut settling => break settled,
+            _alarm = keep.until_closed() => {}
+        }
+    };
+    match settled {
+        Ok(true) => {}
+        Ok(false) => {
+            binding.labels.ledger_claim_lost();
+            tracing::warn!(
+                "this task's ledger claim was taken over by another worker while it ran (renewals failed for a whole lease); reporting all the same"
+            );
+        }
+        Err(e) => {
+            binding.labels.ledger_error("settle");
+            tracing::error!(code = %e.code, error = %e.message,
+                "could not mark the task completed in the ledger; reporting all the same (a later copy may run again)");
+        }
+    }
+}
+
+/// Give the claim up: the task goes back (shutdown, lost lease) and its
+/// next delivery should run at once, not wait for the lease to end.
+async fn release_claim(binding: &Binding, keep: &mut KeepAlive<'_>, held: &Held) {
+    keep.drop_claim();
+    if let Err(e) = held.release().await {
+        binding.labels.ledger_error("release");
+        tracing::warn!(code = %e.code, error = %e.message,
+            "could not release the task's ledger claim; its next delivery waits for the lease to end");
     }
 }
 
