@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: unit and behaviour tests, and the LocalStack suites
-# that drive the real sfn-worker binary against LocalStack (feature
+# (with moto's DynamoDB for the task ledger) that drive the real sfn-worker binary against LocalStack (feature
 # sfn-worker/_localstack; installed and started here unless one
 # already answers, or LOCALSTACK_ENDPOINT points at yours). Stops what it
 # started. Extra arguments go to `cargo test`.
@@ -22,5 +22,8 @@ fi
 # The durable-callback suite runs AWS's local durable-execution runner.
 DURABLE_RUNNER_PYTHON=$(scripts/durable-runner.sh install)
 export DURABLE_RUNNER_PYTHON
+# The task-ledger suite runs DynamoDB in moto's server mode.
+MOTO_SERVER=$(scripts/moto.sh install)
+export MOTO_SERVER
 
 exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/_localstack,sfn-worker/otlp,embedded-worker/localstack "$@"

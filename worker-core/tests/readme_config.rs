@@ -30,8 +30,13 @@ fn schema_fields() -> BTreeMap<String, Field> {
     };
     let mut fields = BTreeMap::new();
     for (section, prop) in schema["properties"].as_object().unwrap() {
-        let (prefix, object) = match prop["type"].as_str() {
-            Some("array") => (format!("{section}[]"), resolve(&prop["items"])),
+        // An optional section (`[ledger]`) is `anyOf` its table and null.
+        let optional = prop["anyOf"]
+            .as_array()
+            .and_then(|any| any.iter().find(|p| p.get("$ref").is_some()));
+        let (prefix, object) = match (prop["type"].as_str(), optional) {
+            (Some("array"), _) => (format!("{section}[]"), resolve(&prop["items"])),
+            (_, Some(table)) => (section.clone(), resolve(table)),
             _ => (section.clone(), resolve(prop)),
         };
         let required: Vec<&str> = object["required"]

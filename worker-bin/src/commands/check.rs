@@ -112,6 +112,12 @@ fn render(plan: &Plan) -> String {
             "  traceparent_pointer = {}",
             a.binding.traceparent_pointer.as_deref().unwrap_or("(none)")
         );
+        line!(out, "  ledger         = {}", ledger_name(binding.ledger));
+        line!(
+            out,
+            "  ledger_unreachable = {}",
+            config_name(&binding.ledger_unreachable)
+        );
         if !binding.params.is_null() {
             line!(out, "  params         = {}", masked(&binding.params));
         }
@@ -196,6 +202,16 @@ fn render(plan: &Plan) -> String {
             "  on_shutdown             = {}",
             config_name(&q.on_shutdown)
         );
+        line!(
+            out,
+            "  ledger                  = {}",
+            ledger_name(binding.ledger)
+        );
+        line!(
+            out,
+            "  ledger_unreachable      = {}",
+            config_name(&binding.ledger_unreachable)
+        );
         if !binding.params.is_null() {
             line!(
                 out,
@@ -203,6 +219,27 @@ fn render(plan: &Plan) -> String {
                 masked(&binding.params)
             );
         }
+    }
+    match &plan.config().ledger {
+        Some(l) => {
+            line!(out, "[ledger]");
+            line!(out, "  table        = {}", l.table);
+            line!(
+                out,
+                "  endpoint_url = {}",
+                l.endpoint_url
+                    .as_deref()
+                    .unwrap_or("(as DynamoDB's, from the environment)")
+            );
+            line!(
+                out,
+                "  lease_secs   = {} (renewed every {} s)",
+                l.lease_secs,
+                l.lease_secs.get() / 3
+            );
+            line!(out, "  keep_secs    = {}", l.keep_secs);
+        }
+        None => line!(out, "[ledger] (none: no binding claims its tasks)"),
     }
     let wf = &plan.config().workflows;
     line!(out, "[workflows]");
@@ -233,6 +270,14 @@ fn render(plan: &Plan) -> String {
         w.shutdown_grace_secs + w.cancel_grace_secs + POLL_HOLD_SECS
     );
     out
+}
+
+fn ledger_name(on: bool) -> &'static str {
+    if on {
+        "true (each task is claimed in [ledger] before it runs)"
+    } else {
+        "false"
+    }
 }
 
 /// A value as it is spelled in the configuration file.
@@ -341,9 +386,14 @@ mod tests {
         let defs = &schema["$defs"];
         let mut fields = Vec::new();
         for (section, prop) in schema["properties"].as_object().unwrap() {
+            // A list, a table, or an optional table (`anyOf` with null).
+            let optional = prop["anyOf"]
+                .as_array()
+                .and_then(|any| any.iter().find_map(|p| p["$ref"].as_str()));
             let r = prop["items"]["$ref"]
                 .as_str()
                 .or(prop["$ref"].as_str())
+                .or(optional)
                 .unwrap();
             let def = &defs[r.trim_start_matches("#/$defs/")];
             for name in def["properties"].as_object().unwrap().keys() {
@@ -367,6 +417,8 @@ mod tests {
             params = { command = ["true"] }
             [workflows.state_machines]
             orders = "arn:aws:states:us-east-1:000000000000:stateMachine:orders"
+            [ledger]
+            table = "sfn-worker-ledger"
         "#;
         let plan = load_plan(
             &ConfigSource::Text(text.to_owned()),
@@ -399,6 +451,7 @@ mod tests {
                 "[aws]",
                 "[worker]",
                 "[workflows]",
+                "[ledger]",
                 "[[activity]]",
                 "[[queue]]",
             ]
@@ -410,7 +463,7 @@ mod tests {
         for line in out.lines() {
             if let Some(s) = section_of(line) {
                 section = s.trim_matches(['[', ']']);
-                if !["aws", "worker", "workflows"].contains(&section) {
+                if !["aws", "worker", "workflows", "ledger"].contains(&section) {
                     shown.insert((section.to_owned(), "name".to_owned()));
                 }
             } else if let Some((field, _)) = line.trim().split_once(" = ") {

@@ -14,6 +14,7 @@ use std::num::{NonZeroU32, NonZeroUsize};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::ledger::config::{LedgerConfig, LedgerUnreachable};
 pub use crate::limits::MAX_VISIBILITY_SECS;
 pub use crate::source::activity::config::{ActivityBinding, ActivityPlan};
 pub use crate::source::sqs::config::{
@@ -50,6 +51,9 @@ pub struct Config {
     /// name (`[workflows]`); the worker itself does not use it.
     #[serde(default)]
     pub workflows: WorkflowsConfig,
+    /// The fleet's task ledger (`[ledger]`): where bindings with `ledger =
+    /// true` claim their tasks, so each runs on one worker. Default: none.
+    pub ledger: Option<LedgerConfig>,
 }
 
 /// `[aws]`: overrides for the standard AWS configuration chain.

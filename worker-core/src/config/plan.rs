@@ -47,6 +47,9 @@ pub struct BindingPlan {
     pub timeout: Option<Duration>,
     /// Where a `traceparent` is in the input, if configured.
     pub traceparent_pointer: Option<Arc<str>>,
+    /// Whether tasks are claimed in the task ledger, and what to do when it
+    /// cannot be reached; `None`: the ledger is off for this binding.
+    pub ledger: Option<crate::config::LedgerUnreachable>,
 }
 
 impl std::fmt::Debug for BindingPlan {
@@ -58,6 +61,7 @@ impl std::fmt::Debug for BindingPlan {
             .field("heartbeat", &self.heartbeat)
             .field("timeout", &self.timeout)
             .field("traceparent_pointer", &self.traceparent_pointer)
+            .field("ledger", &self.ledger)
             .finish()
     }
 }
@@ -87,7 +91,11 @@ impl Plan {
             registry,
             errors: Vec::new(),
             names: HashSet::new(),
+            ledger: config.ledger.is_some(),
         };
+        if let Some(ledger) = &config.ledger {
+            checks.errors.extend(ledger.validate());
+        }
         let w = &config.worker;
         for (field, secs) in [
             ("shutdown_grace_secs", w.shutdown_grace_secs),
@@ -147,6 +155,8 @@ pub(crate) struct Checks<'r> {
     registry: &'r Registry,
     errors: Vec<ConfigError>,
     names: HashSet<String>,
+    /// Whether `[ledger]` is there.
+    ledger: bool,
 }
 
 impl Checks<'_> {
@@ -178,6 +188,16 @@ impl Checks<'_> {
             self.error(
                 field,
                 format!("binding name {name:?} is used twice; names must be unique"),
+            );
+        }
+    }
+
+    /// A binding may use the ledger only if `[ledger]` names its table.
+    pub fn ledger(&mut self, field: &str, on: bool) {
+        if on && !self.ledger {
+            self.error(
+                field,
+                "expected a [ledger] section with the DynamoDB table, since this binding claims its tasks there",
             );
         }
     }

@@ -37,6 +37,16 @@ pub struct ActivityBinding {
     /// (like `/traceparent`): the task's span joins that trace. Default:
     /// none (SQS bindings also read the `AWSTraceHeader` attribute).
     pub traceparent_pointer: Option<String>,
+    /// Claim each task in the fleet's task ledger (`[ledger]`) before its
+    /// handler runs, so that a task delivered to several workers runs on
+    /// one. Default false.
+    #[serde(default)]
+    pub ledger: bool,
+    /// When the ledger cannot be reached to claim a task: `fail_closed`
+    /// (do not run it; the default) or `fail_open` (run it without the
+    /// guarantee).
+    #[serde(default)]
+    pub ledger_unreachable: crate::config::LedgerUnreachable,
     /// The handler kind's parameters (`[activity.params]`).
     #[serde(default)]
     pub params: serde_json::Value,
@@ -69,6 +79,8 @@ impl ActivityBinding {
             heartbeat_secs: crate::config::defaults::heartbeat_secs(),
             timeout_secs: None,
             traceparent_pointer: None,
+            ledger: false,
+            ledger_unreachable: crate::config::LedgerUnreachable::FailClosed,
             params: serde_json::Value::Null,
         }
     }
@@ -126,6 +138,7 @@ pub(crate) fn plans(bindings: &[ActivityBinding], checks: &mut Checks<'_>) -> Ve
         {
             checks.error(at("traceparent_pointer"), e);
         }
+        checks.ledger(&at("ledger"), b.ledger);
         if let Some(handler) = checks.handler(&b.handler, &b.params, &at) {
             plans.push(ActivityPlan {
                 binding: BindingPlan {
@@ -137,6 +150,7 @@ pub(crate) fn plans(bindings: &[ActivityBinding], checks: &mut Checks<'_>) -> Ve
                         .then(|| Duration::from_secs(b.heartbeat_secs)),
                     timeout: b.timeout_secs.map(|t| Duration::from_secs(t.get())),
                     traceparent_pointer: b.traceparent_pointer.as_deref().map(Into::into),
+                    ledger: b.ledger.then_some(b.ledger_unreachable),
                 },
                 arn: b.arn.clone(),
                 pollers: b.pollers.get(),

@@ -68,6 +68,16 @@ pub struct QueueBinding {
     /// (like `/traceparent`): the task's span joins that trace. Default:
     /// none (SQS bindings also read the `AWSTraceHeader` attribute).
     pub traceparent_pointer: Option<String>,
+    /// Claim each task in the fleet's task ledger (`[ledger]`) before its
+    /// handler runs, so that a task delivered to several workers runs on
+    /// one. Default false.
+    #[serde(default)]
+    pub ledger: bool,
+    /// When the ledger cannot be reached to claim a task: `fail_closed`
+    /// (do not run it; the default) or `fail_open` (run it without the
+    /// guarantee).
+    #[serde(default)]
+    pub ledger_unreachable: crate::config::LedgerUnreachable,
     /// The handler kind's parameters (`[queue.params]`).
     #[serde(default)]
     pub params: serde_json::Value,
@@ -96,6 +106,8 @@ impl QueueBinding {
             on_malformed: OnMalformed::default(),
             on_shutdown: OnShutdown::default(),
             traceparent_pointer: None,
+            ledger: false,
+            ledger_unreachable: crate::config::LedgerUnreachable::FailClosed,
             params: serde_json::Value::Null,
         }
     }
@@ -313,6 +325,7 @@ fn plan(
 ) -> Option<QueuePlan> {
     let before = checks.count();
     checks.name(at("name"), q.resolved_name());
+    checks.ledger(&at("ledger"), q.ledger);
     let visibility = q.visibility_timeout_secs.get();
     if visibility > MAX_VISIBILITY_SECS {
         checks.error(
@@ -428,6 +441,7 @@ fn plan(
             heartbeat: q.heartbeat_secs.map(|h| Duration::from_secs(h.get())),
             timeout: q.timeout_secs.map(|t| Duration::from_secs(t.get())),
             traceparent_pointer: q.traceparent_pointer.as_deref().map(Into::into),
+            ledger: q.ledger.then_some(q.ledger_unreachable),
         },
         url: q.url.clone(),
         receivers,
