@@ -28,6 +28,8 @@ pub(crate) struct Faults {
     /// Fraction of calls answered `slow` late.
     pub slow_rate: f64,
     pub slow: Duration,
+    /// Fraction of received SQS messages also left visible (handed out again).
+    pub duplicate_rate: f64,
 }
 
 /// What to do with a call instead of (or after) handling it.
@@ -40,7 +42,7 @@ pub(crate) enum Fault {
     LostAfter,
 }
 
-fn hit(rate: f64) -> bool {
+pub(crate) fn hit(rate: f64) -> bool {
     rate > 0.0 && rand::random::<f64>() < rate
 }
 
@@ -72,6 +74,8 @@ impl Faults {
             return Some(Fault::ResetBefore);
         }
         let sqs = service == "AmazonSQS";
+        // DynamoDB (the task ledger) gets the faults every call gets, but
+        // not the throttles meant for Step Functions' and SQS's quotas.
         let send_task = operation.starts_with("SendTask");
         let answer = |status, code: &str| {
             Some(Fault::Answer {

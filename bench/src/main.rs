@@ -5,7 +5,8 @@
 //! Step Functions: GetActivityTask, SendTaskSuccess, SendTaskFailure,
 //! SendTaskHeartbeat, DescribeActivity. SQS (JSON protocol, as current SDKs
 //! use): ReceiveMessage, DeleteMessage(Batch), ChangeMessageVisibility(Batch),
-//! GetQueueAttributes. It is preloaded with N activity tasks and M messages
+//! GetQueueAttributes. DynamoDB, as much as the task ledger uses (see
+//! `dynamodb.rs`); `--duplicate-rate` hands SQS messages out twice. It is preloaded with N activity tasks and M messages
 //! with unique tokens, counts completions, duplicates and unknown tokens
 //! (`GET /stats`), and can inject faults with flags: latency, slow answers,
 //! throttling (Step Functions, KMS, SQS codes), 5xx, expired credentials,
@@ -17,6 +18,7 @@
 
 mod congestion;
 mod durable;
+mod dynamodb;
 mod faults;
 mod sfn;
 mod sqs;
@@ -105,6 +107,11 @@ struct Args {
     /// Chaos mode: tasks ask the chaos handler to sit in spawn_blocking.
     #[arg(long)]
     blocking: bool,
+    /// Fraction of received SQS messages also left visible: a copy is
+    /// handed out again (SQS standard queues deliver at least once), to
+    /// this or another worker.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate_rate: f64,
     /// SQS messages carry a Lambda durable callback id (`callbackId`)
     /// instead of a task token, completed on the callback routes.
     #[arg(long)]
@@ -131,6 +138,7 @@ async fn main() {
                 lost_rate: args.lost_rate,
                 slow_rate: args.slow_rate,
                 slow: ms(args.slow_ms),
+                duplicate_rate: args.duplicate_rate,
             },
             args.heartbeat_timeout_secs.map(|secs| state::Chaos {
                 heartbeat_timeout: std::time::Duration::from_secs(secs),
@@ -322,6 +330,7 @@ async fn dispatch(
     let response = match service {
         "AWSStepFunctions" => sfn::handle(&b, operation, request).await,
         "AmazonSQS" => sqs::handle(&b, operation, request).await,
+        "DynamoDB_20120810" => dynamodb::handle(&b.tables, operation, &request),
         _ => aws_error(
             StatusCode::BAD_REQUEST,
             "UnknownOperationException",

@@ -74,7 +74,17 @@ fn lock(b: &Backend) -> std::sync::MutexGuard<'_, Queue> {
     b.queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// How long after a hand-out its copy (`--duplicate-rate`) is handed out.
+const COPY_AFTER: Duration = Duration::from_millis(500);
+
 fn expire(q: &mut Queue, now: Instant) {
+    let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut q.copies)
+        .into_iter()
+        .partition(|(_, at)| *at <= now);
+    q.copies = later;
+    for (m, _) in due {
+        q.visible.push_front(m);
+    }
     let expired: Vec<String> = q
         .in_flight
         .iter()
@@ -171,6 +181,15 @@ async fn receive(b: &Backend, request: &Value) -> Response {
                 }));
                 tokens.push(m.token.clone());
                 b.trace(format_args!("receive {handle} {}", m.token));
+                if crate::faults::hit(b.faults.duplicate_rate) {
+                    // At least once: the same message, handed out again a
+                    // moment later (by the next receive, whichever worker's
+                    // it is), as another SQS host holding a copy would.
+                    q.copies.push((m.clone(), now + COPY_AFTER));
+                    b.counters
+                        .duplicates_injected
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 q.in_flight.insert(handle, (m, now + visibility));
             }
             (out, tokens)

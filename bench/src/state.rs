@@ -57,6 +57,7 @@ struct TokenRec {
     timed_out_at_ms: Option<u128>,
 }
 
+#[derive(Clone)]
 pub(crate) struct Message {
     pub id: String,
     pub token: String,
@@ -72,6 +73,8 @@ pub(crate) struct Queue {
     pub next_handle: u64,
     /// In-flight messages whose visibility ran out (nobody renewed it).
     pub lapses: u64,
+    /// Copies of handed-out messages, handed out again from when (`--duplicate-rate`).
+    pub copies: Vec<(Message, Instant)>,
 }
 
 #[derive(Default)]
@@ -90,6 +93,8 @@ pub(crate) struct Counters {
     pub batch_calls: AtomicU64,
     pub timed_out: AtomicU64,
     pub faults: AtomicU64,
+    /// SQS messages handed out a second time (`--duplicate-rate`).
+    pub duplicates_injected: AtomicU64,
 }
 
 /// Chaos mode's settings.
@@ -110,6 +115,8 @@ pub(crate) struct Backend {
     pub faults: Faults,
     /// `--bucket`s, and every call counted by operation.
     pub calls: Calls,
+    /// DynamoDB's tables (the task ledger's).
+    pub tables: crate::dynamodb::Tables,
     pub poll_hold: Duration,
     pub tasks: Mutex<VecDeque<(String, String)>>,
     pub queue: Mutex<Queue>,
@@ -164,6 +171,7 @@ impl Backend {
         let backend = Self {
             callback_ids,
             calls: Calls::default(),
+            tables: Default::default(),
             trace: std::env::var_os("FAKE_TRACE")
                 .and_then(|p| std::fs::File::create(p).ok())
                 .map(|f| Mutex::new(std::io::BufWriter::new(f))),
@@ -453,6 +461,7 @@ impl Backend {
             "batch_calls": get(&c.batch_calls),
             "timed_out": get(&c.timed_out),
             "faults": get(&c.faults),
+            "duplicates_injected": get(&c.duplicates_injected),
             "calls": self.calls.counts(),
             "first_to_last_completion_secs": match (first, last) {
                 (Some(f), Some(l)) => (l - f).as_secs_f64(),

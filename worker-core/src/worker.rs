@@ -541,6 +541,12 @@ impl Worker {
                 Err(e) if e.code == "ResourceNotFoundException" => {
                     let _ = shape.set(None);
                 }
+                // No dynamodb:DescribeTable (or DescribeTimeToLive) in the
+                // policy: not needed to run, so not needed to start.
+                Err(e) if e.kind == ApiErrorKind::AccessDenied => {
+                    tracing::warn!(table = %table, code = %e.code, error = %e.message,
+                        "could not check the ledger table's shape; claims will tell");
+                }
                 Err(e) => return Err(e),
             }
             Ok(())
@@ -552,7 +558,6 @@ impl Worker {
                 "the table does not exist; create it (README: exactly once across workers)"
                     .to_owned(),
             ),
-            // Not allowed to look (no dynamodb:DescribeTable): claims will tell.
             None => None,
         };
         match problem {

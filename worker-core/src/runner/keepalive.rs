@@ -125,6 +125,8 @@ pub(crate) struct KeepAlive<'a> {
     settling: bool,
     /// The task's claim in the fleet's ledger, renewed on this same timer.
     claim: Option<ClaimKeep>,
+    /// A renewal found the claim taken over by another worker.
+    claim_lost: bool,
 }
 
 /// A ledger claim being kept: one renewal in flight at most (a renewal
@@ -134,6 +136,8 @@ struct ClaimKeep {
     held: Arc<Held>,
     next: Option<Instant>,
     renewing: Option<BoxFuture<'static, Renewal>>,
+    /// It is being settled: a renewal refused now is the settle's doing.
+    settling: bool,
 }
 
 impl<'a> KeepAlive<'a> {
@@ -164,6 +168,7 @@ impl<'a> KeepAlive<'a> {
             lease_lost: false,
             settling: false,
             claim: None,
+            claim_lost: false,
         }
     }
 
@@ -174,12 +179,26 @@ impl<'a> KeepAlive<'a> {
             held,
             next,
             renewing: None,
+            settling: false,
         });
     }
 
-    /// Stop renewing the ledger claim (it is being settled or released).
+    /// The ledger claim is being settled: renewals go on until that lands,
+    /// and one refused meanwhile is not news.
+    pub fn settling_claim(&mut self) {
+        if let Some(c) = &mut self.claim {
+            c.settling = true;
+        }
+    }
+
+    /// Stop renewing the ledger claim (it is settled or being released).
     pub fn drop_claim(&mut self) {
         self.claim = None;
+    }
+
+    /// Whether a renewal found the ledger claim taken over (counted then).
+    pub fn claim_lost(&self) -> bool {
+        self.claim_lost
     }
 
     /// The handler asked for a heartbeat now.
@@ -258,7 +277,11 @@ impl<'a> KeepAlive<'a> {
                         Some(renewing) => renewing.await,
                         None => std::future::pending().await,
                     }
-                }, if claim_renewing => self.claim_renewed(renewal),
+                }, if claim_renewing => {
+                    if let Some(alarm) = self.claim_renewed(renewal) {
+                        return alarm;
+                    }
+                }
                 _ = sleep_until(due.unwrap_or(far)), if due.is_some() => {
                     let now = Instant::now();
                     if let Some(c) = &mut self.claim
@@ -297,23 +320,32 @@ impl<'a> KeepAlive<'a> {
         let _ = tokio::time::timeout(FINISH_WAIT, renewals).await;
     }
 
-    /// Act on a ledger renewal's answer.
-    fn claim_renewed(&mut self, renewal: Renewal) {
-        let Some(c) = &mut self.claim else { return };
+    /// Act on a ledger renewal's answer. A claim taken over by another
+    /// worker (its lease ended while renewals failed) raises
+    /// [`Alarm::LeaseLost`]: that worker runs the task now.
+    fn claim_renewed(&mut self, renewal: Renewal) -> Option<Alarm> {
+        let c = self.claim.as_mut()?;
         c.renewing = None;
         let every = c.held.renew_every();
         c.next = match renewal {
             Renewal::Kept => Some(Instant::now() + every),
             // Soon: two more chances before a third of the lease is gone.
-            Renewal::Failed => Some(Instant::now() + every.min(CLAIM_RETRY)),
+            Renewal::Failed => {
+                self.labels.ledger_error("renew");
+                Some(Instant::now() + every.min(CLAIM_RETRY))
+            }
+            Renewal::Lost if c.settling => None,
             Renewal::Lost => {
+                self.claim = None;
+                self.claim_lost = true;
                 self.labels.ledger_claim_lost();
                 tracing::warn!(
-                    "this task's ledger claim was taken over by another worker (renewals failed for a whole lease); the task goes on here"
+                    "this task's ledger claim was taken over by another worker (renewals failed for a whole lease): it runs there now; cancelling the handler here"
                 );
-                None
+                return Some(Alarm::LeaseLost);
             }
         };
+        None
     }
 
     /// Act on a renewal's answer.

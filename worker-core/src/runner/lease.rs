@@ -22,6 +22,9 @@ pub(crate) enum LeaseEnd {
     Keep,
     /// Give the delivery back now for another worker (visibility 0).
     Release,
+    /// Keep the delivery out of sight this long from now, then let it come
+    /// back (another worker's ledger claim on the task ends by then).
+    Hide(Duration),
 }
 
 /// What a renewal found.

@@ -404,7 +404,7 @@ async fn run_and_report(
         Ok((report, outcome)) => {
             let report = report.redacted(token);
             if let Some(held) = &held {
-                Box::pin(settle_claim(binding, keep, held, &report)).await;
+                Box::pin(settle_claim(binding, env, keep, held, &report, token)).await;
             }
             deliver(keep, token, report, outcome).await
         }
@@ -431,6 +431,9 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
     let (Some(unreachable), Some(ledger)) = (binding.ledger, &env.ledger) else {
         return Claimed::Run(None);
     };
+    // An alarm while the claim is made (it may retry for a while) is kept:
+    // after a "closed" answer no more heartbeats go out to say it again.
+    let mut alarm = None;
     let decision = {
         let claiming = ledger.claim(token);
         tokio::pin!(claiming);
@@ -438,9 +441,9 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
             tokio::select! {
                 biased;
                 decision = &mut claiming => break decision,
-                // The handler loop hears of a closed task from the next
-                // heartbeat; a claim takes a moment at most.
-                _alarm = keep.until_closed() => {}
+                raised = keep.until_closed() => {
+                    alarm.get_or_insert(raised);
+                }
             }
         }
     };
@@ -462,17 +465,40 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
             } else {
                 LedgerClaim::Won
             });
-            Claimed::Run(held)
+            let Some(alarm) = alarm else {
+                return Claimed::Run(held);
+            };
+            // The task closed, or its message lapsed, while it was claimed:
+            // not run, as for a FIFO task whose turn came too late.
+            if let Some(held) = &held {
+                Box::pin(release_claim(binding, keep, held)).await;
+            }
+            Claimed::Skip(match alarm {
+                Alarm::Closed(code) => {
+                    tracing::info!(%code, "the service closed the task while it was being claimed; the handler is not run");
+                    let err = TaskError::new(
+                        error_names::TASK_CLOSED,
+                        "the service answered a heartbeat that the task is closed while the worker \
+                         claimed it in its task ledger; the handler was not run",
+                    );
+                    deliver(keep, token, verdict::Report::Failure(err), Outcome::Failed).await
+                }
+                Alarm::LeaseLost => (Outcome::LeaseLost, LeaseEnd::Release),
+            })
         }
-        Decision::HeldElsewhere => {
+        Decision::HeldElsewhere(wait) => {
             labels.ledger_claim(LedgerClaim::HeldElsewhere);
             tracing::info!(
-                "another worker holds this task's ledger claim; not run here (an SQS message is left to come back)"
+                wait_secs = wait.as_secs(),
+                "another worker holds this task's ledger claim; not run here (an SQS message comes back once that claim would end)"
             );
-            // An activity task is the holder's to report; a message comes
-            // back after its visibility timeout and is looked at again.
+            // An activity task is the holder's to report. A message is
+            // kept out of sight until the claim would end, and looked at
+            // again then: settled by then (dropped), or its holder died
+            // (taken over). Back sooner, it would spend receives (and reach
+            // a dead-letter queue's maxReceiveCount) for nothing.
             let end = if leased {
-                LeaseEnd::Keep
+                LeaseEnd::Hide(wait)
             } else {
                 LeaseEnd::Settled
             };
@@ -525,46 +551,69 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
 }
 
 /// Mark the task `COMPLETED` in the ledger before its report goes out, so a
-/// copy arriving later sends this outcome again instead of running it. If
-/// that fails, the report is sent all the same (a late copy may then run
-/// again, counted).
+/// copy arriving later sends this outcome again instead of running it. The
+/// claim is renewed until that lands. If it fails, the report is sent all
+/// the same (a late copy may then run again, counted); once shutdown gives
+/// up on retrying, the report goes at once.
 async fn settle_claim(
     binding: &Binding,
+    env: &Env,
     keep: &mut KeepAlive<'_>,
     held: &Held,
     report: &verdict::Report,
+    token: &str,
 ) {
-    keep.drop_claim();
-    let settling = held.settle(report);
+    keep.settling_claim();
+    let settling = held.settle(report, token);
     tokio::pin!(settling);
     let settled = loop {
         tokio::select! {
             biased;
-            settled = &mut settling => break settled,
+            settled = &mut settling => break Some(settled),
+            () = env.shutdown.giving_up().cancelled() => break None,
             _alarm = keep.until_closed() => {}
         }
     };
+    keep.drop_claim();
     match settled {
-        Ok(true) => {}
-        Ok(false) => {
-            binding.labels.ledger_claim_lost();
+        Some(Ok(true)) => {}
+        Some(Ok(false)) => {
+            if !keep.claim_lost() {
+                binding.labels.ledger_claim_lost();
+            }
             tracing::warn!(
                 "this task's ledger claim was taken over by another worker while it ran (renewals failed for a whole lease); reporting all the same"
             );
         }
-        Err(e) => {
+        Some(Err(e)) => {
             binding.labels.ledger_error("settle");
             tracing::error!(code = %e.code, error = %e.message,
                 "could not mark the task completed in the ledger; reporting all the same (a later copy may run again)");
+        }
+        None => {
+            binding.labels.ledger_error("settle");
+            tracing::warn!(
+                "shutdown gave up on marking the task completed in the ledger; reporting it now"
+            );
         }
     }
 }
 
 /// Give the claim up: the task goes back (shutdown, lost lease) and its
-/// next delivery should run at once, not wait for the lease to end.
+/// next delivery should run at once, not wait for the lease to end. The
+/// task is kept alive meanwhile.
 async fn release_claim(binding: &Binding, keep: &mut KeepAlive<'_>, held: &Held) {
     keep.drop_claim();
-    if let Err(e) = held.release().await {
+    let releasing = held.release();
+    tokio::pin!(releasing);
+    let released = loop {
+        tokio::select! {
+            biased;
+            released = &mut releasing => break released,
+            _alarm = keep.until_closed() => {}
+        }
+    };
+    if let Err(e) = released {
         binding.labels.ledger_error("release");
         tracing::warn!(code = %e.code, error = %e.message,
             "could not release the task's ledger claim; its next delivery waits for the lease to end");

@@ -136,6 +136,8 @@ pub(crate) enum Action {
     Delete,
     /// Visibility 0: another worker may take it now.
     Release,
+    /// Visibility this many seconds: out of sight until then.
+    Hide(i32),
 }
 
 /// Retried at least this many times, even once shutdown has given up
@@ -170,6 +172,7 @@ pub(crate) async fn settle(
                 match action {
                     Action::Delete => queue.batcher.delete(h.clone()).await,
                     Action::Release => queue.batcher.change_visibility(h.clone(), 0).await,
+                    Action::Hide(secs) => queue.batcher.change_visibility(h.clone(), secs).await,
                 }
             };
             let result = tokio::time::timeout(ATTEMPT_WAIT, call)
@@ -204,8 +207,10 @@ pub(crate) async fn settle(
                     match action {
                         Action::Delete => tracing::warn!(code = %err.code, error = %err.message,
                             "deleting the message was refused; it will come back and be dropped as already settled"),
-                        Action::Release => tracing::warn!(code = %err.code, error = %err.message,
-                            "releasing the message was refused; it comes back after its visibility timeout"),
+                        Action::Release | Action::Hide(_) => {
+                            tracing::warn!(code = %err.code, error = %err.message,
+                            "changing the message's visibility was refused; it comes back after its visibility timeout")
+                        }
                     }
                 }
             }
@@ -313,6 +318,12 @@ impl Lease for MessageLease {
             }
             LeaseEnd::Keep => {}
             LeaseEnd::Release => self.until_done(Action::Release).await,
+            LeaseEnd::Hide(d) => {
+                // SQS's visibility is whole seconds, at most 12 hours.
+                let secs = d.as_secs().clamp(1, crate::limits::MAX_VISIBILITY_SECS);
+                self.until_done(Action::Hide(i32::try_from(secs).unwrap_or(i32::MAX)))
+                    .await;
+            }
         }
     }
 }
