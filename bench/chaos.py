@@ -4,6 +4,7 @@
     bench/chaos.py            long mode: 100,000 tasks per source, release build
     bench/chaos.py --short    CI mode: 2,000 tasks per source, debug build
     bench/chaos.py --n 20000  another size
+    bench/chaos.py --short --ledger   ledger mode (below)
 
 One run: fake-aws (bench's fake backend) holds N activity tasks and N SQS
 callback messages and injects faults on every call (5xx, throttling of Step
@@ -34,6 +35,12 @@ record of every run:
   result (a success reported as a failure, another error name, another run);
 - heartbeat lapses: a token that timed out while a live worker ran it.
 Exit status 1 if any of these is not zero, or the control is not flagged.
+
+Ledger mode (--ledger, half the tasks, fed at a pace): two workers at once,
+the fake handing one SQS message in ten out a second time, the same faults
+(on DynamoDB too, but throttling), no kill. With the task ledger: the
+checks above, second runs included; without it (the control): second runs
+must be counted, or the ledger run proves nothing.
 """
 import argparse
 import glob
@@ -113,6 +120,13 @@ assert HEARTBEAT_TIMEOUT_SECS <= ((2 + LOST_RECEIVES) * VISIBILITY_SECS
                                   - LONGEST_RUN_SECS - HEARTBEAT_SECS), HEARTBEAT_TIMEOUT_SECS
 # The README's rule for heartbeat_secs: at most a third of HeartbeatSeconds.
 assert 3 * HEARTBEAT_SECS <= HEARTBEAT_TIMEOUT_SECS
+# Ledger mode: SQS messages handed out a second time (to this worker or the
+# other), and the claims' lease (a SIGKILLed holder's tasks are taken over
+# this long after its last renewal).
+DUPLICATE_RATE = 0.1
+LEDGER_LEASE_SECS = 10
+# Tasks offered per second and source in ledger mode.
+LEDGER_RATE = 50
 # A double SIGTERM must end the process within this, whatever its handlers do.
 FORCED_EXIT_BOUND_SECS = 25
 # --trace FILE: the fake writes every message's and token's events there.
@@ -169,7 +183,7 @@ class Worker:
     """A chaos-worker process; its CPU time is taken from wait4 when it ends."""
 
     def __init__(self, binary, fake, name, workdir, runs_dir, concurrency, heartbeat_secs=HEARTBEAT_SECS,
-                 watch=()):
+                 watch=(), ledger=None):
         self.name = name
         # Other workers whose exit is watched for while this one starts.
         self.watch = watch
@@ -205,6 +219,19 @@ heartbeat_secs = {heartbeat_secs}
 visibility_timeout_secs = {VISIBILITY_SECS}
 input_pointer = "/input"
 """)
+            if ledger:
+                # Both bindings claim their tasks in the fake's DynamoDB.
+                f.write(f"""
+[ledger]
+table = "chaos-ledger"
+endpoint_url = "{fake.url}"
+lease_secs = {LEDGER_LEASE_SECS}
+""")
+        if ledger:
+            text = open(config).read()
+            text = text.replace('handler = "chaos"\n', 'handler = "chaos"\nledger = true\n')
+            with open(config, "w") as f:
+                f.write(text)
         env = dict(os.environ, AWS_ACCESS_KEY_ID="chaos", AWS_SECRET_ACCESS_KEY="chaos",
                    AWS_DEFAULT_REGION=REGION, AWS_EC2_METADATA_DISABLED="true",
                    CHAOS_RUNS_DIR=runs_dir, RUST_LOG=os.environ.get("CHAOS_RUST_LOG", "warn"))
@@ -451,6 +478,53 @@ def main_run(bins, n, concurrency, workdir, faults, rate=None):
     return verdict
 
 
+def ledger_run(bins, n, concurrency, workdir, faults, ledger):
+    """Ledger mode: two workers on the same queue and activity at once, the
+    fake handing out one SQS message in ten a second time (to either), the
+    faults of the main run on every call (DynamoDB's too, but throttling).
+    No kill: every second run is one the ledger should have stopped (a
+    SIGKILLed holder's takeover is worker-bin/tests/ledger.rs's). With the
+    ledger (`ledger = true` on both bindings) no task may run twice;
+    without it (the control) some must."""
+    name = "ledger" if ledger else "no-ledger"
+    runs_dir = os.path.join(workdir, f"runs-{name}")
+    os.makedirs(runs_dir)
+    # Fed at a pace, to slots fewer than the tasks: both workers get a
+    # share (all at once, the first worker ready takes nearly every task,
+    # and copies of a message only meet in it, where they are joined).
+    fake = Fake(bins["fake-aws"], n, faults,
+                extra=["--duplicate-rate", str(DUPLICATE_RATE), "--rate-per-sec", str(LEDGER_RATE)])
+    concurrency = min(concurrency, 32)
+    total = 2 * n
+    started = time.monotonic()
+    try:
+        log(f"chaos, {name}: {n:,} activity tasks and {n:,} SQS messages, {DUPLICATE_RATE:.0%} of "
+            f"messages handed out twice, two workers at once")
+        a = Worker(bins["chaos-worker"], fake, f"{name}-A", workdir, runs_dir, concurrency, ledger=ledger)
+        b = Worker(bins["chaos-worker"], fake, f"{name}-B", workdir, runs_dir, concurrency, ledger=ledger)
+        wait_until(lambda: fake.stats()["completed"] >= total, 3600, f"{name}: all reported",
+                   step=0.2, proc=a.proc)
+        for w in (a, b):
+            w.signal(signal.SIGTERM)
+        for w in (a, b):
+            w.wait(30 + 5 + 65 + 30)
+            if w.status != 0:
+                raise SystemExit(f"worker {w.name} exited {w.status} after SIGTERM:\n{w.tail()}")
+        stats = fake.stats()
+        verdict = analyse(fake.records(), read_runs(runs_dir), set(), n,
+                          {w.pid: w.name for w in (a, b)}, {w.pid: w.exited_ms for w in (a, b)})
+    finally:
+        fake.stop()
+    verdict.update({
+        "seconds": round(time.monotonic() - started, 1),
+        "duplicates_injected": stats["duplicates_injected"],
+        "faults_injected": stats["faults"],
+        "ledger_calls": {k: v for k, v in stats["calls"].items()
+                         if k in ("PutItem", "UpdateItem", "DeleteItem")},
+    })
+    return verdict
+
+
 def forced_exit(bins, workdir):
     """A handler sits in spawn_blocking; two SIGTERMs must end the process
     within FORCED_EXIT_BOUND_SECS, and its task is reported."""
@@ -514,6 +588,9 @@ def main():
                         "(compare CPU per task at the same throughput)")
     p.add_argument("--trace", help="the fake writes every message's and token's events to this file")
     p.add_argument("--keep", help="keep the workers' configs, logs and run records in this directory")
+    p.add_argument("--ledger", action="store_true",
+                   help="ledger mode: two workers at once, SQS messages handed out twice; zero second "
+                        "runs with the task ledger, and (the control) some without it")
     a = p.parse_args()
     global TRACE
     TRACE = a.trace
@@ -537,6 +614,8 @@ def main():
         resource.RLIMIT_NOFILE)[1] >= 65536 else None
     if a.keep:
         os.makedirs(a.keep, exist_ok=True)
+    if a.ledger:
+        return ledger_mode(bins, n // 2, a.concurrency, faults, a)
     with tempfile.TemporaryDirectory(prefix="sfn-chaos-") as tmp:
         workdir = a.keep or tmp
         verdict = main_run(bins, n, a.concurrency, workdir, faults, a.rate)
@@ -565,6 +644,29 @@ def main():
         raise SystemExit(f"chaos: FAILED: {', '.join(problems)}")
     log(f"chaos: {verdict['tasks']:,} tasks through {verdict['faults_injected']:,} injected faults, "
         f"a SIGTERM and a SIGKILL: 0 lost, 0 second runs, 0 wrong outcomes")
+
+
+def ledger_mode(bins, n, concurrency, faults, a):
+    with tempfile.TemporaryDirectory(prefix="sfn-chaos-ledger-") as tmp:
+        workdir = a.keep or tmp
+        verdict = {"with_ledger": ledger_run(bins, n, concurrency, workdir, faults, True),
+                   "control_without_ledger": ledger_run(bins, n, concurrency, workdir, faults, False)}
+    verdict["mode"] = "ledger, short" if a.short else "ledger, long"
+    verdict["faults"] = faults
+    print(json.dumps(verdict, indent=2))
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(verdict, f, indent=2)
+    run, control = verdict["with_ledger"], verdict["control_without_ledger"]
+    problems = [k for k in ("lost", "reported_more_than_once", "second_runs", "wrong_outcomes",
+                            "heartbeat_lapses") if run[k]]
+    problems += [f"control: {k}" for k in ("lost", "reported_more_than_once", "wrong_outcomes") if control[k]]
+    if not control["second_runs"]:
+        problems.append("the control without the ledger ran no task twice, so the ledger run proves nothing")
+    if problems:
+        raise SystemExit(f"chaos ledger mode: FAILED: {', '.join(problems)}")
+    log(f"chaos ledger mode: {run['tasks']:,} tasks, {run['duplicates_injected']:,} messages handed out "
+        f"twice to two workers: 0 second runs with the ledger, {control['second_runs']:,} without it")
 
 
 if __name__ == "__main__":
