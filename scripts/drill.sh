@@ -882,6 +882,8 @@ url = "$2/$ACCOUNT/callbacks"
 handler = "echo"
 input_pointer = "/input"
 visibility_timeout_secs = 300
+# Claimed in the fake's DynamoDB: the dashboard's ledger panels.
+ledger = true
 
 [[queue]]
 name = "misrouted"
@@ -891,6 +893,9 @@ concurrency = 2
 receivers = 1
 token_pointer = "/input/n"
 on_malformed = "delete"
+
+[ledger]
+table = "drill-ledger"
 EOF
 }
 worker_start() { # worker_start NAME METRICS_PORT ENDPOINT
