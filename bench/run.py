@@ -244,6 +244,9 @@ def activity_arn(name):
 #   ("idle", fake, None)       scenario 4: 4 activity and 4 queue bindings
 # start() returns (Popen, ready) or None when the contender cannot do the job.
 
+# The task ledger in the fake's DynamoDB (scenarios 1l, 2l): the
+# endpoint is [aws] endpoint_url's, the fake's.
+LEDGER = '\n[ledger]\ntable = "bench-ledger"\n'
 HOLD_SECS = 300
 HEARTBEAT_SECS = 10
 
@@ -297,6 +300,11 @@ class SfnWorker(Contender):
             bindings, extra = self.activity("bench", 256, "heartbeat_secs = 0"), "max_concurrency = 256"
         elif job == "sqs":
             bindings, extra = self.queue("bench", fake, 256), "max_concurrency = 256"
+        elif job == "activity-ledger":
+            bindings = self.activity("bench", 256, "heartbeat_secs = 0\nledger = true") + LEDGER
+            extra = "max_concurrency = 256"
+        elif job == "sqs-ledger":
+            bindings, extra = self.queue("bench", fake, 256, "ledger = true") + LEDGER, "max_concurrency = 256"
         elif job == "long":
             bindings = self.activity("long-activities", 256, "heartbeat_secs = 0") + self.queue("long", fake, 256)
             extra = "max_concurrency = 512"
@@ -493,6 +501,10 @@ def stop_perf(perf):
 # transitions, not its API calls (https://aws.amazon.com/step-functions/pricing/):
 # GetActivityTask and SendTask* cost quota, not money.
 SQS_USD_PER_MILLION_REQUESTS = 0.40
+# DynamoDB on-demand writes, us-east-1 ($0.625 per million write request
+# units, https://aws.amazon.com/dynamodb/pricing/on-demand/); a ledger
+# write of an item up to 1 KB is one unit.
+DYNAMODB_USD_PER_MILLION_WRITES = 0.625
 SERVICE_OF = {"ReceiveMessage": "sqs", "DeleteMessage": "sqs", "DeleteMessageBatch": "sqs",
               "ChangeMessageVisibility": "sqs", "ChangeMessageVisibilityBatch": "sqs", "GetQueueAttributes": "sqs"}
 
@@ -503,9 +515,15 @@ def requests(before, after, tasks):
     calls = {op: c["calls"] - before.get(op, {}).get("calls", 0) for op, c in after.items()}
     calls = {op: n / tasks for op, n in sorted(calls.items()) if n}
     sqs = sum(v for op, v in calls.items() if SERVICE_OF.get(op) == "sqs")
-    sfn = sum(v for op, v in calls.items() if SERVICE_OF.get(op) != "sqs" and "Durable" not in op)
-    return {"sqs_req_per_task": sqs, "sfn_req_per_task": sfn,
-            "sqs_usd_per_million_tasks": sqs * SQS_USD_PER_MILLION_REQUESTS}, calls
+    ddb = sum(v for op, v in calls.items() if op in ("PutItem", "UpdateItem", "DeleteItem"))
+    sfn = sum(v for op, v in calls.items()
+              if SERVICE_OF.get(op) != "sqs" and "Durable" not in op and "Item" not in op)
+    out = {"sqs_req_per_task": sqs, "sfn_req_per_task": sfn,
+           "sqs_usd_per_million_tasks": sqs * SQS_USD_PER_MILLION_REQUESTS}
+    if ddb:
+        out.update({"ledger_req_per_task": ddb,
+                    "ledger_usd_per_million_tasks": ddb * DYNAMODB_USD_PER_MILLION_WRITES})
+    return out, calls
 
 
 def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
@@ -518,8 +536,8 @@ def throughput(c, fake_bin, source, n, rate=None, extra=(), sample_at=None):
     # At an offered rate, empty polls are part of the bill: they are held
     # as long as the services hold them (SQS 20 s; GetActivityTask up to
     # 60 s, 20 s here too), not the 500 ms that keeps saturated runs quick.
-    fake = Fake(fake_bin, activity_tasks=n if source == "activity" else 0,
-                messages=n if source in ("sqs", "durable") else 0, callback_ids=source == "durable",
+    fake = Fake(fake_bin, activity_tasks=n if source.startswith("activity") else 0,
+                messages=n if source.startswith(("sqs", "durable")) else 0, callback_ids=source == "durable",
                 rate=rate, extra=extra, poll_hold_ms=20_000 if rate else 500)
     try:
         launched = c.start(source, fake, n)
@@ -773,6 +791,8 @@ RATIO_ON = {"1": ("cpu_us_per_task", False), "2": ("cpu_us_per_task", False), "3
             "3b": ("cpu_us_per_keepalive", False)}
 SCENARIOS = {"1": "activity tasks, echo", "2": "SQS callbacks, echo",
              "2d": "Lambda durable callbacks over SQS, echo (sfn-worker only: no peer serves them)",
+             "1l": "activity tasks, echo, with the task ledger (sfn-worker only; compare with 1)",
+             "2l": "SQS callbacks, echo, with the task ledger (sfn-worker only; compare with 2)",
              "3a": "held with heartbeats, activity",
              "3b": "held with heartbeats and visibility, SQS", "4": "idle, 4 + 4 bindings",
              "5": "SQS callbacks through fault profiles (sfn-worker only), 256 at once, 2 ms latency",
@@ -788,7 +808,7 @@ def main():
     p.add_argument("--n", type=int, default=None, help="scenario 1/2 size for sfn-worker (default 100,000)")
     p.add_argument("--window", type=float, default=None, help="scenario 3 measuring window, s (default 60)")
     p.add_argument("--only", default=None, help="comma-separated contenders")
-    p.add_argument("--scenarios", default="1,2,2d,3a,3b,4,5,5h,L")
+    p.add_argument("--scenarios", default="1,2,2d,1l,2l,3a,3b,4,5,5h,L")
     p.add_argument("--rate", type=int, default=None,
                    help="scenarios 1, 2, 2d: offer this many tasks per second (n = rate x window) instead of "
                         "all at once; for requests per task below saturation")
@@ -831,6 +851,13 @@ def main():
             if c.name != "sfn-worker":
                 return None
             return throughput(c, bins["fake-aws"], "durable", int(rate * window) if rate else n, rate=rate)
+        if key in ("1l", "2l"):
+            # The task ledger's cost: scenario 1 / 2 with ledger = true
+            # (claim and settle in the fake's DynamoDB, two calls a task).
+            if c.name != "sfn-worker":
+                return None
+            source = "activity-ledger" if key == "1l" else "sqs-ledger"
+            return throughput(c, bins["fake-aws"], source, sized(c), rate=rate)
         if key == "5":
             if c.name != "sfn-worker":
                 return None
