@@ -5,6 +5,7 @@
 
 mod durable;
 mod leases;
+mod ledger;
 mod lifecycle;
 mod queue;
 mod shutdown;
