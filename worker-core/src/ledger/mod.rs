@@ -210,14 +210,25 @@ impl Ledger {
 
 impl Held {
     /// Extend the claim by a lease from now.
+    /// A renewal unanswered for a sixth of the lease is given up (and tried
+    /// again a second later): with the shortest lease, one hung call must
+    /// not use up the two thirds of it that are left.
     pub async fn renew(&self) -> Renewal {
         let l = &self.ledger;
         let lease_ms = l.now_ms().saturating_add(lease_ms(l.lease));
-        match l
+        let call = l
             .api
-            .renew(&self.key, &self.holder, lease_ms, l.expires_at(lease_ms))
+            .renew(&self.key, &self.holder, lease_ms, l.expires_at(lease_ms));
+        let answer = tokio::time::timeout(l.lease / 6, call)
             .await
-        {
+            .unwrap_or_else(|_| {
+                Err(ApiError::new(
+                    crate::aws::ApiErrorKind::Transient,
+                    "Timeout",
+                    "no answer within a sixth of the lease",
+                ))
+            });
+        match answer {
             Ok(true) => Renewal::Kept,
             Ok(false) => Renewal::Lost,
             Err(e) => {
@@ -276,25 +287,40 @@ fn lease_ms(lease: Duration) -> u64 {
     u64::try_from(lease.as_millis()).unwrap_or(u64::MAX)
 }
 
-/// `call` until it succeeds, a failure that retrying cannot help, or the
-/// pauses run out.
+/// `call` until it succeeds, a failure that retrying cannot help, the
+/// pauses run out, or [`PATIENCE`] has passed (calls that time out one by
+/// one would otherwise take minutes).
 async fn retried<T, F, Fut>(pauses: &[Duration], call: F) -> Result<T, ApiError>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = Result<T, ApiError>>,
 {
-    let mut pauses = pauses.iter();
-    loop {
-        match call().await {
-            Ok(answer) => return Ok(answer),
-            Err(e) if e.is_retryable() => match pauses.next() {
-                Some(pause) => tokio::time::sleep(*pause).await,
-                None => return Err(e),
-            },
-            Err(e) => return Err(e),
+    let attempts = async {
+        let mut pauses = pauses.iter();
+        loop {
+            match call().await {
+                Ok(answer) => return Ok(answer),
+                Err(e) if e.is_retryable() => match pauses.next() {
+                    Some(pause) => tokio::time::sleep(*pause).await,
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
         }
-    }
+    };
+    tokio::time::timeout(PATIENCE, attempts)
+        .await
+        .unwrap_or_else(|_| {
+            Err(ApiError::new(
+                crate::aws::ApiErrorKind::Transient,
+                "Timeout",
+                format!("the ledger did not answer within {} s", PATIENCE.as_secs()),
+            ))
+        })
 }
+
+/// The longest a claim or a settle is tried, however its calls fail.
+const PATIENCE: Duration = Duration::from_secs(15);
 
 #[cfg(test)]
 mod tests {

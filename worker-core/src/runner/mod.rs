@@ -392,7 +392,10 @@ async fn run_and_report(
     // cut the other run short too. A success, or the handler's own
     // failure, is still this run's result.
     let reason = match reason {
-        Some(CancelReason::Shutdown | CancelReason::Timeout) if keep.lease_lost() => {
+        // Or its ledger claim was taken over: the other worker runs it now.
+        Some(CancelReason::Shutdown | CancelReason::Timeout)
+            if keep.lease_lost() || keep.claim_lost() =>
+        {
             Some(CancelReason::LeaseLost)
         }
         other => other,
@@ -416,6 +419,9 @@ async fn run_and_report(
         }
     }
 }
+
+/// Once shutdown has given up on retrying, how long a settle still gets.
+const SETTLE_AFTER_GIVING_UP: Duration = Duration::from_secs(5);
 
 /// What the ledger says to do with a task.
 enum Claimed {
@@ -442,7 +448,10 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
                 biased;
                 decision = &mut claiming => break decision,
                 raised = keep.until_closed() => {
-                    alarm.get_or_insert(raised);
+                    // A closed task is the stronger news.
+                    if alarm.is_none() || matches!(raised, Alarm::Closed(_)) {
+                        alarm = Some(raised);
+                    }
                 }
             }
         }
@@ -465,26 +474,7 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
             } else {
                 LedgerClaim::Won
             });
-            let Some(alarm) = alarm else {
-                return Claimed::Run(held);
-            };
-            // The task closed, or its message lapsed, while it was claimed:
-            // not run, as for a FIFO task whose turn came too late.
-            if let Some(held) = &held {
-                Box::pin(release_claim(binding, keep, held)).await;
-            }
-            Claimed::Skip(match alarm {
-                Alarm::Closed(code) => {
-                    tracing::info!(%code, "the service closed the task while it was being claimed; the handler is not run");
-                    let err = TaskError::new(
-                        error_names::TASK_CLOSED,
-                        "the service answered a heartbeat that the task is closed while the worker \
-                         claimed it in its task ledger; the handler was not run",
-                    );
-                    deliver(keep, token, verdict::Report::Failure(err), Outcome::Failed).await
-                }
-                Alarm::LeaseLost => (Outcome::LeaseLost, LeaseEnd::Release),
-            })
+            run_unless_alarmed(binding, env, token, keep, held, alarm).await
         }
         Decision::HeldElsewhere(wait) => {
             labels.ledger_claim(LedgerClaim::HeldElsewhere);
@@ -524,7 +514,7 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
                 labels.ledger_claim(LedgerClaim::RanWithout);
                 tracing::warn!(code = %e.code, error = %crate::redact(&e.message, token),
                     "the task ledger could not be reached or refused the claim; running the task without one (fail_open)");
-                return Claimed::Run(None);
+                return run_unless_alarmed(binding, env, token, keep, None, alarm).await;
             }
             labels.ledger_claim(LedgerClaim::HeldBack);
             tracing::warn!(code = %e.code, error = %crate::redact(&e.message, token),
@@ -550,6 +540,42 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
     }
 }
 
+/// Run the task holding `held`, unless an alarm came while it was claimed:
+/// the task closed (then not run: its claim is settled with the
+/// `Worker.TaskClosed` failure, which is reported in case the heartbeat's
+/// word was wrong), or its message lapsed (not run; the claim released).
+async fn run_unless_alarmed(
+    binding: &Binding,
+    env: &Env,
+    token: &str,
+    keep: &mut KeepAlive<'_>,
+    held: Option<Arc<Held>>,
+    alarm: Option<Alarm>,
+) -> Claimed {
+    match alarm {
+        None => Claimed::Run(held),
+        Some(Alarm::Closed(code)) => {
+            tracing::info!(%code, "the service closed the task while it was being claimed; the handler is not run");
+            let err = TaskError::new(
+                error_names::TASK_CLOSED,
+                "the service answered a heartbeat that the task is closed while the worker \
+                 claimed it in its task ledger; the handler was not run",
+            );
+            let report = verdict::Report::Failure(err);
+            if let Some(held) = &held {
+                Box::pin(settle_claim(binding, env, keep, held, &report, token)).await;
+            }
+            Claimed::Skip(deliver(keep, token, report, Outcome::Failed).await)
+        }
+        Some(Alarm::LeaseLost) => {
+            if let Some(held) = &held {
+                Box::pin(release_claim(binding, keep, held)).await;
+            }
+            Claimed::Skip((Outcome::LeaseLost, LeaseEnd::Release))
+        }
+    }
+}
+
 /// Mark the task `COMPLETED` in the ledger before its report goes out, so a
 /// copy arriving later sends this outcome again instead of running it. The
 /// claim is renewed until that lands. If it fails, the report is sent all
@@ -566,11 +592,18 @@ async fn settle_claim(
     keep.settling_claim();
     let settling = held.settle(report, token);
     tokio::pin!(settling);
+    // Once shutdown has given up, one call's time (not its retries): the
+    // settle is tried at least once.
+    let gave_up = env.shutdown.giving_up().clone();
+    let last_chance = gave_up
+        .is_cancelled()
+        .then(|| Instant::now() + SETTLE_AFTER_GIVING_UP);
     let settled = loop {
         tokio::select! {
             biased;
             settled = &mut settling => break Some(settled),
-            () = env.shutdown.giving_up().cancelled() => break None,
+            () = gave_up.cancelled(), if last_chance.is_none() => break None,
+            () = sleep_until(last_chance.unwrap_or_else(Instant::now)), if last_chance.is_some() => break None,
             _alarm = keep.until_closed() => {}
         }
     };

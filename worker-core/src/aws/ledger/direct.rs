@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Claim, ClaimRequest, KEY, LedgerApi, Stored, TTL_ATTRIBUTE, TableShape};
 use crate::aws::signed::{DirectClientError, Endpoint, InFlight, SignedHttp, configured_endpoint};
-use crate::aws::{ApiError, ApiErrorKind, Operation};
+use crate::aws::{ApiError, Operation};
 
 /// A ledger call not answered in this long is a failure (retried by the
 /// ledger's rules): a claim stands between a task and its handler.
@@ -161,14 +161,6 @@ fn read(item: &Value) -> Option<Claim> {
     }
 }
 
-fn unreadable(operation: Operation) -> ApiError {
-    ApiError::new(
-        ApiErrorKind::Transient,
-        "UnreadableItem",
-        format!("{operation}: the ledger item that failed the condition could not be read"),
-    )
-}
-
 #[async_trait]
 impl LedgerApi for DirectDynamo {
     async fn claim(&self, r: &ClaimRequest<'_>) -> Result<Claim, ApiError> {
@@ -191,18 +183,22 @@ impl LedgerApi for DirectDynamo {
             "ReturnValues": "ALL_OLD",
             "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
         });
-        let operation = Operation::PutItem;
-        match self.call(operation, &body).await {
+        match self.call(Operation::PutItem, &body).await {
             Ok(answer) => {
                 let old = answer.get("Attributes");
                 let took_over =
                     old.is_some_and(|old| s(old, "holder").as_deref() != Some(r.holder));
                 Ok(Claim::Won { took_over })
             }
-            Err((e, answer)) if e.code == CONDITION_FAILED => answer
+            // A failed condition proves the task is held or settled; with
+            // no item to say which, it is taken as held for a lease (never
+            // as unreachable, which fail_open would run).
+            Err((e, answer)) if e.code == CONDITION_FAILED => Ok(answer
                 .get("Item")
                 .and_then(read)
-                .ok_or_else(|| unreadable(operation)),
+                .unwrap_or(Claim::HeldElsewhere {
+                    lease_ms: r.lease_ms,
+                })),
             Err((e, _)) => Err(e),
         }
     }

@@ -319,8 +319,13 @@ impl Lease for MessageLease {
             LeaseEnd::Keep => {}
             LeaseEnd::Release => self.until_done(Action::Release).await,
             LeaseEnd::Hide(d) => {
-                // SQS's visibility is whole seconds, at most 12 hours.
-                let secs = d.as_secs().clamp(1, crate::limits::MAX_VISIBILITY_SECS);
+                // Never sooner than the queue's own timeout would bring it
+                // back (each return spends a receive toward the dead-letter
+                // queue); SQS's visibility is whole seconds, at most 12 hours.
+                let secs = d
+                    .max(self.queue.visibility)
+                    .as_secs()
+                    .clamp(1, crate::limits::MAX_VISIBILITY_SECS);
                 self.until_done(Action::Hide(i32::try_from(secs).unwrap_or(i32::MAX)))
                     .await;
             }
