@@ -3,7 +3,8 @@
 # DynamoDB needs a download that is not possible here).
 #
 #   scripts/moto.sh install   install it (a venv) if needed; print the path
-#                             of its moto_server
+#                             of the server the tests run (moto-serial: moto's
+#                             server one request at a time, see moto_serial.py)
 #
 # The tests start one moto_server per test on a port of its own
 # (MOTO_SERVER tells them which; scripts/test.sh sets it).
@@ -18,9 +19,20 @@ MOTO_VERSION="5.2.1"
 
 log() { printf '[moto] %s\n' "$*" >&2; }
 
+# What the tests run: moto's server one request at a time (why: in
+# scripts/moto_serial.py), through a wrapper naming this checkout's script.
+serial() {
+  cat >"$VENV/bin/moto-serial" <<WRAPPER
+#!/bin/sh
+exec "$VENV/bin/python" "$PWD/scripts/moto_serial.py" "\$@"
+WRAPPER
+  chmod +x "$VENV/bin/moto-serial"
+  echo "$VENV/bin/moto-serial"
+}
+
 install() {
   if [ -x "$VENV/bin/moto_server" ] && "$VENV/bin/python" -c "import moto, sys; sys.exit(moto.__version__ != '$MOTO_VERSION')" 2>/dev/null; then
-    echo "$VENV/bin/moto_server"; return 0
+    serial; return 0
   fi
   local py
   py=$(scripts/localstack.sh python313 2>/dev/null || command -v python3)
@@ -29,7 +41,7 @@ install() {
   rm -rf "$VENV"
   "$py" -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==$MOTO_VERSION" >&2
-  echo "$VENV/bin/moto_server"
+  serial
 }
 
 case "${1:-}" in
