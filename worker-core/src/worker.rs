@@ -71,7 +71,7 @@ pub enum WorkerError {
     #[error("queue bindings need an SQS client (Worker::with_sqs)")]
     NoSqsClient,
     /// Bindings use the task ledger but the worker was given no ledger
-    /// (`[ledger]` missing, or [`Worker::with_ledger`] not called).
+    /// (`[ledger]` missing, or `Worker::with_ledger` not called in tests).
     #[error(
         "bindings with ledger = true need the task ledger ([ledger] table, or Worker::with_ledger)"
     )]
