@@ -17,7 +17,8 @@ log() { printf '[image] %s\n' "$*" >&2; }
 
 log "building a static $BIN (profile image, $TARGET, crt-static)"
 RUSTFLAGS="-C target-feature=+crt-static" cargo build --quiet --profile image --locked -p "$PACKAGE" --bin "$BIN" --target "$TARGET"
-binary="target/$TARGET/image/$BIN"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+binary="$target_dir/$TARGET/image/$BIN"
 # (Not ldd: for a static-pie binary it says "statically linked" and exits 0.)
 if readelf -d "$binary" | grep -q NEEDED; then
   log "$binary needs shared libraries; a FROM scratch image cannot run it:"
