@@ -18,9 +18,15 @@ const MIN_FRAGMENT_CHARS: usize = 16;
 /// Logs and metrics only ever carry this fingerprint (the first 12 hex
 /// digits of its SHA-256), which is enough to correlate log lines of one task.
 pub fn fingerprint(token: &str) -> String {
+    sha256_hex(token, 6)
+}
+
+/// The first `bytes` bytes of `token`'s SHA-256, in lower-case hex: the
+/// fingerprint (6 bytes) and the task ledger's key (all 32).
+pub(crate) fn sha256_hex(token: &str, bytes: usize) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(12);
-    for byte in &digest[..6] {
+    let mut out = String::with_capacity(bytes * 2);
+    for byte in digest.iter().take(bytes) {
         out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
         out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
     }

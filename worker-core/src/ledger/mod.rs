@@ -29,7 +29,6 @@ pub(crate) mod config;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::aws::ApiError;
@@ -274,13 +273,7 @@ impl Held {
 /// The ledger's key for a token: its SHA-256 in hex (the table never holds
 /// a token).
 pub(crate) fn key(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push(char::from_digit(u32::from(byte >> 4), 16).unwrap_or('0'));
-        out.push(char::from_digit(u32::from(byte & 0xf), 16).unwrap_or('0'));
-    }
-    out
+    crate::fingerprint::sha256_hex(token, 32)
 }
 
 fn lease_ms(lease: Duration) -> u64 {
@@ -337,6 +330,13 @@ mod tests {
         assert_eq!(k.len(), 64);
         assert!(!k.contains("secret"));
         assert_eq!(k, key("secret-token"));
+        // SHA-256 in lower-case hex (as `sha256sum` prints it), and the
+        // fingerprint logs carry is its first 12 digits.
+        assert_eq!(
+            k,
+            "930bbdc51b6aed5c2a5678fd6e28dee7a05e8a4b643cfc0b4427c3efb86c0d94"
+        );
+        assert_eq!(k[..12], crate::fingerprint::fingerprint("secret-token"));
     }
 
     #[tokio::test(start_paused = true)]
