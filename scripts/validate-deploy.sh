@@ -29,7 +29,8 @@ have() {
 }
 
 cargo build --quiet --locked -p sfn-worker
-SFN_WORKER="target/debug/sfn-worker"
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+SFN_WORKER="$target_dir/debug/sfn-worker"
 
 step "hadolint"
 if have hadolint "Dockerfile lint"; then
@@ -72,6 +73,7 @@ if have helm "Helm chart checks"; then
     --set 'config.queue[0].url=https://sqs.us-east-1.amazonaws.com/123456789012/q' --set 'config.queue[0].handler=echo'
   check refuses "add a config.queue" --set keda.enabled=true
   check refuses "at least one" --set 'config.activity=null'
+  check refuses "probes.type" --set probes.type=curl
   check refuses "keda.saturation.serverAddress" --set keda.enabled=true --set keda.saturation.enabled=true
   check refuses "keda.minReplicaCount" --set keda.enabled=true --set keda.saturation.enabled=true \
     --set keda.saturation.serverAddress=http://prometheus:9090 --set keda.minReplicaCount=0

@@ -7,7 +7,9 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-const TIMEOUT: Duration = Duration::from_secs(3);
+/// For the connect and for the answer: both within the chart's probe and the
+/// ECS health check's 5 s timeout.
+const TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) fn check(url: &str) -> ExitCode {
     match get_status(url) {
