@@ -80,7 +80,7 @@ def main():
     env = dict(os.environ, CARGO_TARGET_DIR=str(target), SIM_SEEDS=str(args.seeds),
                SIM_STOP_AT_FIRST="1", CARGO_TERM_COLOR="never")
     env.pop("SIM_SEED", None)
-    rows, missed = [], []
+    rows, missed, stale = [], [], []
     try:
         for patch in patches:
             name = patch.stem
@@ -88,7 +88,7 @@ def main():
             applied = run(["git", "-C", str(tree), "apply", str(patch)])
             if applied.returncode != 0:
                 rows.append((name, "patch does not apply", "", ""))
-                missed.append(name)
+                stale.append(name)
                 print(f"{name}: the patch does not apply: {applied.stderr.strip()}", flush=True)
                 continue
             profile = ["--release"] if args.long else []
@@ -115,8 +115,11 @@ def main():
     print("|---|---|---|---|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} |")
-    if missed:
-        sys.exit(f"not found: {', '.join(missed)}")
+    if missed or stale:
+        sys.exit("; ".join(filter(None, (
+            missed and f"not found: {', '.join(missed)}",
+            stale and f"do not apply to this tree (rebase them): {', '.join(stale)}",
+        ))))
 
 
 if __name__ == "__main__":

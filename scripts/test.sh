@@ -26,4 +26,15 @@ export DURABLE_RUNNER_PYTHON
 MOTO_SERVER=$(scripts/moto.sh install)
 export MOTO_SERVER
 
+# The simulation's defect patches (scripts/sim-controls.py puts each back
+# and expects it found) must still apply: a runner change that moves their
+# context fails here, in seconds, instead of as "not found" after the
+# controls' builds.
+for patch in worker-core/tests/simulation/defects/*.patch; do
+  if ! git apply --check "$patch" 2>/dev/null; then
+    echo "[test] $patch no longer applies to this tree: rebase it onto the code it puts a defect back into" >&2
+    exit 1
+  fi
+done
+
 exec scripts/localstack.sh run cargo test --workspace --locked --features sfn-worker/_localstack,sfn-worker/otlp,embedded-worker/localstack "$@"
