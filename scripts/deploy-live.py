@@ -52,6 +52,7 @@ import urllib.request
 from pathlib import Path
 
 import boto3
+import botocore.exceptions
 import yaml
 from botocore.config import Config
 from botocore.validate import ParamValidator
@@ -68,10 +69,11 @@ ACCOUNT = "000000000000"  # LocalStack's
 # activity's queued tasks across runs, and a stopped execution's task stays
 # queued, so a name used twice would hand one run another's tasks.
 RUN = f"{int(time.time()) % 100000}-{os.getpid()}"
+RUNS = iter(range(1, 1000))  # and each of its runs, its own again
 # Each task takes this long (echo's delay_ms; the ECS run's http service):
 # long enough that all of a batch is held at once, and still in hand when a
 # stop lands, on a loaded 2-core machine.
-TASK_SECS = 8
+TASK_SECS = 12
 # What the README promises a stop waits for on top of the drain: an open
 # GetActivityTask returns within 60 s (65 with the network).
 POLL_RETURN_SECS = 65
@@ -83,6 +85,8 @@ default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 [engine]
 runtime = "runc"
 cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "{events}"
 """
 
 
@@ -153,12 +157,16 @@ class Aws:
         return arns
 
     def stop_running(self, machines: dict) -> None:
-        """Executions a failed run or a control left running: stopped, so no
-        later run is handed their tasks."""
-        for machine in machines.values():
-            for page in self.sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING"):
-                for e in page["executions"]:
-                    self.sfn.stop_execution(executionArn=e["executionArn"])
+        """Executions a failed run or a control left running: stopped (a
+        clean-up: it never hides the run's own error)."""
+        try:
+            for machine in machines.values():
+                pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING")
+                for page in pages:
+                    for e in page["executions"]:
+                        self.sfn.stop_execution(executionArn=e["executionArn"])
+        except Exception as e:  # noqa: BLE001 - clean-up only
+            log(f"could not stop leftover executions: {e}")
 
     def statuses(self, arns: list[str]) -> dict[str, str]:
         return {a: self.sfn.describe_execution(executionArn=a)["status"] for a in arns}
@@ -214,26 +222,47 @@ def ready(port: int) -> bool:
         return False
 
 
-def wait_ready(port: int, secs: float, alive) -> None:
+def wait_ready(port: int, secs: float, alive, exited) -> None:
     deadline = time.monotonic() + secs
     while not ready(port):
         if not alive():
-            raise Failed("the worker exited before it was ready")
+            raise Failed(f"the worker exited before it was ready: {exited()}")
         if time.monotonic() > deadline:
             raise Failed(f"/readyz on port {port} not 200 within {secs:.0f} s")
         time.sleep(0.3)
 
 
-def wait_in_flight(port: int, want: int, secs: float) -> None:
-    """Until the worker holds `want` tasks: the stop then lands mid-work."""
-    deadline = time.monotonic() + secs
+def try_metrics(port: int) -> dict[str, float]:
+    try:
+        return metrics(port)
+    except OSError:
+        return {}
+
+
+def wait_in_flight(port: int, want: int, completed_before: float) -> None:
+    """Until the worker holds `want` tasks at once: the stop then lands
+    mid-work. Given up when one of them ends first (it never will then)."""
+    deadline = time.monotonic() + TASK_SECS
     while True:
-        held = metrics(port).get("sfn_worker_tasks_in_flight", 0)
+        seen = try_metrics(port)
+        held = seen.get("sfn_worker_tasks_in_flight", 0)
         if held >= want:
             log(f"{held:.0f} tasks in flight")
             return
-        if time.monotonic() > deadline:
-            raise Failed(f"only {held:.0f} of {want} tasks in flight after {secs:.0f} s")
+        if seen.get("sfn_worker_tasks_completed_total", 0) > completed_before or time.monotonic() > deadline:
+            raise Failed(f"only {held:.0f} of {want} tasks in flight at once (each takes {TASK_SECS} s)")
+        time.sleep(0.2)
+
+
+def wait_completed(port: int, want: int) -> float:
+    """The completed count once it reaches `want` (the worker counts a task
+    once its report is sent and its lease ended, just after the execution
+    shows SUCCEEDED), or what it is 5 s later."""
+    deadline = time.monotonic() + 5
+    while True:
+        done = try_metrics(port).get("sfn_worker_tasks_completed_total", 0)
+        if done >= want or time.monotonic() > deadline:
+            return done
         time.sleep(0.2)
 
 
@@ -250,7 +279,9 @@ def free_port() -> int:
 class Podman:
     def __init__(self, work: Path) -> None:
         conf = work / "containers.conf"
-        conf.write_text(CONTAINERS_CONF)
+        # Events in a file: a container's exit code outlives its removal
+        # there (`kube down` removes it), and no journald runs here.
+        conf.write_text(CONTAINERS_CONF.format(events=work / "events.log"))
         self.env = {**os.environ, "CONTAINERS_CONF": str(conf)}
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 300) -> str:
@@ -266,6 +297,12 @@ class Podman:
 
     def inspect(self, container: str, fmt: str) -> str:
         return self("inspect", "--format", fmt, container)
+
+    def exited(self, container: str) -> str:
+        """How a container that stopped ended: its exit code and last line."""
+        code = self("inspect", "--format", "{{.State.ExitCode}}", container, check=False)
+        lines = self.logs(container).strip().splitlines()
+        return f"exit {code}: {lines[-1] if lines else ''}"
 
     def running(self, container: str) -> bool:
         return self("inspect", "--format", "{{.State.Running}}", container, check=False) == "true"
@@ -291,19 +328,22 @@ class Podman:
             time.sleep(1)
 
     def stop_timed(self, container: str, stop: list[str], grace: int) -> tuple[int, float]:
-        """Run the stop command; return the container's exit code and how long
-        it took to exit (read by `podman wait`, started first: `kube down`
-        removes the container)."""
-        waiter = subprocess.Popen(["podman", "wait", container], env=self.env, stdout=subprocess.PIPE, text=True)
-        time.sleep(0.5)
+        """Run the stop command; return the container's exit code (from its
+        `died` event: `kube down` removes the container) and how long the
+        stop took."""
+        cid = self.inspect(container, "{{.Id}}")
         t0 = time.monotonic()
         self(*stop, timeout=grace + 60)
-        out, _ = waiter.communicate(timeout=grace + 60)
         took = time.monotonic() - t0
-        try:
-            return int(out.strip().splitlines()[-1]), took
-        except (ValueError, IndexError):
-            raise Failed(f"podman wait {container} said {out!r}")
+        deadline = time.monotonic() + 30
+        while True:
+            died = self("events", "--stream=false", "--since", "10m", "--filter", f"container={cid}",
+                        "--filter", "event=died", "--format", "{{.ContainerExitCode}}", check=False)
+            if died:
+                return int(died.splitlines()[-1]), took
+            if time.monotonic() > deadline:
+                raise Failed(f"no exit recorded for {container} 30 s after `podman {' '.join(stop[:2])}`")
+            time.sleep(0.5)
 
 
 # ---- one run: serve, then stop mid-work ----
@@ -315,21 +355,20 @@ def serve_and_stop(aws: Aws, res: dict, pm: Podman, container: str, port: int, h
     health checks as its orchestrator does; `stop(grace)` stops the worker the
     way its orchestrator does; `need` is what the worker says a stop needs
     (shutdown_grace_secs + cancel_grace_secs + 65)."""
-    wait_ready(port, ready_secs, lambda: pm.running(container))
+    wait_ready(port, ready_secs, lambda: pm.running(container), lambda: pm.exited(container))
     log(f"ready on :{port}")
     health()
 
     first = aws.start(res["machines"], 3, "served")
     expect_all_succeeded(aws, aws.wait_done(first, 90), "served (activity and SQS callback)")
-    seen = metrics(port)
-    done = seen.get("sfn_worker_tasks_completed_total", 0)
+    done = wait_completed(port, len(first))
     if done != len(first):
         raise Failed(f"/metrics counts {done:.0f} completed tasks; {len(first)} executions succeeded")
-    log(f"/metrics answered: {done:.0f} tasks completed, ready={seen.get('sfn_worker_ready')}")
+    log(f"/metrics answered: {done:.0f} tasks completed, ready={metrics(port).get('sfn_worker_ready')}")
 
     # Work in hand at the stop (each task takes TASK_SECS).
     held = aws.start(res["machines"], 4, "held")
-    wait_in_flight(port, len(held), 60)
+    wait_in_flight(port, len(held), done)
     log(f"stopping with {len(held)} tasks in hand (grace {grace} s; the worker needs {need} s)")
     code, took = stop(grace)
     log(f"exited {code} after {took:.1f} s")
@@ -402,7 +441,7 @@ def run_pod(aws: Aws, work: Path, sets: list[str] = (), kube_down: bool = False,
     kube down` instead of as Kubernetes stops a pod (a control)."""
     values = yaml.safe_load(VALUES.read_text())
     # The examples' HeartbeatSeconds, 5: the live values beat every 2 s.
-    res = aws.setup(f"sfn-worker-live-pod-{RUN}", heartbeat_secs=5)
+    res = aws.setup(f"sfn-worker-live-pod-{RUN}-{next(RUNS)}", heartbeat_secs=5)
     port = free_port()
     # This run's activity, queue and port, in the live values' bindings.
     (activity,), (queue,) = values["config"]["activity"], values["config"]["queue"]
@@ -528,26 +567,38 @@ def validate_task_definition(task: dict) -> list[str]:
 
 
 def ecs_controls(task: dict) -> None:
-    """Each broken copy must be refused, naming the field."""
+    """Each broken copy must be refused with exactly one error: the one its
+    break should cause (botocore's model for the first three, ECS's
+    documented bounds and the worker's drain for the rest)."""
     broken = []
 
-    def variant(why: str, field: str, edit) -> None:
+    def variant(why: str, expect: str, edit) -> None:
         t = copy.deepcopy(task)
         edit(t, t["containerDefinitions"][0])
-        broken.append((why, field, t))
+        broken.append((why, expect, t))
 
-    variant("a misspelt field", "stopTimeOut", lambda t, c: c.__setitem__("stopTimeOut", c.pop("stopTimeout")))
-    variant("a number where ECS takes a string", "cpu", lambda t, c: t.__setitem__("cpu", 256))
-    variant("an environment entry without its name's key", "environment", lambda t, c: c["environment"][1].pop("name") and c["environment"][1].__setitem__("key", "X"))
-    variant("stopTimeout over ECS's limit", "stopTimeout", lambda t, c: c.__setitem__("stopTimeout", 300))
-    variant("stopTimeout under the drain", "stopTimeout", lambda t, c: c.__setitem__("stopTimeout", 30))
-    variant("a Fargate size that does not exist", "memory", lambda t, c: t.__setitem__("memory", "4096"))
-    variant("a health check interval under 5 s", "interval", lambda t, c: c["healthCheck"].__setitem__("interval", 1))
-    for why, field, t in broken:
+    def rename_env_key(t, c):
+        c["environment"][1]["key"] = c["environment"][1].pop("name")
+
+    variant("a misspelt field", 'Unknown parameter in containerDefinitions[0]: "stopTimeOut"',
+            lambda t, c: c.__setitem__("stopTimeOut", c.pop("stopTimeout")))
+    variant("a number where ECS takes a string", "Invalid type for parameter cpu, value: 256",
+            lambda t, c: t.__setitem__("cpu", 256))
+    variant("an environment entry with `key` for `name`",
+            'Unknown parameter in containerDefinitions[0].environment[1]: "key"', rename_env_key)
+    variant("stopTimeout over ECS's limit", "stopTimeout: 300, ECS allows 2 to 120 s",
+            lambda t, c: c.__setitem__("stopTimeout", 300))
+    variant("stopTimeout under the drain", "stopTimeout: 30 s, under the 115 s",
+            lambda t, c: c.__setitem__("stopTimeout", 30))
+    variant("a Fargate size that does not exist", "cpu 256 / memory 4096: not a Fargate task size",
+            lambda t, c: t.__setitem__("memory", "4096"))
+    variant("a health check interval under 5 s", "healthCheck.interval: 1, ECS allows 5 to 300",
+            lambda t, c: c["healthCheck"].__setitem__("interval", 1))
+    for why, expect, t in broken:
         errors = validate_task_definition(t)
-        if not any(field in e for e in errors):
-            raise Failed(f"control: {why} ({field}) was not refused: {errors}")
-        log(f"control: refused {why}: {errors[0]}")
+        if len(errors) != 1 or expect not in errors[0]:
+            raise Failed(f"control: {why}: expected one error saying {expect!r}, got {errors}")
+        log(f"control: refused {why}: {errors[0][:160]}")
 
 
 class Resizer(http.server.BaseHTTPRequestHandler):
@@ -584,7 +635,7 @@ def run_ecs(aws: Aws, work: Path, broken_command: bool = False) -> None:
         c["command"] = ["run", "--config", "/etc/sfn-worker/config.toml"]
     # The task definition beats activities every 20 s (callbacks not at
     # all): its states would have HeartbeatSeconds 60 (three beats).
-    res = aws.setup(f"sfn-worker-live-ecs-{RUN}", heartbeat_secs=60)
+    res = aws.setup(f"sfn-worker-live-ecs-{RUN}-{next(RUNS)}", heartbeat_secs=60)
 
     # The service behind the http handler, on a free port.
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Resizer)
@@ -614,7 +665,7 @@ def run_ecs(aws: Aws, work: Path, broken_command: bool = False) -> None:
     need = w.get("shutdown_grace_secs", 30) + w.get("cancel_grace_secs", 5) + POLL_RETURN_SECS
 
     pm = Podman(work)
-    container = f"sfn-worker-live-ecs-{RUN}"
+    container = res["activity"].rsplit(":", 1)[-1]
     # As the ECS agent creates the container (awsvpc: the task's own network
     # namespace; here the host's, as no CNI runs).
     args = ["run", "-d", "--name", container, "--network", "host"]
@@ -657,7 +708,7 @@ def run_ecs(aws: Aws, work: Path, broken_command: bool = False) -> None:
             sys.stderr.write(pm.logs(container))
             raise
     finally:
-        pm("rm", "-f", container, check=False)
+        pm("rm", "-f", "-t", "0", container, check=False)
         server.shutdown()
         aws.stop_running(res["machines"])
 
@@ -697,6 +748,7 @@ def main() -> int:
 
     # A CI timeout's SIGTERM still runs the clean-ups (pods, containers).
     def on_term(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-ups
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, on_term)
@@ -712,7 +764,7 @@ def main() -> int:
                     # ready, and its readiness probe says so.
                     expect_caught("config.aws.endpoint_url pointing at nothing",
                                   lambda: run_pod(aws, work, ["config.aws.endpoint_url=http://localhost:9"], ready_secs=20),
-                                  "not 200", "readinessProbe fails")
+                                  "not 200", "readinessProbe fails", "answered 503")
                     # podman's own stop of a played pod: no drain.
                     expect_caught("the pod stopped by podman kube down",
                                   lambda: run_pod(aws, work, kube_down=True), "exit 137", "did not succeed")
@@ -722,9 +774,14 @@ def main() -> int:
                 run_ecs(aws, work)
                 if controls:
                     expect_caught("a command reading a config file the container does not have",
-                                  lambda: run_ecs(aws, work, broken_command=True), "exited before it was ready")
+                                  lambda: run_ecs(aws, work, broken_command=True),
+                                  "exited before it was ready: exit 2", "/etc/sfn-worker/config.toml")
     except Failed as e:
         log(f"FAILED: {e}")
+        return 1
+    except (OSError, subprocess.SubprocessError, botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError) as e:
+        log(f"FAILED: {type(e).__name__}: {e}")
         return 1
     log("passed")
     return 0
