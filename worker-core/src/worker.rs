@@ -181,6 +181,9 @@ pub struct Worker {
     sqs: Option<Arc<dyn SqsApi>>,
     durable: Option<Arc<dyn CompletionTarget>>,
     ledger: Option<Arc<dyn LedgerApi>>,
+    /// The ledger given by [`Worker::with_ledger`] keeps tokio's time (the
+    /// simulation's paused clock), not the wall clock.
+    ledger_on_tokio_clock: bool,
     shutdown: ShutdownHandle,
     health: Health,
     worker_name: String,
@@ -272,6 +275,7 @@ impl Worker {
             sqs: None,
             durable: None,
             ledger: None,
+            ledger_on_tokio_clock: false,
             shutdown: ShutdownHandle::default(),
             health: Health::new(),
             worker_name,
@@ -301,6 +305,7 @@ impl Worker {
     #[cfg(any(test, feature = "test-util"))]
     pub fn with_ledger(mut self, ledger: Arc<dyn LedgerApi>) -> Self {
         self.ledger = Some(ledger);
+        self.ledger_on_tokio_clock = true;
         self
     }
 
@@ -382,7 +387,13 @@ impl Worker {
                     .ledger
                     .clone()
                     .unwrap_or_else(|| crate::config::LedgerConfig::new("(in code)"));
-                Arc::new(crate::ledger::Ledger::new(api, &config, &self.worker_name))
+                let ledger = crate::ledger::Ledger::new(api, &config, &self.worker_name);
+                let ledger = if self.ledger_on_tokio_clock {
+                    ledger.on_tokio_clock()
+                } else {
+                    ledger
+                };
+                Arc::new(ledger)
             }),
         });
         let pollers = TaskTracker::new();

@@ -143,13 +143,14 @@ impl Ledger {
         }
     }
 
-    /// Times from tokio's clock (tests under a paused clock).
-    #[cfg(test)]
-    fn on_tokio_clock(mut self) -> Self {
-        self.clock = Clock::Tokio {
-            epoch_ms: wall_ms(),
-            epoch: Instant::now(),
-        };
+    /// Times from tokio's clock: the same as the wall clock while tokio's
+    /// clock is not paused, and simulated time while it is (the simulation,
+    /// and tests under a paused clock). One epoch for the whole process, so
+    /// that ledgers made at different (simulated) times agree on the time.
+    pub(crate) fn on_tokio_clock(mut self) -> Self {
+        static EPOCH: std::sync::OnceLock<(u64, Instant)> = std::sync::OnceLock::new();
+        let (epoch_ms, epoch) = *EPOCH.get_or_init(|| (wall_ms(), Instant::now()));
+        self.clock = Clock::Tokio { epoch_ms, epoch };
         self
     }
 
