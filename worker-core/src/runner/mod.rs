@@ -499,7 +499,11 @@ async fn claim(binding: &Binding, env: &Env, token: &str, keep: &mut KeepAlive<'
             tracing::info!(
                 "the ledger says this task was settled already; not run, its outcome is sent again"
             );
-            let (outcome, end) = deliver(keep, token, report, Outcome::Duplicate).await;
+            // Counted as what it reports when it lands: the holder's own
+            // report may have been lost, or be about to be refused as
+            // closed because this one landed first (then that task is
+            // counted closed, and this is the task's one counted report).
+            let (outcome, end) = deliver(keep, token, report, Outcome::Succeeded).await;
             // Closed: the first report landed, as expected.
             let outcome = if outcome == Outcome::Cancelled {
                 Outcome::Duplicate
