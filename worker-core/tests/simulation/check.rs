@@ -197,6 +197,13 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
                     attempt: a,
                     ..
                 } => x == exec && a == attempt,
+                // Another worker holds the task's ledger claim: this one
+                // lets it go (a message hidden until that claim would end).
+                Event::ClaimAnswered {
+                    token: tk,
+                    worker: w,
+                    held_elsewhere: true,
+                } => tk == token && w == worker,
                 // The task let its message go (all its receipts at once:
                 // the copies it joined too).
                 Event::ReleaseCall {
@@ -472,9 +479,12 @@ pub fn check(sc: &Scenario, history: &[(Time, Event)], logs: &str, end: Time) ->
                 }
             };
             // SQS handed one of the two a copy of the message (at least
-            // once): two workers may each run it (issue 24's ledger).
+            // once): two workers may each run it, unless the binding claims
+            // its tasks in the ledger, which is there to stop exactly that.
+            let ledger = binding(*exec).ledger;
             let copy = |e: &Event| {
-                matches!(e, Event::Handed { exec: x, attempt: a, worker, handle: Some(h), .. }
+                !ledger
+                    && matches!(e, Event::Handed { exec: x, attempt: a, worker, handle: Some(h), .. }
                     if x == exec && a == attempt && (*worker == w1 || *worker == w2) && h.ends_with("-copy"))
             };
             let excused = history.iter().any(|(t, e)| {

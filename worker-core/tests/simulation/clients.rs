@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sfn_worker_core::aws::ledger::{Claim, ClaimRequest, LedgerApi, Stored, TableShape};
 use sfn_worker_core::aws::{
     ActivityTask, ApiError, ApiErrorKind, BatchEntry, CompletionTarget, EntryResult, Message,
     ReceiveRequest, SfnApi, SqsApi, TargetOperations,
@@ -377,4 +378,63 @@ pub fn clients(world: &Arc<World>, worker: WorkerId) -> (Arc<Client>, Arc<Lambda
         worker,
     };
     (Arc::new(c.clone()), Arc::new(Lambda(c)))
+}
+
+/// A worker's client of the fleet's task ledger: the seed's one table (a
+/// `FakeLedger`, which keeps DynamoDB's conditions), every claim's answer
+/// recorded in the history. A dead worker's calls never return.
+pub struct Ledger(pub Client);
+
+#[async_trait]
+impl LedgerApi for Ledger {
+    async fn claim(&self, request: &ClaimRequest<'_>) -> Result<Claim, ApiError> {
+        self.0.alive().await;
+        let answer = self.0.world.ledger.claim(request).await;
+        if let Ok(claim) = &answer {
+            let held_elsewhere = matches!(claim, Claim::HeldElsewhere { .. });
+            self.0
+                .world
+                .claim_answered(request.key, self.0.worker, held_elsewhere);
+        }
+        answer
+    }
+
+    async fn renew(
+        &self,
+        key: &str,
+        holder: &str,
+        lease_ms: u64,
+        expires_at: u64,
+    ) -> Result<bool, ApiError> {
+        self.0.alive().await;
+        self.0
+            .world
+            .ledger
+            .renew(key, holder, lease_ms, expires_at)
+            .await
+    }
+
+    async fn settle(
+        &self,
+        key: &str,
+        holder: &str,
+        outcome: &Stored,
+        expires_at: u64,
+    ) -> Result<bool, ApiError> {
+        self.0.alive().await;
+        self.0
+            .world
+            .ledger
+            .settle(key, holder, outcome, expires_at)
+            .await
+    }
+
+    async fn release(&self, key: &str, holder: &str) -> Result<(), ApiError> {
+        self.0.alive().await;
+        self.0.world.ledger.release(key, holder).await
+    }
+
+    async fn describe(&self) -> Result<TableShape, ApiError> {
+        self.0.world.ledger.describe().await
+    }
 }

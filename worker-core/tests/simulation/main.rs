@@ -57,6 +57,7 @@ fn config(sc: &Scenario, worker: WorkerId) -> Config {
                 "pollers": b.pollers,
                 "concurrency": b.concurrency,
                 "heartbeat_secs": b.heartbeat_secs.unwrap_or(0),
+                "ledger": b.ledger,
             })),
             Source::Queue { .. } | Source::Durable => {
                 let fifo = if b.source == (Source::Queue { fifo: true }) {
@@ -72,6 +73,7 @@ fn config(sc: &Scenario, worker: WorkerId) -> Config {
                     "receivers": b.pollers,
                     "visibility_timeout_secs": b.visibility_secs,
                     "on_shutdown": if b.on_shutdown_fail { "fail" } else { "release" },
+                    "ledger": b.ledger,
                 });
                 if let Some(hb) = b.heartbeat_secs {
                     q["heartbeat_secs"] = hb.into();
@@ -86,7 +88,7 @@ fn config(sc: &Scenario, worker: WorkerId) -> Config {
             }
         }
     }
-    serde_json::from_value(serde_json::json!({
+    let mut config = serde_json::json!({
         "worker": {
             "shutdown_grace_secs": sc.shutdown_grace_secs,
             "cancel_grace_secs": sc.cancel_grace_secs,
@@ -94,8 +96,12 @@ fn config(sc: &Scenario, worker: WorkerId) -> Config {
         },
         "activity": activities,
         "queue": queues,
-    }))
-    .unwrap()
+    });
+    if sc.bindings.iter().any(|b| b.ledger) {
+        config["ledger"] =
+            serde_json::json!({ "table": "sim", "lease_secs": sc.ledger_lease_secs });
+    }
+    serde_json::from_value(config).unwrap()
 }
 
 struct Running {
@@ -110,7 +116,11 @@ fn start_worker(world: &Arc<World>, worker: WorkerId) -> Running {
     let (client, lambda) = clients::clients(world, worker);
     let w = Worker::new(plan, client.clone())
         .with_sqs(client)
-        .with_durable_callbacks(lambda);
+        .with_durable_callbacks(lambda)
+        .with_ledger(Arc::new(clients::Ledger(clients::Client {
+            world: world.clone(),
+            worker,
+        })));
     world.worker_event(Event::Started { worker });
     let shutdown = w.shutdown_handle();
     let world = world.clone();

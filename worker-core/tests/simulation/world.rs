@@ -29,6 +29,7 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use sfn_worker_core::aws::fake::FakeLedger;
 use sfn_worker_core::aws::{ApiError, ApiErrorKind};
 
 use crate::scenario::{Scenario, Source};
@@ -46,6 +47,15 @@ pub enum Event {
         exec: usize,
         attempt: u32,
         token: String,
+    },
+    /// The task ledger answered a worker's claim of `token`'s task:
+    /// `held_elsewhere`, another worker holds it (a message is then hidden
+    /// until that claim would end, an activity task left to its holder: the
+    /// worker lets it go).
+    ClaimAnswered {
+        token: String,
+        worker: WorkerId,
+        held_elsewhere: bool,
     },
     /// A worker got the task: a poll's answer, or a received message.
     Handed {
@@ -245,6 +255,8 @@ pub struct World {
     pub scenario: Arc<Scenario>,
     /// Woken when a worker is killed.
     pub killed: Notify,
+    /// The fleet's task ledger, one table for every worker of the seed.
+    pub ledger: Arc<FakeLedger>,
 }
 
 pub const MAX_TOKEN_CHARS: usize = 2048;
@@ -285,6 +297,7 @@ impl World {
             t0: Instant::now(),
             scenario,
             killed: Notify::new(),
+            ledger: Arc::new(FakeLedger::new()),
         })
     }
 
@@ -963,6 +976,32 @@ impl World {
     pub fn run_ended(&self, run: usize, how: RunEnd) {
         let mut s = self.lock();
         self.record(&mut s, Event::RunEnd { run, how });
+    }
+
+    /// Records the ledger's answer to a claim of the task keyed `key` (the
+    /// ledger sees only the hash of a token: found by hashing each token
+    /// handed out so far).
+    pub fn claim_answered(&self, key: &str, worker: WorkerId, held_elsewhere: bool) {
+        use sha2::{Digest, Sha256};
+        let mut s = self.lock();
+        let token = s.history.iter().find_map(|(_, e)| match e {
+            Event::Scheduled { token, .. } => {
+                let digest = Sha256::digest(token.as_bytes());
+                let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+                (hex == key).then(|| token.clone())
+            }
+            _ => None,
+        });
+        if let Some(token) = token {
+            self.record(
+                &mut s,
+                Event::ClaimAnswered {
+                    token,
+                    worker,
+                    held_elsewhere,
+                },
+            );
+        }
     }
 
     pub fn worker_event(&self, e: Event) {
